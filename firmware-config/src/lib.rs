@@ -1,0 +1,418 @@
+//! The device's typed configuration.
+//!
+//! Loading is staged in types: the TOML text is parsed with spans, checked against the
+//! JSON Schema of [`ConfigFile`] (every structural problem at once, with file, line and
+//! column), deserialised into [`ConfigFile`], then checked semantically (referenced files
+//! exist, cross-field rules) and resolved into a [`DeviceConfig`] with absolute paths.
+//!
+//! Architecture invariant: this crate does no I/O beyond reading the config file and
+//! checking that the files it names exist. It knows nothing about models, audio or the
+//! catalog; other crates read the sections they own from [`DeviceConfig`].
+
+mod schema;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use schema::*;
+
+/// The committed copy of the JSON Schema; a test keeps it equal to [`json_schema`].
+pub const COMMITTED_SCHEMA: &str = include_str!("../schema/aisle-config.schema.json");
+
+/// One problem in a config file, printed as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {} problem(s):\n{}", diagnostics.len(), render(diagnostics))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("no data directory: set --data-dir, AISLE_DATA_DIR, paths.data_dir or HOME")]
+    NoDataDir,
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A validated configuration with every path resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConfig {
+    /// The effective settings (defaults overlaid with the file).
+    pub file: ConfigFile,
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub model_dir: PathBuf,
+}
+
+impl DeviceConfig {
+    /// The effective configuration as TOML (what `aisle config show` prints).
+    pub fn to_toml(&self) -> String {
+        let mut file = self.file.clone();
+        file.paths.data_dir = Some(self.data_dir.clone());
+        file.paths.model_dir = Some(self.model_dir.clone());
+        // Serialising plain data structs with string keys cannot fail.
+        toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Where the data directory is when nothing says otherwise.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("aisle"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/aisle"))
+}
+
+/// What the command line says, which wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The JSON Schema of the config file.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(ConfigFile);
+    schema.as_value().clone()
+}
+
+/// The JSON Schema as pretty text with a trailing newline (the committed copy's format).
+pub fn json_schema_text() -> String {
+    let mut s = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Loads the config from `path` (or the embedded defaults when `None`).
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<DeviceConfig, ConfigError> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let base = p.parent().unwrap_or(Path::new("."));
+            load_str(&text, p, base, overrides)
+        }
+        None => resolve(ConfigFile::default(), None, overrides),
+    }
+}
+
+/// Loads config text; `name` is how diagnostics name it, relative paths in it are
+/// resolved against `base_dir`.
+pub fn load_str(
+    text: &str,
+    name: &Path,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> Result<DeviceConfig, ConfigError> {
+    let file = check_str(text, name, base_dir).map_err(|diagnostics| ConfigError::Invalid {
+        path: name.to_path_buf(),
+        diagnostics,
+    })?;
+    resolve(file, Some(name.to_path_buf()), overrides)
+}
+
+fn resolve(
+    file: ConfigFile,
+    source: Option<PathBuf>,
+    overrides: &Overrides,
+) -> Result<DeviceConfig, ConfigError> {
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .or_else(|| file.paths.data_dir.clone())
+        .or_else(default_data_dir)
+        .ok_or(ConfigError::NoDataDir)?;
+    let data_dir = absolute(&data_dir);
+    let model_dir = file
+        .paths
+        .model_dir
+        .clone()
+        .map(|m| absolute(&m))
+        .unwrap_or_else(|| data_dir.join("models"));
+    Ok(DeviceConfig {
+        file,
+        source,
+        data_dir,
+        model_dir,
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Checks config text, reporting every problem at once. Relative paths in the file are
+/// resolved against `base_dir` (the file's folder) and returned absolute.
+pub fn check_str(text: &str, file: &Path, base_dir: &Path) -> Result<ConfigFile, Vec<Diagnostic>> {
+    let locate = |span: Option<std::ops::Range<usize>>, message: String| {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let doc = match toml_edit::Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let message = e.message().trim().to_string();
+            return Err(vec![locate(
+                e.span(),
+                format!("TOML syntax error: {message}"),
+            )]);
+        }
+    };
+    let schema = json_schema();
+    let mut walker = validate::Walker::new(&schema);
+    walker.check_root(doc.as_table());
+    if !walker.problems.is_empty() {
+        return Err(walker
+            .problems
+            .into_iter()
+            .map(|p| locate(p.span, p.message))
+            .collect());
+    }
+    let mut config: ConfigFile = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => return Err(vec![locate(e.span(), e.message().to_string())]),
+    };
+    make_paths_absolute(&mut config, base_dir);
+    let problems = semantic_problems(&config);
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|(path, message)| locate(validate::span_of(doc.as_table(), path), message))
+            .collect());
+    }
+    Ok(config)
+}
+
+fn make_paths_absolute(c: &mut ConfigFile, base: &Path) {
+    let fix = |p: &mut Option<PathBuf>| {
+        if let Some(path) = p
+            && path.is_relative()
+        {
+            *path = absolute(&base.join(&*path));
+        }
+    };
+    fix(&mut c.paths.data_dir);
+    fix(&mut c.paths.model_dir);
+    fix(&mut c.paths.catalog);
+    fix(&mut c.camera.path);
+    fix(&mut c.audio.input.path);
+    fix(&mut c.sync.trust_root);
+}
+
+/// Rules that span fields or touch the file system: `(dotted path to blame, message)`.
+fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let must_exist = |out: &mut Vec<(&'static str, String)>,
+                      key: &'static str,
+                      p: &Option<PathBuf>,
+                      what: &str| {
+        if let Some(p) = p {
+            let ok = match what {
+                "folder" => p.is_dir(),
+                _ => p.is_file(),
+            };
+            if !ok {
+                out.push((
+                    key,
+                    format!(
+                        "`{key}` names a {what} that does not exist: {}",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+    };
+    must_exist(&mut out, "paths.catalog", &c.paths.catalog, "file");
+    match c.camera.source {
+        CameraSource::Image | CameraSource::Folder => {
+            let what = if c.camera.source == CameraSource::Image {
+                "file"
+            } else {
+                "folder"
+            };
+            if c.camera.path.is_none() {
+                out.push((
+                    "camera.source",
+                    format!(
+                        "`camera.source` is \"{}\" but `camera.path` is not set",
+                        source_name(c.camera.source)
+                    ),
+                ));
+            }
+            must_exist(&mut out, "camera.path", &c.camera.path, what);
+        }
+        CameraSource::Device | CameraSource::None => {
+            must_exist(&mut out, "camera.path", &c.camera.path, "file");
+        }
+    }
+    if c.audio.input.source == AudioSource::Wav && c.audio.input.path.is_none() {
+        out.push((
+            "audio.input.source",
+            "`audio.input.source` is \"wav\" but `audio.input.path` is not set".into(),
+        ));
+    }
+    must_exist(&mut out, "audio.input.path", &c.audio.input.path, "file");
+    match c.service.bind.parse::<SocketAddr>() {
+        Err(_) => out.push(("service.bind", format!("`service.bind` must be IP:PORT, e.g. 127.0.0.1:8480, found \"{}\"", c.service.bind))),
+        Ok(addr) if !addr.ip().is_loopback() && !c.service.allow_non_loopback => out.push((
+            "service.bind",
+            format!("`service.bind` {addr} is not a loopback address; set `service.allow_non_loopback = true` to expose the API to the network"),
+        )),
+        Ok(_) => {}
+    }
+    if c.sync.enabled {
+        match &c.sync.endpoint {
+            None => out.push((
+                "sync.enabled",
+                "`sync.enabled` is true but `sync.endpoint` is not set".into(),
+            )),
+            Some(e)
+                if !(e.starts_with("https://")
+                    || e.starts_with("s3://")
+                    || e.starts_with("http://127.")
+                    || e.starts_with("http://localhost")) =>
+            {
+                out.push((
+                    "sync.endpoint",
+                    format!("`sync.endpoint` must be an https:// or s3:// URL, found \"{e}\""),
+                ))
+            }
+            Some(_) => {}
+        }
+        if c.sync.trust_root.is_none() {
+            out.push((
+                "sync.enabled",
+                "`sync.enabled` is true but `sync.trust_root` is not set".into(),
+            ));
+        }
+    }
+    must_exist(&mut out, "sync.trust_root", &c.sync.trust_root, "file");
+    if c.sync.jitter_s > c.sync.interval_s {
+        out.push((
+            "sync.jitter_s",
+            format!(
+                "`sync.jitter_s` ({}) must not exceed `sync.interval_s` ({})",
+                c.sync.jitter_s, c.sync.interval_s
+            ),
+        ));
+    }
+    for (key, value) in [
+        ("device.name", &c.device.name),
+        ("models.asr", &c.models.asr),
+        ("models.vad", &c.models.vad),
+        ("models.llm", &c.models.llm),
+        ("models.text_embedding", &c.models.text_embedding),
+        ("models.image_embedding", &c.models.image_embedding),
+        ("models.ocr_detection", &c.models.ocr_detection),
+        ("models.ocr_recognition", &c.models.ocr_recognition),
+    ] {
+        if value.trim().is_empty() {
+            out.push((key, format!("`{key}` must not be empty")));
+        }
+    }
+    if c.device.currency.len() != 3 || !c.device.currency.chars().all(|ch| ch.is_ascii_uppercase())
+    {
+        out.push(("device.currency", format!("`device.currency` must be a three-letter ISO 4217 code such as \"USD\", found \"{}\"", c.device.currency)));
+    }
+    out
+}
+
+fn source_name(s: CameraSource) -> &'static str {
+    match s {
+        CameraSource::Device => "device",
+        CameraSource::Image => "image",
+        CameraSource::Folder => "folder",
+        CameraSource::None => "none",
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text
+        .get(line_start..offset)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diags(text: &str) -> Vec<String> {
+        match check_str(text, Path::new("t.toml"), Path::new("/nonexistent-base")) {
+            Ok(_) => vec![],
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncdé f", 0), (1, 1));
+        assert_eq!(line_col("ab\ncdé f", 3), (2, 1));
+        assert_eq!(line_col("ab\ncdé f", 8), (2, 5));
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = check_str("", Path::new("t.toml"), Path::new("/")).expect("valid");
+        assert_eq!(c, ConfigFile::default());
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        assert_eq!(
+            diags("[device\nname = 1"),
+            vec!["t.toml:1:8: TOML syntax error: invalid table header\nexpected `.`, `]`"]
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! The configuration file's types: the wire format of `aisle.toml`.
+//!
+//! Every section has a default, so an empty file is a valid configuration and a
+//! file only states what differs. The JSON Schema (`aisle config schema`) is derived
+//! from these types; `schema/aisle-config.schema.json` is the committed copy.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole `aisle.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// What kind of device this is.
+    pub device: Device,
+    /// Where data and models live.
+    pub paths: Paths,
+    /// The camera the shopper shows products to.
+    pub camera: Camera,
+    /// Microphone and speaker.
+    pub audio: Audio,
+    /// Which model from the store serves each task.
+    pub models: ModelChoice,
+    /// Decision thresholds.
+    pub thresholds: Thresholds,
+    /// The conversation with the shopper.
+    pub dialogue: Dialogue,
+    /// What may be kept, and for how long.
+    pub privacy: Privacy,
+    /// The local HTTP/WebSocket service.
+    pub service: Service,
+    /// Signed model and catalog sync (not active yet).
+    pub sync: Sync,
+}
+
+/// Device form factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// A fixed kiosk with a camera, microphone and touch screen.
+    #[default]
+    Kiosk,
+    /// A hand-held tablet that draws AR overlays on its camera view.
+    ArTablet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Device {
+    /// `kiosk` or `ar-tablet`.
+    pub profile: Profile,
+    /// A name for this device, shown in logs and to the fleet.
+    pub name: String,
+    /// BCP 47 locale of the store, e.g. `en-US`.
+    pub locale: String,
+    /// ISO 4217 currency code used for prices.
+    pub currency: String,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Kiosk,
+            name: "aisle-kiosk".into(),
+            locale: "en-US".into(),
+            currency: "USD".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Paths {
+    /// Data directory (models, catalog, caches). Default: `$AISLE_DATA_DIR`, else
+    /// `$XDG_DATA_HOME/aisle`, else `~/.local/share/aisle`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Model store directory. Default: `<data_dir>/models`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+    /// Store catalog to import at start (CSV or JSON Lines). Default: the bundled demo store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// Where camera frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CameraSource {
+    /// A V4L2 camera device.
+    #[default]
+    Device,
+    /// One still image, re-used as every frame.
+    Image,
+    /// A folder of frames, played in name order.
+    Folder,
+    /// No camera.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Camera {
+    /// `device`, `image`, `folder` or `none`.
+    pub source: CameraSource,
+    /// Camera device when `source = "device"`.
+    pub device: String,
+    /// Image file (`source = "image"`) or folder of frames (`source = "folder"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Capture width in pixels.
+    #[schemars(range(min = 64, max = 7680))]
+    pub width: u32,
+    /// Capture height in pixels.
+    #[schemars(range(min = 64, max = 4320))]
+    pub height: u32,
+    /// Frames per second.
+    #[schemars(range(min = 1, max = 120))]
+    pub fps: u32,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Self {
+            source: CameraSource::Device,
+            device: "/dev/video0".into(),
+            path: None,
+            width: 1280,
+            height: 720,
+            fps: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Audio {
+    /// Microphone or a WAV file.
+    pub input: AudioInput,
+    /// Speaker for spoken answers.
+    pub output: AudioOutput,
+}
+
+/// Where the shopper's voice comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AudioSource {
+    /// A cpal input device.
+    #[default]
+    Microphone,
+    /// A WAV file (tests, demos).
+    Wav,
+    /// No audio input.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioInput {
+    /// `microphone`, `wav` or `none`.
+    pub source: AudioSource,
+    /// cpal input device name; `default` picks the host's default device.
+    pub device: String,
+    /// WAV file when `source = "wav"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AudioInput {
+    fn default() -> Self {
+        Self {
+            source: AudioSource::Microphone,
+            device: "default".into(),
+            path: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioOutput {
+    /// Speak answers aloud.
+    pub enabled: bool,
+    /// cpal output device name; `default` picks the host's default device.
+    pub device: String,
+    /// Output volume, 0 to 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub volume: f64,
+}
+
+impl Default for AudioOutput {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            device: "default".into(),
+            volume: 0.8,
+        }
+    }
+}
+
+/// Model names refer to entries in the model store (`aisle models list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelChoice {
+    /// Speech recognition.
+    pub asr: String,
+    /// Voice activity detection.
+    pub vad: String,
+    /// On-device LLM for the dialogue fallback.
+    pub llm: String,
+    /// Sentence embeddings for product search.
+    pub text_embedding: String,
+    /// Image embeddings for product recognition.
+    pub image_embedding: String,
+    /// Text detection on labels and price tags.
+    pub ocr_detection: String,
+    /// Text recognition on labels and price tags.
+    pub ocr_recognition: String,
+}
+
+impl Default for ModelChoice {
+    fn default() -> Self {
+        Self {
+            asr: "whisper-tiny-en-ggml".into(),
+            vad: "silero-vad".into(),
+            llm: "smollm2-135m-instruct".into(),
+            text_embedding: "all-minilm-l6-v2".into(),
+            image_embedding: "efficientnet-lite0-onnx".into(),
+            ocr_detection: "ppocr-v4-det".into(),
+            ocr_recognition: "ppocr-v4-rec".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Speech probability above which a frame counts as voiced.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub vad: f64,
+    /// Shortest speech segment kept, in milliseconds.
+    #[schemars(range(min = 0, max = 10000))]
+    pub vad_min_speech_ms: u32,
+    /// Silence that ends an utterance, in milliseconds.
+    #[schemars(range(min = 0, max = 10000))]
+    pub vad_min_silence_ms: u32,
+    /// Audio kept before the detected start of speech, in milliseconds.
+    #[schemars(range(min = 0, max = 2000))]
+    pub vad_pre_roll_ms: u32,
+    /// Calibrated confidence below which a scan answers "unknown product".
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub match_confidence: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            vad: 0.5,
+            vad_min_speech_ms: 250,
+            vad_min_silence_ms: 500,
+            vad_pre_roll_ms: 200,
+            match_confidence: 0.6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dialogue {
+    /// Language the assistant speaks (BCP 47).
+    pub language: String,
+    /// Ask the on-device LLM when the intent grammar does not match.
+    pub llm_fallback: bool,
+    /// Longest LLM answer, in tokens.
+    #[schemars(range(min = 1, max = 2048))]
+    pub max_answer_tokens: u32,
+    /// Turns of history kept in a conversation.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_history_turns: u32,
+    /// Idle time after which a conversation is forgotten, in seconds.
+    #[schemars(range(min = 5, max = 86400))]
+    pub session_timeout_s: u32,
+}
+
+impl Default for Dialogue {
+    fn default() -> Self {
+        Self {
+            language: "en".into(),
+            llm_fallback: true,
+            max_answer_tokens: 96,
+            max_history_turns: 20,
+            session_timeout_s: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Privacy {
+    /// Write raw microphone audio to disk (debugging only).
+    pub persist_audio: bool,
+    /// Write raw camera frames to disk (debugging only).
+    pub persist_images: bool,
+    /// How long transcripts are kept after a session ends, in seconds (0: not kept).
+    #[schemars(range(min = 0, max = 2592000))]
+    pub transcript_retention_s: u32,
+    /// Replace transcripts in logs with their length.
+    pub redact_transcripts_in_logs: bool,
+    /// Show a consent prompt before the microphone or camera is used.
+    pub consent_prompt: bool,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            persist_audio: false,
+            persist_images: false,
+            transcript_retention_s: 0,
+            redact_transcripts_in_logs: true,
+            consent_prompt: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Service {
+    /// Address the HTTP/WebSocket API listens on, `IP:PORT`.
+    pub bind: String,
+    /// Allow `bind` to be a non-loopback address (exposes the API to the network).
+    pub allow_non_loopback: bool,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8480".into(),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sync {
+    /// Periodically fetch signed model and catalog releases.
+    pub enabled: bool,
+    /// Release repository URL (`https://` or `s3://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Time between sync attempts, in seconds.
+    #[schemars(range(min = 60, max = 604800))]
+    pub interval_s: u32,
+    /// Random delay added to each attempt, in seconds, so a fleet does not sync at once.
+    #[schemars(range(min = 0, max = 86400))]
+    pub jitter_s: u32,
+    /// Trusted root metadata (TUF `root.json`) that releases must chain to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<PathBuf>,
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            interval_s: 3600,
+            jitter_s: 300,
+            trust_root: None,
+        }
+    }
+}
