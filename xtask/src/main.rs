@@ -1,1 +1,145 @@
-fn main() {}
+//! `cargo xtask demo` and `cargo xtask test`: the two commands a new engineer runs.
+//!
+//! Both are idempotent and do all set-up on a fresh Debian machine: install missing
+//! system packages with apt, build, fetch and verify the model files (cached: a second
+//! run downloads nothing), then run the demo or the whole test suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// (probe command, Debian package that provides it).
+const SYSTEM_DEPS: &[(&[&str], &str)] = &[
+    (&["python3", "--version"], "python3"),
+    (&["python3", "-m", "pip", "--version"], "python3-pip"),
+    (&["python3", "-m", "venv", "--help"], "python3-venv"),
+    (&["dpkg-deb", "--version"], "dpkg"),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("setup") => setup(false).map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <demo [ARGS...] | test | setup>");
+            eprintln!("  demo   install what is missing, fetch models, run `aisle demo`");
+            eprintln!("  test   install what is missing, fetch models, fmt + clippy + all tests");
+            eprintln!("  setup  install system packages and fetch models only");
+            bail!("unknown or missing xtask command")
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn probe(cmd: &[&str]) -> bool {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn install_system_packages() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_DEPS
+        .iter()
+        .filter(|(p, _)| !probe(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing system packages: {}", missing.join(" "));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(&mut apt(&["update", "-qq"]))?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing.iter());
+    run(&mut apt(&args))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs system packages, builds `aisle` and fetches the models; returns the binary.
+fn setup(release: bool) -> Result<PathBuf> {
+    install_system_packages()?;
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-p", "aisle-runtime", "--bin", "aisle"]);
+    if release {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let bin = target
+        .join(if release { "release" } else { "debug" })
+        .join("aisle");
+    run(Command::new(&bin).args(["models", "fetch"]))?;
+    Ok(bin)
+}
+
+fn demo(extra: &[String]) -> Result<()> {
+    let bin = setup(true)?;
+    run(Command::new(&bin).arg("demo").args(extra))
+}
+
+fn test() -> Result<()> {
+    install_system_packages()?;
+    run(Command::new(env!("CARGO")).args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new(env!("CARGO")).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let bin = setup(false)?;
+    run(Command::new(&bin).args(["models", "verify"]))?;
+    run(Command::new(env!("CARGO")).args(["test", "--workspace"]))
+}
