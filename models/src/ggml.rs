@@ -85,6 +85,8 @@ pub struct WhisperGgmlFile {
     pub n_fft: usize,
     pub n_tokens: usize,
     pub tensors: Vec<TensorInfo>,
+    /// Byte offset of each tensor's data in the file, parallel to `tensors`.
+    pub offsets: Vec<usize>,
 }
 
 pub fn read_whisper_ggml(path: &Path) -> Result<WhisperGgmlFile> {
@@ -132,6 +134,7 @@ pub fn parse_whisper_ggml(bytes: &[u8]) -> Result<WhisperGgmlFile, String> {
         c.take(len)?;
     }
     let mut tensors = Vec::new();
+    let mut offsets = Vec::new();
     while c.remaining() > 0 {
         let n_dims = c.i32()?;
         let name_len = c.i32()?;
@@ -156,6 +159,7 @@ pub fn parse_whisper_ggml(bytes: &[u8]) -> Result<WhisperGgmlFile, String> {
             .iter()
             .try_fold(ty.size(), |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| format!("tensor `{name}`: size overflows"))?;
+        offsets.push(c.pos());
         c.take(nbytes)
             .map_err(|e| format!("tensor `{name}`: {e}"))?;
         tensors.push(TensorInfo { name, dims, ty });
@@ -166,6 +170,7 @@ pub fn parse_whisper_ggml(bytes: &[u8]) -> Result<WhisperGgmlFile, String> {
         n_fft,
         n_tokens,
         tensors,
+        offsets,
     })
 }
 
@@ -362,11 +367,11 @@ mod tests {
             n_audio_ctx: 2,
             n_audio_state: 2,
             n_audio_head: 1,
-            n_audio_layer: 0,
+            n_audio_layer: 1,
             n_text_ctx: 2,
             n_text_state: 2,
             n_text_head: 1,
-            n_text_layer: 0,
+            n_text_layer: 1,
             n_mels: 1,
             ftype: 1,
         };
