@@ -1,1 +1,305 @@
+//! The `aisle` binary end to end: exit codes, messages, JSON output.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aisle_models::Store;
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("AISLE_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(aisle_firmware_config::default_data_dir)
+        .expect("no data directory: set AISLE_DATA_DIR or HOME")
+}
+
+/// Runs `aisle` with a clean environment for the variables it reads.
+fn aisle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aisle"))
+        .args(args)
+        .env_remove("AISLE_CONFIG")
+        .env_remove("AISLE_DATA_DIR")
+        .env_remove("AISLE_LOG")
+        .output()
+        .expect("run aisle")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn real_data_dir_arg() -> String {
+    data_dir().to_string_lossy().into_owned()
+}
+
+#[test]
+fn config_check_reports_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kiosk.toml");
+    std::fs::write(
+        &file,
+        "[device]\nprofile = \"kisok\"\n\n[camera]\nfps = \"thirty\"\n\n[thresholds]\nmatch_confidnce = 0.7\n",
+    )
+    .expect("write");
+    let out = aisle(&["config", "check", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let f = file.display();
+    for line in [
+        format!("{f}:2:11: `device.profile` must be one of"),
+        format!("{f}:5:7: `camera.fps` must be an integer, found a string"),
+        format!(
+            "{f}:8:1: unknown key `match_confidnce` in `[thresholds]`; did you mean `match_confidence`?"
+        ),
+    ] {
+        assert!(err.contains(&line), "missing `{line}` in:\n{err}");
+    }
+    assert!(err.contains("3 problem(s)"), "{err}");
+
+    let out = aisle(&["config", "check", file.to_str().expect("utf-8"), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["problems"][1]["line"], 5);
+
+    std::fs::write(&file, "[device]\nprofile = \"ar-tablet\"\n").expect("write");
+    let out = aisle(&["config", "check", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_config_paths_fail_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.toml");
+    let out = aisle(&[
+        "--config",
+        missing.to_str().expect("utf-8"),
+        "config",
+        "show",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nope.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[service]\nbind = \"0.0.0.0:80\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_aisle"))
+        .args(["config", "show"])
+        .env("AISLE_CONFIG", &bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("bad.toml:2:8: `service.bind`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn config_show_honours_data_dir_and_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("store-b.toml");
+    std::fs::write(&cfg, "[device]\nname = \"store-b\"\n").expect("write");
+    let data = dir.path().join("data-b");
+    let out = aisle(&[
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "config",
+        "show",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["device"]["name"], "store-b");
+    assert_eq!(v["paths"]["data_dir"], data.to_str().expect("utf-8"));
+    assert_eq!(
+        v["paths"]["model_dir"],
+        data.join("models").to_str().expect("utf-8")
+    );
+    assert_eq!(v["service"]["bind"], "127.0.0.1:8480");
+
+    let out = aisle(&[
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "config",
+        "show",
+    ]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("[device]") && shown.contains("profile = \"kiosk\""),
+        "{shown}"
+    );
+}
+
+#[test]
+fn config_schema_is_the_committed_copy() {
+    let out = aisle(&["config", "schema"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), aisle_firmware_config::COMMITTED_SCHEMA);
+}
+
+#[test]
+fn models_list_shows_every_default_model_verified() {
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "models",
+        "list",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let catalog = aisle_models::Catalog::default_set().expect("catalog");
+    for name in catalog.names() {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed"));
+        assert_eq!(row["state"], "verified", "{row}");
+        assert!(
+            row["size"].as_u64().unwrap_or(0) > 0
+                && row["license"].as_str().is_some_and(|l| !l.is_empty()),
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn second_fetch_downloads_nothing() {
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "models",
+        "fetch",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        rows.len(),
+        aisle_models::Catalog::default_set()
+            .expect("catalog")
+            .entries
+            .len()
+    );
+    for r in &rows {
+        assert_eq!(r["outcome"], "up-to-date", "{r}");
+    }
+}
+
+/// Copies two small real models into a fresh store under `data/models`.
+fn small_data_dir(data: &Path) {
+    let real = Store::open(&data_dir().join("models")).expect("real store");
+    let store = Store::open(&data.join("models")).expect("store");
+    for name in ["imagenet-labels", "silero-vad"] {
+        let artifact = real
+            .verify(name, &mut |_| {})
+            .expect("installed (run `cargo xtask test`)");
+        for f in &artifact.manifest.files {
+            store
+                .add_file(
+                    artifact.path(&f.name).expect("file"),
+                    Some((&f.sha256, f.size)),
+                    &mut |_| {},
+                )
+                .expect("copy");
+        }
+        store.write_manifest(&artifact.manifest).expect("manifest");
+    }
+}
+
+#[test]
+fn verify_fails_naming_a_flipped_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    small_data_dir(&data);
+    let d = data.to_str().expect("utf-8");
+    let out = aisle(&[
+        "--data-dir",
+        d,
+        "models",
+        "verify",
+        "imagenet-labels",
+        "silero-vad",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let blob = data.join(
+        "models/blobs/sha256/7776b81ad1b0350c15d7f1555943b9232eb53e9ca5d989c6d0cea9ebc8664d87",
+    );
+    let mut perms = std::fs::metadata(&blob).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blob, perms).expect("chmod");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    bytes[4242] ^= 0x80;
+    std::fs::write(&blob, bytes).expect("write");
+
+    let out = aisle(&[
+        "--data-dir",
+        d,
+        "models",
+        "verify",
+        "imagenet-labels",
+        "silero-vad",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok       imagenet-labels"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "DAMAGED  silero-vad: {}: checksum mismatch: expected sha256 7776b81a",
+            blob.display()
+        )),
+        "{stdout}"
+    );
+    // Verifying everything also reports the default models that are not installed.
+    let out = aisle(&["--data-dir", d, "models", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    let states: Vec<&str> = v["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["state"].as_str())
+        .collect();
+    assert!(
+        states.contains(&"not-installed") && states.contains(&"damaged"),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn demo_shows_config_and_verified_store() {
+    let out = aisle(&["--data-dir", &real_data_dir_arg(), "demo", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["device"]["name"], "demo-kiosk");
+    let models = v["models"].as_array().expect("models");
+    assert!(
+        !models.is_empty() && models.iter().all(|m| m["state"] == "verified"),
+        "{models:?}"
+    );
+
+    // An empty data dir: the demo says what to do and fails.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = aisle(&["--data-dir", dir.path().to_str().expect("utf-8"), "demo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("aisle models fetch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
