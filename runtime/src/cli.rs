@@ -79,7 +79,7 @@ pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Config(ConfigCmd::Schema) => {
-            print!("{}", config::json_schema_text());
+            out!("{}", config::json_schema_text());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCmd::Check { file }) => check_config(file, cli.json),
@@ -89,14 +89,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let mut file = cfg.file.clone();
                 file.paths.data_dir = Some(cfg.data_dir.clone());
                 file.paths.model_dir = Some(cfg.model_dir.clone());
-                println!("{}", serde_json::to_string_pretty(&file)?);
+                outln!("{}", serde_json::to_string_pretty(&file)?);
             } else {
                 if let Some(src) = &cfg.source {
-                    println!("# from {}", src.display());
+                    outln!("# from {}", src.display());
                 } else {
-                    println!("# built-in defaults");
+                    outln!("# built-in defaults");
                 }
-                print!("{}", cfg.to_toml());
+                out!("{}", cfg.to_toml());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -123,14 +123,14 @@ fn check_config(file: &Path, json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({ "ok": diags.is_empty(), "problems": items })
             )?
         );
     } else if diags.is_empty() {
-        println!("{}: ok", file.display());
+        outln!("{}: ok", file.display());
     } else {
         for d in &diags {
             eprintln!("{d}");
@@ -165,7 +165,7 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         .iter()
         .all(|s| s.state == models_cmd::State::Verified);
     if cli.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "device": cfg.file.device,
@@ -176,24 +176,24 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
             }))?
         );
     } else {
-        println!(
+        outln!(
             "aisle demo: {} ({:?}), data in {}",
             cfg.file.device.name,
             cfg.file.device.profile,
             cfg.data_dir.display()
         );
-        println!();
-        println!("Effective configuration:");
+        outln!();
+        outln!("Effective configuration:");
         for line in cfg.to_toml().lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
-        println!();
-        println!("Model store ({}):", cfg.model_dir.display());
-        models_cmd::print_table(&status);
-        println!();
-        println!("Capabilities:");
+        outln!();
+        outln!("Model store ({}):", cfg.model_dir.display());
+        models_cmd::print_table(&status)?;
+        outln!();
+        outln!("Capabilities:");
         for (name, state) in capabilities() {
-            println!("  {name:<12} {state}");
+            outln!("  {name:<12} {state}");
         }
     }
     if !ok {

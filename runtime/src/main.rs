@@ -1,6 +1,23 @@
 //! The `aisle` binary: the edge where raw arguments become a validated configuration,
 //! library errors become messages and exit codes, and progress is drawn.
 
+/// `println!` that returns an error instead of panicking when stdout is closed
+/// (`aisle models list | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
+/// `print!` counterpart of [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*)?
+    }};
+}
+
 mod cli;
 mod models_cmd;
 mod progress;
@@ -14,6 +31,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match cli::run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -34,4 +52,12 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// The reader of our output went away (`| head`): not our failure, stop quietly.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -106,10 +106,16 @@ fn status_of(cfg: &DeviceConfig, only: &[String]) -> Result<Vec<ModelStatus>> {
     Ok(out)
 }
 
-pub fn print_table(rows: &[ModelStatus]) {
-    println!(
+pub fn print_table(rows: &[ModelStatus]) -> std::io::Result<()> {
+    outln!(
         "  {:<24} {:<26} {:<26} {:<15} {:>10}  {:<13} {}",
-        "NAME", "VERSION", "TASK", "FORMAT", "SIZE", "LICENSE", "STATE"
+        "NAME",
+        "VERSION",
+        "TASK",
+        "FORMAT",
+        "SIZE",
+        "LICENSE",
+        "STATE"
     );
     for r in rows {
         let state = match r.state {
@@ -117,7 +123,7 @@ pub fn print_table(rows: &[ModelStatus]) {
             State::NotInstalled => "not installed",
             State::Damaged => "DAMAGED",
         };
-        println!(
+        outln!(
             "  {:<24} {:<26} {:<26} {:<15} {:>10}  {:<13} {}",
             r.name,
             r.version,
@@ -128,9 +134,10 @@ pub fn print_table(rows: &[ModelStatus]) {
             state
         );
         if let Some(p) = &r.problem {
-            println!("      {p}");
+            outln!("      {p}");
         }
     }
+    Ok(())
 }
 
 pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
@@ -154,13 +161,13 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&items)?);
+                outln!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 let installed = reports
                     .iter()
                     .filter(|r| r.outcome == Outcome::Installed)
                     .count();
-                println!(
+                outln!(
                     "{} model(s) in {}: {installed} installed, {} already up to date",
                     reports.len(),
                     cfg.model_dir.display(),
@@ -172,9 +179,9 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
         ModelsCmd::List => {
             let rows = status(cfg)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                print_table(&rows);
+                print_table(&rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -183,7 +190,7 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
             let bad: Vec<&ModelStatus> =
                 rows.iter().filter(|r| r.state != State::Verified).collect();
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({ "ok": bad.is_empty(), "models": rows })
@@ -192,13 +199,13 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
             } else {
                 for r in &rows {
                     match (&r.state, &r.problem) {
-                        (State::Verified, _) => println!("ok       {}", r.name),
-                        (State::NotInstalled, _) => println!(
+                        (State::Verified, _) => outln!("ok       {}", r.name),
+                        (State::NotInstalled, _) => outln!(
                             "MISSING  {}: not installed (run `aisle models fetch`)",
                             r.name
                         ),
                         (State::Damaged, p) => {
-                            println!("DAMAGED  {}: {}", r.name, p.as_deref().unwrap_or(""))
+                            outln!("DAMAGED  {}: {}", r.name, p.as_deref().unwrap_or(""))
                         }
                     }
                 }
@@ -218,10 +225,10 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
             let store = open_store(cfg)?;
             let artifact = store.verify(name, &mut |_| {})?;
             match file {
-                Some(f) => println!("{}", artifact.path(f)?.display()),
+                Some(f) => outln!("{}", artifact.path(f)?.display()),
                 None => {
                     for (f, p) in artifact.files() {
-                        println!("{f}\t{}", p.display());
+                        outln!("{f}\t{}", p.display());
                     }
                 }
             }

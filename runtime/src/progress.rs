@@ -6,6 +6,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct FetchProgress {
     bar: ProgressBar,
+    /// No bar (not a terminal): log milestones as plain lines instead.
+    plain: bool,
 }
 
 impl FetchProgress {
@@ -24,7 +26,7 @@ impl FetchProgress {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
-        Self { bar }
+        Self { bar, plain: hidden }
     }
 
     pub fn finish(&self) {
@@ -40,6 +42,19 @@ impl FetchProgress {
 
 impl FetchObserver for FetchProgress {
     fn event(&self, event: FetchEvent<'_>) {
+        if self.plain {
+            match event {
+                FetchEvent::Downloading { package } => eprintln!("downloading {package}"),
+                FetchEvent::Importing { model, importer } => {
+                    eprintln!("importing {model} ({importer})")
+                }
+                FetchEvent::Installed { model, bytes } => {
+                    eprintln!("installed {model} ({})", indicatif::HumanBytes(bytes))
+                }
+                _ => {}
+            }
+            return;
+        }
         match event {
             FetchEvent::Checking { model, bytes } => {
                 self.restart(format!("checking {model}"), bytes)

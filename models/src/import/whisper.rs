@@ -182,9 +182,8 @@ pub fn convert_ct2_to_ggml(src: WhisperSources<'_>, out: &Path) -> Result<Whispe
     };
     let tokens = read_vocabulary(src.vocabulary)?;
 
-    let tmp_err = ModelError::io(out);
-    let file = std::fs::File::create(out).map_err(tmp_err)?;
-    let mut w = GgmlWriter::new(
+    let file = std::fs::File::create(out).map_err(ModelError::io(out))?;
+    let w = GgmlWriter::new(
         BufWriter::new(file),
         &hparams,
         &mel.data,
@@ -193,260 +192,191 @@ pub fn convert_ct2_to_ggml(src: WhisperSources<'_>, out: &Path) -> Result<Whispe
         &tokens,
     )
     .map_err(ModelError::io(out))?;
-    let mut put = |w: &mut GgmlWriter<BufWriter<std::fs::File>>,
-                   name: &str,
-                   numpy_shape: &[usize],
-                   ty: GgmlType,
-                   values: &[f32]|
-     -> Result<()> {
-        let dims: Vec<usize> = numpy_shape.iter().rev().copied().collect();
-        let data = match ty {
-            GgmlType::F16 => f16_bytes(values),
-            GgmlType::F32 => f32_bytes(values),
-        };
-        w.tensor(name, &dims, ty, &data)
-            .map_err(ModelError::io(out))
-    };
-    use GgmlType::{F16, F32};
+    let mut e = Emitter { conv, w, out };
     let a = n_audio_state as usize;
     let t = hparams.n_text_state as usize;
 
-    // Encoder stem.
-    let pe = conv.get("encoder/position_encodings/encodings")?;
-    put(
-        &mut w,
+    e.copy(
+        "encoder/position_encodings/encodings",
         "encoder.positional_embedding",
-        &pe.shape,
         F32,
-        &conv.f32s("encoder/position_encodings/encodings")?,
     )?;
     for c in ["conv1", "conv2"] {
-        let wt = conv.get(&format!("encoder/{c}/weight"))?;
-        put(
-            &mut w,
+        e.copy(
+            &format!("encoder/{c}/weight"),
             &format!("encoder.{c}.weight"),
-            &wt.shape,
             F16,
-            &conv.f32s(&format!("encoder/{c}/weight"))?,
         )?;
-        put(
-            &mut w,
-            &format!("encoder.{c}.bias"),
-            &[a, 1],
-            F32,
-            &conv.f32s(&format!("encoder/{c}/bias"))?,
-        )?;
+        let bias = e.conv.f32s(&format!("encoder/{c}/bias"))?;
+        e.put(&format!("encoder.{c}.bias"), &[a, 1], F32, &bias)?;
     }
-    put(
-        &mut w,
-        "encoder.ln_post.weight",
-        &[a],
+    e.norm("encoder/layer_norm", "encoder.ln_post")?;
+    for i in 0..hparams.n_audio_layer {
+        e.block("encoder", i, a)?;
+    }
+    e.copy(
+        "decoder/position_encodings/encodings",
+        "decoder.positional_embedding",
         F32,
-        &conv.f32s("encoder/layer_norm/gamma")?,
     )?;
-    put(
-        &mut w,
-        "encoder.ln_post.bias",
-        &[a],
-        F32,
-        &conv.f32s("encoder/layer_norm/beta")?,
+    e.copy(
+        "decoder/embeddings/weight",
+        "decoder.token_embedding.weight",
+        F16,
     )?;
+    e.norm("decoder/layer_norm", "decoder.ln")?;
+    for i in 0..hparams.n_text_layer {
+        e.block("decoder", i, t)?;
+    }
+    let mut inner = e.w.finish();
+    std::io::Write::flush(&mut inner).map_err(ModelError::io(out))?;
+    inner.get_ref().sync_all().map_err(ModelError::io(out))?;
+    Ok(hparams)
+}
 
-    let linear = |w: &mut GgmlWriter<BufWriter<std::fs::File>>,
-                  put: &mut dyn FnMut(
-        &mut GgmlWriter<BufWriter<std::fs::File>>,
-        &str,
-        &[usize],
-        GgmlType,
-        &[f32],
-    ) -> Result<()>,
-                  src: &str,
-                  dst: &str|
-     -> Result<()> {
-        let wt = conv.get(&format!("{src}/weight"))?;
-        put(
-            w,
-            &format!("{dst}.weight"),
-            &wt.shape,
-            F16,
-            &conv.f32s(&format!("{src}/weight"))?,
-        )?;
-        let b = conv.f32s(&format!("{src}/bias"))?;
-        put(w, &format!("{dst}.bias"), &[b.len()], F32, &b)
-    };
-    let norm = |w: &mut GgmlWriter<BufWriter<std::fs::File>>,
-                put: &mut dyn FnMut(
-        &mut GgmlWriter<BufWriter<std::fs::File>>,
-        &str,
-        &[usize],
-        GgmlType,
-        &[f32],
-    ) -> Result<()>,
-                src: &str,
-                dst: &str,
-                n: usize|
-     -> Result<()> {
-        put(
-            w,
-            &format!("{dst}.weight"),
-            &[n],
-            F32,
-            &conv.f32s(&format!("{src}/gamma"))?,
-        )?;
-        put(
-            w,
-            &format!("{dst}.bias"),
-            &[n],
-            F32,
-            &conv.f32s(&format!("{src}/beta"))?,
-        )
-    };
-    // Splits a fused projection (rows) into `parts` equal matrices and bias slices.
-    let split = |name: &str, parts: usize, n: usize| -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-        let wt = conv.f32s(&format!("{name}/weight"))?;
-        let b = conv.f32s(&format!("{name}/bias"))?;
-        if wt.len() != parts * n * n || b.len() != parts * n {
-            return Err(conv.err(format!("`{name}` is not {parts} fused {n}x{n} projections")));
+use GgmlType::{F16, F32};
+
+/// A fused projection split into equal parts (rows), with its bias slices.
+struct Fused {
+    weights: Vec<Vec<f32>>,
+    biases: Vec<Vec<f32>>,
+}
+
+/// Writes converted tensors, reading them from the CTranslate2 model.
+struct Emitter<'a> {
+    conv: Conv<'a>,
+    w: GgmlWriter<BufWriter<std::fs::File>>,
+    out: &'a Path,
+}
+
+impl Emitter<'_> {
+    /// Writes `values` (numpy-order `shape`) as `ty`.
+    fn put(&mut self, name: &str, shape: &[usize], ty: GgmlType, values: &[f32]) -> Result<()> {
+        let dims: Vec<usize> = shape.iter().rev().copied().collect();
+        let data = match ty {
+            F16 => f16_bytes(values),
+            F32 => f32_bytes(values),
+        };
+        self.w
+            .tensor(name, &dims, ty, &data)
+            .map_err(ModelError::io(self.out))
+    }
+
+    /// Copies a tensor with its own shape.
+    fn copy(&mut self, src: &str, dst: &str, ty: GgmlType) -> Result<()> {
+        let shape = self.conv.get(src)?.shape.clone();
+        let values = self.conv.f32s(src)?;
+        self.put(dst, &shape, ty, &values)
+    }
+
+    fn linear(&mut self, src: &str, dst: &str) -> Result<()> {
+        self.copy(&format!("{src}/weight"), &format!("{dst}.weight"), F16)?;
+        self.copy(&format!("{src}/bias"), &format!("{dst}.bias"), F32)
+    }
+
+    fn norm(&mut self, src: &str, dst: &str) -> Result<()> {
+        self.copy(&format!("{src}/gamma"), &format!("{dst}.weight"), F32)?;
+        self.copy(&format!("{src}/beta"), &format!("{dst}.bias"), F32)
+    }
+
+    fn split(&self, name: &str, parts: usize, n: usize) -> Result<Fused> {
+        let w = self.conv.f32s(&format!("{name}/weight"))?;
+        let b = self.conv.f32s(&format!("{name}/bias"))?;
+        if w.len() != parts * n * n || b.len() != parts * n {
+            return Err(self
+                .conv
+                .err(format!("`{name}` is not {parts} fused {n}x{n} projections")));
         }
-        Ok((
-            wt.chunks(n * n).map(<[f32]>::to_vec).collect(),
-            b.chunks(n).map(<[f32]>::to_vec).collect(),
-        ))
-    };
-    let zero_key_bias = |name: &str, bias: &[f32]| -> Result<()> {
+        Ok(Fused {
+            weights: w.chunks(n * n).map(<[f32]>::to_vec).collect(),
+            biases: b.chunks(n).map(<[f32]>::to_vec).collect(),
+        })
+    }
+
+    /// whisper.cpp has no key bias: the fused key slice must be all zeros.
+    fn check_zero_key_bias(&self, name: &str, bias: &[f32]) -> Result<()> {
         if bias.iter().any(|v| *v != 0.0) {
-            return Err(conv.err(format!(
+            return Err(self.conv.err(format!(
                 "`{name}` has a non-zero key bias, which whisper.cpp cannot represent"
             )));
         }
         Ok(())
-    };
+    }
 
-    let block = |w: &mut GgmlWriter<BufWriter<std::fs::File>>,
-                 put: &mut dyn FnMut(
-        &mut GgmlWriter<BufWriter<std::fs::File>>,
-        &str,
-        &[usize],
-        GgmlType,
-        &[f32],
-    ) -> Result<()>,
-                 side: &str,
-                 i: i32,
-                 n: usize|
-     -> Result<()> {
+    fn block(&mut self, side: &str, i: i32, n: usize) -> Result<()> {
         let s = format!("{side}/layer_{i}");
         let d = format!("{side}.blocks.{i}");
-        norm(
-            w,
-            put,
-            &format!("{s}/ffn/layer_norm"),
-            &format!("{d}.mlp_ln"),
-            n,
-        )?;
-        linear(w, put, &format!("{s}/ffn/linear_0"), &format!("{d}.mlp.0"))?;
-        linear(w, put, &format!("{s}/ffn/linear_1"), &format!("{d}.mlp.2"))?;
-        norm(
-            w,
-            put,
+        self.norm(&format!("{s}/ffn/layer_norm"), &format!("{d}.mlp_ln"))?;
+        self.linear(&format!("{s}/ffn/linear_0"), &format!("{d}.mlp.0"))?;
+        self.linear(&format!("{s}/ffn/linear_1"), &format!("{d}.mlp.2"))?;
+        self.norm(
             &format!("{s}/self_attention/layer_norm"),
             &format!("{d}.attn_ln"),
-            n,
         )?;
         let fused = format!("{s}/self_attention/linear_0");
-        let (ws, bs) = split(&fused, 3, n)?;
-        zero_key_bias(&fused, &bs[1])?;
-        put(w, &format!("{d}.attn.query.weight"), &[n, n], F16, &ws[0])?;
-        put(w, &format!("{d}.attn.query.bias"), &[n], F32, &bs[0])?;
-        put(w, &format!("{d}.attn.key.weight"), &[n, n], F16, &ws[1])?;
-        put(w, &format!("{d}.attn.value.weight"), &[n, n], F16, &ws[2])?;
-        put(w, &format!("{d}.attn.value.bias"), &[n], F32, &bs[2])?;
-        linear(
-            w,
-            put,
+        let qkv = self.split(&fused, 3, n)?;
+        self.check_zero_key_bias(&fused, &qkv.biases[1])?;
+        self.put(
+            &format!("{d}.attn.query.weight"),
+            &[n, n],
+            F16,
+            &qkv.weights[0],
+        )?;
+        self.put(&format!("{d}.attn.query.bias"), &[n], F32, &qkv.biases[0])?;
+        self.put(
+            &format!("{d}.attn.key.weight"),
+            &[n, n],
+            F16,
+            &qkv.weights[1],
+        )?;
+        self.put(
+            &format!("{d}.attn.value.weight"),
+            &[n, n],
+            F16,
+            &qkv.weights[2],
+        )?;
+        self.put(&format!("{d}.attn.value.bias"), &[n], F32, &qkv.biases[2])?;
+        self.linear(
             &format!("{s}/self_attention/linear_1"),
             &format!("{d}.attn.out"),
         )?;
         if side == "decoder" {
-            norm(
-                w,
-                put,
+            self.norm(
                 &format!("{s}/attention/layer_norm"),
                 &format!("{d}.cross_attn_ln"),
-                n,
             )?;
-            linear(
-                w,
-                put,
+            self.linear(
                 &format!("{s}/attention/linear_0"),
                 &format!("{d}.cross_attn.query"),
             )?;
             let fused = format!("{s}/attention/linear_1");
-            let (ws, bs) = split(&fused, 2, n)?;
-            zero_key_bias(&fused, &bs[0])?;
-            put(
-                w,
+            let kv = self.split(&fused, 2, n)?;
+            self.check_zero_key_bias(&fused, &kv.biases[0])?;
+            self.put(
                 &format!("{d}.cross_attn.key.weight"),
                 &[n, n],
                 F16,
-                &ws[0],
+                &kv.weights[0],
             )?;
-            put(
-                w,
+            self.put(
                 &format!("{d}.cross_attn.value.weight"),
                 &[n, n],
                 F16,
-                &ws[1],
+                &kv.weights[1],
             )?;
-            put(w, &format!("{d}.cross_attn.value.bias"), &[n], F32, &bs[1])?;
-            linear(
-                w,
-                put,
+            self.put(
+                &format!("{d}.cross_attn.value.bias"),
+                &[n],
+                F32,
+                &kv.biases[1],
+            )?;
+            self.linear(
                 &format!("{s}/attention/linear_2"),
                 &format!("{d}.cross_attn.out"),
             )?;
         }
         Ok(())
-    };
-    for i in 0..hparams.n_audio_layer {
-        block(&mut w, &mut put, "encoder", i, a)?;
     }
-    let pe = conv.get("decoder/position_encodings/encodings")?;
-    put(
-        &mut w,
-        "decoder.positional_embedding",
-        &pe.shape,
-        F32,
-        &conv.f32s("decoder/position_encodings/encodings")?,
-    )?;
-    let emb = conv.get("decoder/embeddings/weight")?;
-    put(
-        &mut w,
-        "decoder.token_embedding.weight",
-        &emb.shape,
-        F16,
-        &conv.f32s("decoder/embeddings/weight")?,
-    )?;
-    put(
-        &mut w,
-        "decoder.ln.weight",
-        &[t],
-        F32,
-        &conv.f32s("decoder/layer_norm/gamma")?,
-    )?;
-    put(
-        &mut w,
-        "decoder.ln.bias",
-        &[t],
-        F32,
-        &conv.f32s("decoder/layer_norm/beta")?,
-    )?;
-    for i in 0..hparams.n_text_layer {
-        block(&mut w, &mut put, "decoder", i, t)?;
-    }
-    let mut inner = w.finish();
-    std::io::Write::flush(&mut inner).map_err(ModelError::io(out))?;
-    inner.get_ref().sync_all().map_err(ModelError::io(out))?;
-    Ok(hparams)
 }
 
 #[cfg(test)]
