@@ -30,6 +30,21 @@ pub struct WhisperHparams {
 }
 
 impl WhisperHparams {
+    /// whisper tiny.en, as in the default model set.
+    pub const TINY_EN: WhisperHparams = WhisperHparams {
+        n_vocab: 51864,
+        n_audio_ctx: 1500,
+        n_audio_state: 384,
+        n_audio_head: 6,
+        n_audio_layer: 4,
+        n_text_ctx: 448,
+        n_text_state: 384,
+        n_text_head: 6,
+        n_text_layer: 4,
+        n_mels: 80,
+        ftype: 1,
+    };
+
     fn as_array(&self) -> [i32; 11] {
         [
             self.n_vocab,
@@ -344,20 +359,7 @@ mod tests {
 
     #[test]
     fn tiny_layout_has_167_tensors() {
-        let h = WhisperHparams {
-            n_vocab: 51864,
-            n_audio_ctx: 1500,
-            n_audio_state: 384,
-            n_audio_head: 6,
-            n_audio_layer: 4,
-            n_text_ctx: 448,
-            n_text_state: 384,
-            n_text_head: 6,
-            n_text_layer: 4,
-            n_mels: 80,
-            ftype: 1,
-        };
-        assert_eq!(whisper_cpp_layout(&h).len(), 167);
+        assert_eq!(whisper_cpp_layout(&WhisperHparams::TINY_EN).len(), 167);
     }
 
     #[test]

@@ -161,9 +161,11 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         }
     };
     let status = models_cmd::status(&cfg)?;
+    let configured = configured_models(&cfg, &status);
     let ok = status
         .iter()
-        .all(|s| s.state == models_cmd::State::Verified);
+        .all(|s| s.state == models_cmd::State::Verified)
+        && configured.iter().all(|(_, _, ready)| *ready);
     if cli.json {
         outln!(
             "{}",
@@ -172,6 +174,10 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
                 "data_dir": cfg.data_dir,
                 "model_dir": cfg.model_dir,
                 "models": status,
+                "configured_models": configured
+                    .iter()
+                    .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
+                    .collect::<Vec<_>>(),
                 "capabilities": capabilities(),
             }))?
         );
@@ -191,6 +197,12 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         outln!("Model store ({}):", cfg.model_dir.display());
         models_cmd::print_table(&status)?;
         outln!();
+        outln!("Models this device is configured to use:");
+        for (task, name, ready) in &configured {
+            let state = if *ready { "ready" } else { "NOT IN THE STORE" };
+            outln!("  {task:<16} {name:<24} {state}");
+        }
+        outln!();
         outln!("Capabilities:");
         for (name, state) in capabilities() {
             outln!("  {name:<12} {state}");
@@ -204,6 +216,31 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// (task, configured model, whether the store holds it verified).
+fn configured_models(
+    cfg: &DeviceConfig,
+    status: &[models_cmd::ModelStatus],
+) -> Vec<(&'static str, String, bool)> {
+    let m = &cfg.file.models;
+    [
+        ("asr", &m.asr),
+        ("vad", &m.vad),
+        ("llm", &m.llm),
+        ("text_embedding", &m.text_embedding),
+        ("image_embedding", &m.image_embedding),
+        ("ocr_detection", &m.ocr_detection),
+        ("ocr_recognition", &m.ocr_recognition),
+    ]
+    .into_iter()
+    .map(|(task, name)| {
+        let ready = status
+            .iter()
+            .any(|s| &s.name == name && s.state == models_cmd::State::Verified);
+        (task, name.clone(), ready)
+    })
+    .collect()
 }
 
 /// What the demo can show today; each entry flips when its capability lands.

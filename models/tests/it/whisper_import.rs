@@ -6,25 +6,11 @@ use aisle_models::import::whisper::{WhisperSources, convert_ct2_to_ggml};
 
 use crate::model;
 
-const TINY_EN: WhisperHparams = WhisperHparams {
-    n_vocab: 51864,
-    n_audio_ctx: 1500,
-    n_audio_state: 384,
-    n_audio_head: 6,
-    n_audio_layer: 4,
-    n_text_ctx: 448,
-    n_text_state: 384,
-    n_text_head: 6,
-    n_text_layer: 4,
-    n_mels: 80,
-    ftype: 1,
-};
-
 #[test]
 fn imported_ggml_has_the_whisper_cpp_layout() {
     let ggml = model("whisper-tiny-en-ggml");
     let file = read_whisper_ggml(ggml.path("ggml-model.bin").expect("file")).expect("parses");
-    assert_eq!(file.hparams, TINY_EN);
+    assert_eq!(file.hparams, WhisperHparams::TINY_EN);
     assert_eq!((file.n_mel, file.n_fft), (80, 201));
     assert_eq!(
         file.n_tokens, 50256,

@@ -293,6 +293,33 @@ fn demo_shows_config_and_verified_store() {
         "{models:?}"
     );
 
+    assert!(
+        v["configured_models"]
+            .as_array()
+            .expect("configured")
+            .iter()
+            .all(|m| m["ready"] == true),
+        "{v}"
+    );
+
+    // A configured model that the store does not hold is named, and the demo fails.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("kiosk.toml");
+    std::fs::write(&cfg, "[models]\nasr = \"whisper-huge\"\n").expect("write");
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "demo",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("whisper-huge             NOT IN THE STORE"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // An empty data dir: the demo says what to do and fails.
     let dir = tempfile::tempdir().expect("tempdir");
     let out = aisle(&["--data-dir", dir.path().to_str().expect("utf-8"), "demo"]);
