@@ -45,6 +45,16 @@ pub enum Command {
     /// Manage the local model store.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Transcribe a WAV file: only voiced audio reaches whisper.
+    Transcribe {
+        file: PathBuf,
+        /// Words to bias recognition towards (product and brand names).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Decoder threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +115,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             models_cmd::run(cmd, &cfg, cli.json)
         }
         Command::Demo => demo(&cli),
+        Command::Transcribe {
+            file,
+            prompt,
+            threads,
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::speech_cmd::transcribe(&cfg, file, prompt.as_deref(), *threads, cli.json)
+        }
     }
 }
 

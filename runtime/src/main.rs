@@ -21,6 +21,7 @@ macro_rules! out {
 mod cli;
 mod models_cmd;
 mod progress;
+mod speech_cmd;
 
 use std::process::ExitCode;
 

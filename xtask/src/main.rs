@@ -9,7 +9,17 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// (probe command, Debian package that provides it).
+/// Debian packages the build and the tests need: cmake and libclang build whisper.cpp
+/// (whisper-rs), espeak-ng speaks the test questions.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "cmake",
+    "libclang1-14",
+    "libclang-common-14-dev",
+    "espeak-ng",
+];
+
+/// (probe command, Debian package that provides it), for tools that may also come
+/// from elsewhere (a pyenv Python, say).
 const SYSTEM_DEPS: &[(&[&str], &str)] = &[
     (&["python3", "--version"], "python3"),
     (&["python3", "-m", "pip", "--version"], "python3-pip"),
@@ -72,11 +82,12 @@ fn probe(cmd: &[&str]) -> bool {
 }
 
 fn install_system_packages() -> Result<()> {
-    let missing: Vec<&str> = SYSTEM_DEPS
+    let mut missing: Vec<&str> = SYSTEM_DEPS
         .iter()
         .filter(|(p, _)| !probe(p))
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.extend(DEBIAN_PACKAGES.iter().filter(|p| !debian_installed(p)));
     if missing.is_empty() {
         return Ok(());
     }
@@ -94,6 +105,14 @@ fn install_system_packages() -> Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(missing.iter());
     run(&mut apt(&args))
+}
+
+fn debian_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
 }
 
 fn is_root() -> bool {

@@ -330,3 +330,49 @@ fn demo_shows_config_and_verified_store() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn transcribe_prints_text_segments_and_timings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("question.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("where can I find the baby food")
+        .status()
+        .expect("espeak-ng is installed by the test command");
+    assert!(status.success());
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "transcribe",
+        wav.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let said = v["text"].as_str().expect("text");
+    assert!(
+        aisle_speech::wer::wer("where can I find the baby food", said) <= 0.2,
+        "{said}"
+    );
+    assert_eq!(v["language"], "en");
+    assert!(v["segments"][0]["end_ms"].as_u64() > v["segments"][0]["start_ms"].as_u64());
+    assert!(v["real_time_factor"].as_f64().is_some_and(|r| r > 0.0));
+    assert_eq!(v["source"]["sample_rate"], 22050);
+
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").expect("write");
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "transcribe",
+        empty.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("empty.wav: cannot decode audio"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,149 @@
+//! Speech recognition with whisper.cpp (whisper-rs) on the ggml file imported from
+//! the real CTranslate2 weights.
+
+use std::path::PathBuf;
+
+use aisle_models::VerifiedArtifact;
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+use crate::error::{Result, SpeechError};
+
+/// One recognised stretch of text, in milliseconds from the start of the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSegment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    /// Mean probability of the segment's text tokens.
+    pub confidence: f32,
+}
+
+/// A loaded whisper model. Decoding state is created per call, so one model can
+/// serve several streams.
+pub struct Whisper {
+    ctx: WhisperContext,
+    path: PathBuf,
+    threads: usize,
+    /// One decode at a time: ggml's thread pool spin-waits, so two decodes sharing
+    /// the cores each run several times slower than two in a row.
+    decode: std::sync::Mutex<()>,
+}
+
+impl Whisper {
+    /// Loads `ggml-model.bin` from a verified artifact.
+    pub fn load(artifact: &VerifiedArtifact, threads: usize) -> Result<Self> {
+        let path = artifact.path("ggml-model.bin")?.to_path_buf();
+        whisper_rs::install_logging_hooks();
+        let params = WhisperContextParameters {
+            use_gpu: false,
+            ..WhisperContextParameters::default()
+        };
+        let ctx =
+            WhisperContext::new_with_params(&path, params).map_err(|e| SpeechError::Whisper {
+                path: path.clone(),
+                message: format!("cannot load: {e}"),
+            })?;
+        Ok(Self {
+            ctx,
+            path,
+            threads: threads.max(1),
+            decode: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn err(&self, message: impl Into<String>) -> SpeechError {
+        SpeechError::Whisper {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Transcribes one utterance (16 kHz mono). `prompt` biases the decoder towards
+    /// its words (product and brand names). `offset_ms` is added to the timings.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        offset_ms: u64,
+    ) -> Result<Vec<TextSegment>> {
+        if samples.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self
+            .ctx
+            .create_state()
+            .map_err(|e| self.err(format!("cannot create state: {e}")))?;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some("en"));
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        // Encode only as much of the 30 s window as the utterance needs (50 frames/s),
+        // with a margin: short questions otherwise pay for 30 s of encoder work.
+        let seconds = samples.len() as f64 / 16_000.0;
+        let audio_ctx = ((seconds * 50.0).ceil() as i32 + 64).min(1500);
+        params.set_audio_ctx(audio_ctx);
+        if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+            params.set_initial_prompt(p);
+        }
+        // whisper.cpp needs at least 1 s of audio; pad short utterances with silence.
+        let padded;
+        let input = if samples.len() < 16_000 + 1_600 {
+            let mut v = samples.to_vec();
+            v.resize(16_000 + 1_600, 0.0);
+            padded = v;
+            &padded[..]
+        } else {
+            samples
+        };
+        state
+            .full(params, input)
+            .map_err(|e| self.err(format!("decoding failed: {e}")))?;
+        let eot = self.ctx.token_eot();
+        let mut out = Vec::new();
+        for seg in state.as_iter() {
+            let text = seg
+                .to_str_lossy()
+                .map_err(|e| self.err(e.to_string()))?
+                .trim()
+                .to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let mut sum = 0.0f32;
+            let mut n = 0;
+            for i in 0..seg.n_tokens() {
+                if let Some(tok) = seg.get_token(i)
+                    && tok.token_id() < eot
+                {
+                    sum += tok.token_probability();
+                    n += 1;
+                }
+            }
+            // With a shortened encoder window whisper sometimes decodes the same
+            // sentence again as a second segment; a verbatim repeat is dropped.
+            let same = |a: &str, b: &str| crate::wer::normalise(a) == crate::wer::normalise(b);
+            if out
+                .last()
+                .is_some_and(|prev: &TextSegment| same(&prev.text, &text))
+            {
+                tracing::debug!("dropped a repeated segment");
+                continue;
+            }
+            out.push(TextSegment {
+                // whisper timestamps are in centiseconds.
+                start_ms: offset_ms + (seg.start_timestamp().max(0) as u64) * 10,
+                end_ms: offset_ms + (seg.end_timestamp().max(0) as u64) * 10,
+                text,
+                confidence: if n > 0 { sum / n as f32 } else { 0.0 },
+            });
+        }
+        Ok(out)
+    }
+}
