@@ -102,9 +102,14 @@ impl Whisper {
         } else {
             samples
         };
+        let guard = self
+            .decode
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state
             .full(params, input)
             .map_err(|e| self.err(format!("decoding failed: {e}")))?;
+        drop(guard);
         let eot = self.ctx.token_eot();
         let mut out = Vec::new();
         for seg in state.as_iter() {
