@@ -45,6 +45,9 @@ pub enum Command {
     /// Manage the local model store.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Benchmarks against named peers, printed as tables.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -77,6 +80,21 @@ pub enum ModelsCmd {
     Verify { names: Vec<String> },
     /// Print the path of a verified model file.
     Path { name: String, file: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
+    Speech {
+        /// Timed runs per clip (median reported), after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Skip the peer (no Python needed).
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result<DeviceConfig> {
@@ -115,6 +133,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             models_cmd::run(cmd, &cfg, cli.json)
         }
         Command::Demo => demo(&cli),
+        Command::Bench(BenchCmd::Speech {
+            runs,
+            threads,
+            no_peer,
+        }) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::speech::run(&cfg, *runs, *threads, !no_peer, cli.json)
+        }
         Command::Transcribe {
             file,
             prompt,

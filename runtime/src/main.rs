@@ -18,6 +18,7 @@ macro_rules! out {
     }};
 }
 
+mod bench;
 mod cli;
 mod models_cmd;
 mod progress;

@@ -1,0 +1,298 @@
+//! `aisle bench speech`: aisle (Silero VAD + whisper.cpp) against faster-whisper
+//! (CTranslate2) on the same tiny.en weights, the same 16 kHz audio and thread count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use aisle_firmware_config::DeviceConfig;
+use aisle_models::Store;
+use aisle_speech::wer::word_errors;
+use anyhow::{Context, Result, bail};
+
+use crate::speech_cmd::load_transcriber;
+
+const PEER_SCRIPT: &str = include_str!("peer_faster_whisper.py");
+const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
+
+/// (label, text): questions of about 2, 5 and 15 seconds.
+const CLIPS: &[(&str, &str)] = &[
+    ("2 s", "how much is a dozen eggs"),
+    (
+        "5 s",
+        "is there a cheaper brand of olive oil and where can I find the baby food",
+    ),
+    (
+        "15 s",
+        "I am looking for something for breakfast without sugar. Do you have oat milk in stock, \
+         and how much is the organic peanut butter? Also, where are the frozen vegetables?",
+    ),
+];
+
+/// Product-name questions for measuring what the decoder prompt gains.
+const PRODUCT_QUESTIONS: &[&str] = &[
+    "how much is the organic peanut butter",
+    "where can I find gluten free pasta",
+    "is the almond milk on sale",
+    "do you have whole wheat flour",
+    "do you have any vegan cheese",
+    "is the chocolate cake gluten free",
+    "what aisle are the breakfast cereals in",
+    "do you have oat milk in stock",
+];
+const PRODUCT_PROMPT: &str = "Organic peanut butter, gluten free pasta, almond milk, whole wheat flour, \
+     vegan cheese, chocolate cake, breakfast cereals, oat milk.";
+
+fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
+    let raw = dir.join(format!("{name}.22k.wav"));
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .context("cannot run espeak-ng (installed by `cargo xtask setup`)")?;
+    if !status.success() {
+        bail!("espeak-ng failed on {text:?}");
+    }
+    let audio = aisle_speech::decode_wav(&raw)?;
+    let path = dir.join(format!("{name}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec)?;
+    for s in &audio.samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    Ok(path)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process, in MiB (Linux).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn peer_python(cfg: &DeviceConfig) -> Result<PathBuf> {
+    let venv = cfg.data_dir.join("tools/bench-venv");
+    let python = venv.join("bin/python");
+    let ok = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import faster_whisper"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if python.exists() && ok(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "installing the peer ({PEER_REQUIREMENT}) into {}",
+        venv.display()
+    );
+    let st = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()?;
+    if !st.success() {
+        bail!("python3 -m venv {} failed", venv.display());
+    }
+    let st = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PEER_REQUIREMENT,
+        ])
+        .status()?;
+    if !st.success() || !ok(&python) {
+        bail!("cannot install {PEER_REQUIREMENT}");
+    }
+    Ok(python)
+}
+
+/// The CTranslate2 model as a directory with the file names faster-whisper expects.
+fn ct2_dir(cfg: &DeviceConfig, dir: &Path) -> Result<PathBuf> {
+    let store = Store::open(&cfg.model_dir)?;
+    let model = store.verify("whisper-tiny-en-ct2", &mut |_| {})?;
+    let out = dir.join("whisper-tiny-en-ct2");
+    std::fs::create_dir_all(&out)?;
+    for (name, path) in model.files() {
+        std::os::unix::fs::symlink(path, out.join(name))?;
+    }
+    Ok(out)
+}
+
+pub fn run(
+    cfg: &DeviceConfig,
+    runs: usize,
+    threads: usize,
+    with_peer: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let runs = runs.max(1);
+    let dir = tempfile::tempdir()?;
+    let mut clips = Vec::new();
+    for (i, (label, text)) in CLIPS.iter().enumerate() {
+        clips.push((
+            *label,
+            *text,
+            espeak_16k(text, dir.path(), &format!("clip{i}"))?,
+        ));
+    }
+    let load_start = Instant::now();
+    let transcriber = load_transcriber(cfg, Some(threads))?;
+    let load_ms = load_start.elapsed().as_secs_f64() * 1000.0;
+
+    // aisle: median of `runs` after one warm-up, per clip.
+    let mut ours = Vec::new();
+    for (_, _, path) in &clips {
+        let audio = aisle_speech::decode_wav(path)?;
+        transcriber.transcribe(&audio.samples, None)?;
+        let mut times = Vec::new();
+        let mut text = String::new();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let t = transcriber.transcribe(&audio.samples, None)?;
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            text = t.text;
+        }
+        ours.push((median(times), audio.duration_s() * 1000.0, text));
+    }
+    let our_peak = peak_rss_mib();
+
+    // Vocabulary biasing: WER on product-name questions without and with the prompt.
+    let (mut plain, mut biased, mut words) = (0, 0, 0);
+    for (i, q) in PRODUCT_QUESTIONS.iter().enumerate() {
+        let audio = aisle_speech::decode_wav(&espeak_16k(q, dir.path(), &format!("p{i}"))?)?;
+        let (e, n) = word_errors(q, &transcriber.transcribe(&audio.samples, None)?.text);
+        let (eb, _) = word_errors(
+            q,
+            &transcriber
+                .transcribe(&audio.samples, Some(PRODUCT_PROMPT))?
+                .text,
+        );
+        plain += e;
+        biased += eb;
+        words += n;
+    }
+
+    let peer: Option<serde_json::Value> = if with_peer {
+        let python = peer_python(cfg)?;
+        let script = dir.path().join("peer_faster_whisper.py");
+        std::fs::write(&script, PEER_SCRIPT)?;
+        let model = ct2_dir(cfg, dir.path())?;
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(&model)
+            .arg(threads.to_string())
+            .arg(runs.to_string())
+            .args(clips.iter().map(|c| &c.2))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "faster-whisper failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Some(serde_json::from_slice(&out.stdout).context("peer output")?)
+    } else {
+        None
+    };
+
+    let peer_ms = |i: usize| peer.as_ref().and_then(|p| p["results"][i]["ms"].as_f64());
+    if json {
+        let rows: Vec<_> = clips
+            .iter()
+            .enumerate()
+            .map(|(i, (label, reference, _))| {
+                let (ms, audio_ms, text) = &ours[i];
+                serde_json::json!({
+                    "clip": label, "audio_ms": audio_ms, "reference": reference,
+                    "aisle_ms": ms, "aisle_rtf": ms / audio_ms, "aisle_text": text,
+                    "peer_ms": peer_ms(i), "peer_text": peer.as_ref().map(|p| p["results"][i]["text"].clone()),
+                    "ratio": peer_ms(i).map(|p| ms / p),
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "threads": threads, "runs": runs, "model_load_ms": load_ms,
+                "clips": rows,
+                "aisle_peak_rss_mib": our_peak,
+                "peer": "faster-whisper (CTranslate2), same tiny.en weights",
+                "peer_peak_rss_mib": peer.as_ref().and_then(|p| p["peak_rss_kib"].as_f64()).map(|k| k / 1024.0),
+                "prompt_biasing": { "words": words, "wer_without": plain as f64 / words as f64, "wer_with": biased as f64 / words as f64 },
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "speech benchmark: {threads} thread(s), median of {runs} run(s) after a warm-up; model load {load_ms:.0} ms"
+    );
+    outln!("end of speech to final text (whole file available; VAD + decode):");
+    outln!(
+        "  {:<6} {:>9} {:>11} {:>10} {:>14} {:>12}",
+        "clip",
+        "audio ms",
+        "aisle ms",
+        "aisle RTF",
+        "faster-whisper",
+        "aisle/peer"
+    );
+    for (i, (label, _, _)) in clips.iter().enumerate() {
+        let (ms, audio_ms, _) = &ours[i];
+        let (p, ratio) = match peer_ms(i) {
+            Some(p) => (format!("{p:.0} ms"), format!("{:.2}x", ms / p)),
+            None => ("-".into(), "-".into()),
+        };
+        outln!(
+            "  {label:<6} {audio_ms:>9.0} {ms:>11.0} {:>10.2} {p:>14} {ratio:>12}",
+            ms / audio_ms
+        );
+    }
+    let peer_peak = peer
+        .as_ref()
+        .and_then(|p| p["peak_rss_kib"].as_f64())
+        .map(|k| k / 1024.0);
+    outln!(
+        "peak memory: aisle {} MiB, faster-whisper {} MiB",
+        our_peak
+            .map(|m| format!("{m:.0}"))
+            .unwrap_or_else(|| "?".into()),
+        peer_peak
+            .map(|m| format!("{m:.0}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    outln!(
+        "decoder prompt with product names: WER {:.3} -> {:.3} on {} product questions ({words} words)",
+        plain as f64 / words as f64,
+        biased as f64 / words as f64,
+        PRODUCT_QUESTIONS.len()
+    );
+    for (i, (_, reference, _)) in clips.iter().enumerate() {
+        outln!("  reference: {reference}");
+        outln!("  aisle:     {}", ours[i].2);
+        if let Some(p) = &peer {
+            outln!(
+                "  peer:      {}",
+                p["results"][i]["text"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
