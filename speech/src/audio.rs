@@ -52,7 +52,10 @@ pub fn decode_wav(path: &Path) -> Result<DecodedAudio> {
         ));
     }
     let claimed_s = reader.duration() as f64 / spec.sample_rate as f64;
-    if claimed_s > MAX_SECONDS as f64 && reader.len() as u64 <= file_len(path) {
+    // Refuse early only when the file really holds that much data; a header that
+    // merely claims it is handled by streaming (and reported as truncated).
+    let claimed_bytes = reader.len() as u64 * u64::from(spec.bits_per_sample.div_ceil(8));
+    if claimed_s > MAX_SECONDS as f64 && claimed_bytes <= file_len(path) {
         return Err(SpeechError::TooLong {
             path: path.to_path_buf(),
             seconds: claimed_s,

@@ -188,3 +188,16 @@ fn ten_minute_file_transcribes_only_the_question() {
     assert!(seg.start_ms >= 299_000 && seg.end_ms <= 306_000, "{seg:?}");
     assert!(wer(QUESTION, &t.text) <= 0.25, "{:?}", t.text);
 }
+
+#[test]
+fn files_over_the_length_limit_are_refused_by_name() {
+    let _serial = crate::serial();
+    // 21:40 of 8 kHz 8-bit silence: 10 MB on disk, over the 20-minute limit.
+    let path = write_wav("too-long.wav", 8_000, 1, 8, &vec![0.0; 8_000 * 1300]);
+    match decode_wav(&path) {
+        Err(e @ SpeechError::TooLong { .. }) => {
+            assert!(e.to_string().contains("too-long.wav"), "{e}")
+        }
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+}
