@@ -292,7 +292,10 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
     vec![
         ("config", "ready: typed, validated device configuration"),
         ("models", "ready: verified model store with importers"),
-        ("speech", "files: `aisle transcribe FILE`; microphone next (issue #3)"),
+        (
+            "speech",
+            "files: `aisle transcribe FILE`; microphone next (issue #3)",
+        ),
         ("vision", "not yet available (issue #4)"),
         ("assistant", "not yet available (issue #5)"),
         ("ar", "not yet available (issue #6)"),
