@@ -29,5 +29,6 @@ pub mod store;
 pub use catalog::{Catalog, CatalogEntry, PackageSource, Registry};
 pub use error::{ModelError, Result};
 pub use fetch::{FetchEvent, FetchObserver, FetchReport, Fetcher, Outcome};
+pub use import::efficientnet::ensure_venv;
 pub use manifest::Manifest;
 pub use store::{Store, VerifiedArtifact, VerifyReport};

@@ -23,10 +23,17 @@ fn err(path: &Path, message: impl Into<String>) -> ModelError {
 
 /// A Python interpreter with numpy and onnx, in `venv_dir` (created if needed).
 pub fn ensure_python(venv_dir: &Path) -> Result<PathBuf> {
+    ensure_venv(venv_dir, PYTHON_REQUIREMENTS, "numpy, onnx")
+}
+
+/// A Python virtual environment in `venv_dir` where `imports` (a Python import list)
+/// work, created and filled with pip from `requirements` if needed. Set-up-time
+/// tooling (importers, benchmark peers); the runtime never needs Python.
+pub fn ensure_venv(venv_dir: &Path, requirements: &[&str], imports: &str) -> Result<PathBuf> {
     let python = venv_dir.join("bin/python");
     let probe = |py: &Path| {
         Command::new(py)
-            .args(["-c", "import numpy, onnx"])
+            .args(["-c", &format!("import {imports}")])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
@@ -35,11 +42,20 @@ pub fn ensure_python(venv_dir: &Path) -> Result<PathBuf> {
         return Ok(python);
     }
     let base = std::env::var("AISLE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let venv_err = |e: ModelError| match e {
+        ModelError::Import { path, message, .. } => ModelError::Import {
+            importer: "python-venv".into(),
+            path,
+            message,
+        },
+        other => other,
+    };
     run(
         Command::new(&base).arg("-m").arg("venv").arg(venv_dir),
         venv_dir,
         "python3 -m venv",
-    )?;
+    )
+    .map_err(venv_err)?;
     let mut pip = Command::new(&python);
     pip.args([
         "-m",
@@ -48,13 +64,18 @@ pub fn ensure_python(venv_dir: &Path) -> Result<PathBuf> {
         "--quiet",
         "--disable-pip-version-check",
     ])
-    .args(PYTHON_REQUIREMENTS);
-    run(&mut pip, venv_dir, "pip install numpy onnx")?;
+    .args(requirements);
+    run(
+        &mut pip,
+        venv_dir,
+        &format!("pip install {}", requirements.join(" ")),
+    )
+    .map_err(venv_err)?;
     if !probe(&python) {
-        return Err(err(
+        return Err(venv_err(err(
             venv_dir,
-            "numpy/onnx still not importable after pip install",
-        ));
+            format!("`import {imports}` still fails after pip install"),
+        )));
     }
     Ok(python)
 }

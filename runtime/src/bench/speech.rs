@@ -85,43 +85,11 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn peer_python(cfg: &DeviceConfig) -> Result<PathBuf> {
     let venv = cfg.data_dir.join("tools/bench-venv");
-    let python = venv.join("bin/python");
-    let ok = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import faster_whisper"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if python.exists() && ok(&python) {
-        return Ok(python);
-    }
-    eprintln!(
-        "installing the peer ({PEER_REQUIREMENT}) into {}",
-        venv.display()
-    );
-    let st = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()?;
-    if !st.success() {
-        bail!("python3 -m venv {} failed", venv.display());
-    }
-    let st = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            PEER_REQUIREMENT,
-        ])
-        .status()?;
-    if !st.success() || !ok(&python) {
-        bail!("cannot install {PEER_REQUIREMENT}");
-    }
-    Ok(python)
+    Ok(aisle_models::ensure_venv(
+        &venv,
+        &[PEER_REQUIREMENT],
+        "faster_whisper",
+    )?)
 }
 
 /// The CTranslate2 model as a directory with the file names faster-whisper expects.
