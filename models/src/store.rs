@@ -250,6 +250,20 @@ impl Store {
         self.add_blob(&mut f, expected, path, progress)
     }
 
+    /// Copies an installed model from another store; every file is checked against
+    /// the manifest on its way in, so a damaged source fails instead of spreading.
+    pub fn copy_model_from(&self, other: &Store, name: &str) -> Result<()> {
+        let manifest = other.manifest(name)?;
+        for f in &manifest.files {
+            self.add_file(
+                &other.blob_path(&f.sha256),
+                Some((&f.sha256, f.size)),
+                &mut |_| {},
+            )?;
+        }
+        self.write_manifest(&manifest)
+    }
+
     /// Writes a manifest atomically. Every file it names must already be a blob.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         for f in &manifest.files {

@@ -4,20 +4,15 @@ use std::path::Path;
 
 use aisle_models::{ModelError, Store};
 
-use crate::{model, real_store};
+use crate::real_store;
 
 /// A fresh store holding copies of a few small real models.
 pub fn small_store(dir: &Path) -> Store {
     let store = Store::open(dir).expect("open");
     for name in ["imagenet-labels", "whisper-assets", "silero-vad"] {
-        let artifact = model(name);
-        for f in &artifact.manifest.files {
-            let src = artifact.path(&f.name).expect("file");
-            store
-                .add_file(src, Some((&f.sha256, f.size)), &mut |_| {})
-                .expect("copy blob");
-        }
-        store.write_manifest(&artifact.manifest).expect("manifest");
+        store
+            .copy_model_from(real_store(), name)
+            .expect("copy model");
     }
     store
 }
