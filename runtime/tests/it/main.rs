@@ -27,6 +27,13 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
+/// The command failed with exit code 1 and said `needle` on stderr.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+}
+
 fn real_data_dir_arg() -> String {
     data_dir().to_string_lossy().into_owned()
 }
@@ -77,12 +84,7 @@ fn bad_config_paths_fail_with_the_file_named() {
         "config",
         "show",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("nope.toml"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_with(&out, "nope.toml");
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[service]\nbind = \"0.0.0.0:80\"\n").expect("write");
@@ -91,12 +93,7 @@ fn bad_config_paths_fail_with_the_file_named() {
         .env("AISLE_CONFIG", &bad)
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("bad.toml:2:8: `service.bind`"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_with(&out, "bad.toml:2:8: `service.bind`");
 }
 
 #[test]
@@ -313,12 +310,7 @@ fn demo_shows_config_and_verified_store() {
     // An empty data dir: the demo says what to do and fails.
     let dir = tempfile::tempdir().expect("tempdir");
     let out = aisle(&["--data-dir", dir.path().to_str().expect("utf-8"), "demo"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("aisle models fetch"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_with(&out, "aisle models fetch");
 }
 
 #[test]
@@ -359,10 +351,5 @@ fn transcribe_prints_text_segments_and_timings() {
         "transcribe",
         empty.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("empty.wav: cannot decode audio"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_with(&out, "empty.wav: cannot decode audio");
 }
