@@ -58,6 +58,35 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Live transcription from the microphone (or a WAV file): partials and finals,
+    /// until Ctrl-C or the end of the file. --json prints one JSON object per line.
+    Listen {
+        /// Input device (name or part of it); default: audio.input in the config.
+        #[arg(long, conflicts_with = "file")]
+        device: Option<String>,
+        /// Read a WAV file instead of a device.
+        #[arg(long, value_name = "WAV")]
+        file: Option<PathBuf>,
+        /// With --file: as fast as possible instead of at real-time pace.
+        #[arg(long, requires = "file")]
+        fast: bool,
+        /// List input devices and exit.
+        #[arg(long)]
+        list_devices: bool,
+        /// Words to bias recognition towards (product and brand names).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Partial transcript interval while speaking (0: no partials).
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        partial_every_ms: u32,
+        /// Silence that ends a question whose text is already a finished sentence
+        /// (0: always wait for thresholds.vad_min_silence_ms).
+        #[arg(long, default_value_t = 250, value_name = "MS")]
+        early_endpoint_ms: u32,
+        /// Decoder threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +177,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::speech_cmd::transcribe(&cfg, file, prompt.as_deref(), *threads, cli.json)
+        }
+        Command::Listen {
+            list_devices: true, ..
+        } => crate::speech_cmd::list_devices(cli.json),
+        Command::Listen {
+            device,
+            file,
+            fast,
+            prompt,
+            partial_every_ms,
+            early_endpoint_ms,
+            threads,
+            ..
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            let input = crate::speech_cmd::ListenInput {
+                device: device.as_deref(),
+                file: file.as_deref(),
+                realtime: !fast,
+            };
+            let listen_cfg = aisle_speech::ListenConfig {
+                partial_every_ms: if *partial_every_ms == 0 {
+                    u32::MAX
+                } else {
+                    *partial_every_ms
+                },
+                prompt: prompt.clone(),
+                early_endpoint_ms: *early_endpoint_ms,
+                ..Default::default()
+            };
+            crate::speech_cmd::listen(&cfg, &input, listen_cfg, *threads, cli.json)
         }
     }
 }

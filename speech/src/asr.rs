@@ -68,6 +68,29 @@ impl Whisper {
         prompt: Option<&str>,
         offset_ms: u64,
     ) -> Result<Vec<TextSegment>> {
+        self.decode(samples, prompt, offset_ms, false)
+    }
+
+    /// A partial transcript of speech still in progress: one greedy pass, no
+    /// temperature fallback, one segment. Audio cut mid-word can send the decoder
+    /// into a loop; the fallback would then re-decode up to five times (2.6 s measured
+    /// on a 3 s clip), which a partial cannot afford.
+    pub fn transcribe_partial(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        offset_ms: u64,
+    ) -> Result<Vec<TextSegment>> {
+        self.decode(samples, prompt, offset_ms, true)
+    }
+
+    fn decode(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        offset_ms: u64,
+        quick: bool,
+    ) -> Result<Vec<TextSegment>> {
         if samples.is_empty() {
             return Ok(Vec::new());
         }
@@ -91,6 +114,13 @@ impl Whisper {
         let seconds = samples.len() as f64 / 16_000.0;
         let audio_ctx = ((seconds * 50.0).ceil() as i32 + 64).min(1500);
         params.set_audio_ctx(audio_ctx);
+        // Nobody says more than ~5 words (~8 tokens) a second: a bound on tokens per
+        // segment stops a repetition loop early.
+        if quick {
+            params.set_max_tokens((seconds * 10.0).ceil() as i32 + 16);
+            params.set_temperature_inc(0.0);
+            params.set_single_segment(true);
+        }
         if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
             params.set_initial_prompt(p);
         }

@@ -21,6 +21,8 @@ pub enum SpeechError {
     Vad { path: PathBuf, message: String },
     #[error("whisper ({path}): {message}")]
     Whisper { path: PathBuf, message: String },
+    #[error("audio input {device}: {message}")]
+    Device { device: String, message: String },
     #[error("resampling {from_hz} Hz to 16 kHz: {message}")]
     Resample { from_hz: u32, message: String },
 }

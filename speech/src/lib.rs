@@ -14,7 +14,9 @@
 pub mod asr;
 pub mod audio;
 mod error;
+pub mod listen;
 pub mod resample;
+pub mod source;
 pub mod vad;
 pub mod wer;
 
@@ -26,6 +28,8 @@ use aisle_models::Store;
 pub use asr::{TextSegment, Whisper};
 pub use audio::{DecodedAudio, decode_wav};
 pub use error::{Result, SpeechError};
+pub use listen::{ListenConfig, ListenEvent, ListenSummary, Utterance};
+pub use source::{AudioSource, FileSource, MicSource, input_devices};
 pub use vad::{Segment, Segmenter, SileroVad, VadConfig};
 
 /// A final transcript.
@@ -110,16 +114,8 @@ impl Transcriber {
             segments = speech.len(),
             "transcribed"
         );
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let confidence = if segments.is_empty() {
-            0.0
-        } else {
-            segments.iter().map(|s| s.confidence).sum::<f32>() / segments.len() as f32
-        };
+        let text = join_text(&segments);
+        let confidence = mean_confidence(&segments);
         Ok(Transcript {
             text,
             segments,
@@ -140,5 +136,31 @@ impl Transcriber {
         let audio = decode_wav(path)?;
         let transcript = self.transcribe(&audio.samples, prompt)?;
         Ok((audio, transcript))
+    }
+}
+
+fn join_text(segments: &[TextSegment]) -> String {
+    segments
+        .iter()
+        .map(|s| s.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn mean_confidence(segments: &[TextSegment]) -> f32 {
+    if segments.is_empty() {
+        0.0
+    } else {
+        segments.iter().map(|s| s.confidence).sum::<f32>() / segments.len() as f32
+    }
+}
+
+/// "1.9 s", "950 ms".
+pub fn format_ms(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
     }
 }

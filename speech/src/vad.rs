@@ -84,7 +84,27 @@ impl Segmenter {
         self.start.is_some()
     }
 
+    /// The open run, if any: (first voiced frame, frame after the last voiced one).
+    pub fn current(&self) -> Option<(usize, usize)> {
+        self.start.map(|s| (s, self.last_voiced_end))
+    }
+
+    /// Silent frames since the last voiced one in the open run.
+    pub fn trailing_silence(&self) -> usize {
+        self.silence
+    }
+
+    /// Frames seen so far.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    pub fn config(&self) -> &VadConfig {
+        &self.cfg
+    }
+
     fn close(&mut self, total_samples: usize) -> Option<Segment> {
+        self.silence = 0;
         let start = self.start.take()?;
         let voiced = self.last_voiced_end - start;
         if voiced < ms_to_frames(self.cfg.min_speech_ms) {

@@ -16,6 +16,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "libclang1-14",
     "libclang-common-14-dev",
     "espeak-ng",
+    // cpal's ALSA backend (the microphone).
+    "libasound2-dev",
+    "pkg-config",
 ];
 
 /// (probe command, Debian package that provides it), for tools that may also come

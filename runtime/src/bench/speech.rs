@@ -15,9 +15,13 @@ use crate::speech_cmd::load_transcriber;
 const PEER_SCRIPT: &str = include_str!("peer_faster_whisper.py");
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
 
-/// (label, text): questions of about 2, 5 and 15 seconds.
+/// (label, text): questions of about 2, 3, 5 and 15 seconds.
 const CLIPS: &[(&str, &str)] = &[
     ("2 s", "how much is a dozen eggs"),
+    (
+        "3 s",
+        "where can I find gluten free pasta and how much is it",
+    ),
     (
         "5 s",
         "is there a cheaper brand of olive oil and where can I find the baby food",
@@ -56,18 +60,88 @@ fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
     }
     let audio = aisle_speech::decode_wav(&raw)?;
     let path = dir.join(format!("{name}.wav"));
+    write_16k(&path, &audio.samples)?;
+    Ok(path)
+}
+
+fn write_16k(path: &Path, samples: &[f32]) -> Result<()> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&path, spec)?;
-    for s in &audio.samples {
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for s in samples {
         w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
     }
     w.finalize()?;
-    Ok(path)
+    Ok(())
+}
+
+/// Live mode: a question with 1 s of silence either side, fed at real-time pace through
+/// the same loop as the microphone. Returns the median end-of-speech-to-final latency,
+/// the median final decode time, the speculative share and the last text.
+struct LiveRow {
+    audio_ms: f64,
+    latency_ms: f64,
+    decode_ms: f64,
+    speculative: usize,
+    finals: usize,
+    text: String,
+}
+
+fn live_row(
+    transcriber: &aisle_speech::Transcriber,
+    clip: &Path,
+    dir: &Path,
+    runs: usize,
+) -> Result<LiveRow> {
+    let audio = aisle_speech::decode_wav(clip)?;
+    let silence = vec![0.0f32; 16_000];
+    let padded = dir.join(format!(
+        "live-{}",
+        clip.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("clip.wav")
+    ));
+    write_16k(&padded, &[&silence[..], &audio.samples, &silence].concat())?;
+    let (mut lat, mut dec, mut spec, mut finals, mut text) =
+        (Vec::new(), Vec::new(), 0, 0, String::new());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    for _ in 0..runs {
+        let mut src = aisle_speech::FileSource::open(&padded, true)?;
+        let mut texts = Vec::new();
+        transcriber.listen(
+            &mut src,
+            &aisle_speech::ListenConfig::default(),
+            &stop,
+            &mut |ev| {
+                if let aisle_speech::ListenEvent::Final(u) = ev {
+                    lat.push(u.endpoint_latency_ms as f64);
+                    dec.push(u.decode_ms as f64);
+                    spec += u.speculative as usize;
+                    finals += 1;
+                    texts.push(u.text);
+                }
+            },
+        )?;
+        text = texts.join(" | ");
+    }
+    if lat.is_empty() {
+        bail!(
+            "live mode produced no final transcript for {}",
+            clip.display()
+        );
+    }
+    Ok(LiveRow {
+        audio_ms: audio.duration_s() * 1000.0,
+        latency_ms: median(lat),
+        decode_ms: median(dec),
+        speculative: spec,
+        finals,
+        text,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -140,7 +214,13 @@ pub fn run(
         }
         ours.push((median(times), audio.duration_s() * 1000.0, text));
     }
+    // Live mode at real-time pace, for the short questions a shopper asks.
+    let mut live = Vec::new();
+    for (label, _, path) in clips.iter().filter(|c| c.0 != "15 s") {
+        live.push((*label, live_row(&transcriber, path, dir.path(), runs)?));
+    }
     let our_peak = peak_rss_mib();
+    let min_silence = cfg.file.thresholds.vad_min_silence_ms as f64;
 
     // Vocabulary biasing: WER on product-name questions without and with the prompt.
     let (mut plain, mut biased, mut words) = (0, 0, 0);
@@ -205,6 +285,15 @@ pub fn run(
                 "peer": "faster-whisper (CTranslate2), same tiny.en weights",
                 "peer_peak_rss_mib": peer.as_ref().and_then(|p| p["peak_rss_kib"].as_f64()).map(|k| k / 1024.0),
                 "prompt_biasing": { "words": words, "wer_without": plain as f64 / words as f64, "wer_with": biased as f64 / words as f64 },
+                "live": live.iter().map(|(label, r)| {
+                    let i = clips.iter().position(|c| c.0 == *label).unwrap_or(0);
+                    serde_json::json!({
+                        "clip": label, "audio_ms": r.audio_ms,
+                        "end_of_speech_to_final_ms": r.latency_ms, "final_decode_ms": r.decode_ms,
+                        "speculative_finals": r.speculative, "finals": r.finals, "text": r.text,
+                        "peer_min_silence_plus_decode_ms": peer_ms(i).map(|p| p + min_silence),
+                    })
+                }).collect::<Vec<_>>(),
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -233,6 +322,39 @@ pub fn run(
             ms / audio_ms
         );
     }
+    outln!(
+        "live (aisle listen, real-time pace, 1 s silence around the question): end of speech to final text"
+    );
+    outln!(
+        "  {:<6} {:>9} {:>11} {:>12} {:>12} {:>22} {:>11}",
+        "clip",
+        "audio ms",
+        "aisle ms",
+        "final decode",
+        "speculative",
+        "peer: silence+decode",
+        "aisle/peer"
+    );
+    for (label, r) in &live {
+        let i = clips.iter().position(|c| c.0 == *label).unwrap_or(0);
+        let (p, ratio) = match peer_ms(i) {
+            Some(p) => (
+                format!("{:.0} ms", p + min_silence),
+                format!("{:.2}x", r.latency_ms / (p + min_silence)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        outln!(
+            "  {label:<6} {:>9.0} {:>11.0} {:>12.0} {:>12} {p:>22} {ratio:>11}",
+            r.audio_ms,
+            r.latency_ms,
+            r.decode_ms,
+            format!("{}/{}", r.speculative, r.finals)
+        );
+    }
+    outln!(
+        "  (peer column: faster-whisper's decode time plus the same {min_silence:.0} ms end-of-speech wait, its best case behind a VAD endpointer)"
+    );
     let peer_peak = peer
         .as_ref()
         .and_then(|p| p["peak_rss_kib"].as_f64())
@@ -252,9 +374,12 @@ pub fn run(
         biased as f64 / words as f64,
         PRODUCT_QUESTIONS.len()
     );
-    for (i, (_, reference, _)) in clips.iter().enumerate() {
+    for (i, (label, reference, _)) in clips.iter().enumerate() {
         outln!("  reference: {reference}");
         outln!("  aisle:     {}", ours[i].2);
+        if let Some((_, r)) = live.iter().find(|(l, _)| l == label) {
+            outln!("  live:      {}", r.text);
+        }
         if let Some(p) = &peer {
             outln!(
                 "  peer:      {}",

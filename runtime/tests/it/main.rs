@@ -353,3 +353,144 @@ fn transcribe_prints_text_segments_and_timings() {
     ]);
     assert_fails_with(&out, "empty.wav: cannot decode audio");
 }
+
+/// The real microphone path without a sound card: ALSA's `file` plugin reads raw
+/// 16 kHz PCM from a FIFO that this test fills at real-time pace, cpal opens it as the
+/// default input device, and `aisle listen` turns it into a transcript. Ctrl-C (SIGINT)
+/// ends it cleanly.
+#[test]
+fn listen_through_cpal_and_alsa_from_a_fifo() {
+    use std::io::{BufRead, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const QUESTION: &str = "where can I find the baby food";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("question.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(QUESTION)
+        .status()
+        .expect("espeak-ng is installed by the test command");
+    assert!(status.success());
+    let samples = aisle_speech::decode_wav(&wav).expect("decode").samples;
+
+    let fifo = dir.path().join("mic.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    std::fs::create_dir_all(dir.path().join("alsa")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("alsa/asoundrc"),
+        format!(
+            "pcm.!default {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
+            fifo.display()
+        ),
+    )
+    .expect("asoundrc");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aisle"))
+        .args(["--data-dir", &real_data_dir_arg(), "listen", "--json"])
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("AISLE_CONFIG")
+        .env_remove("AISLE_DATA_DIR")
+        .env_remove("AISLE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn aisle listen");
+
+    // Feeder: 1 s of silence, the question, then silence until told to stop, all as
+    // signed 16-bit little-endian at 16 kHz, 20 ms per write, paced by the clock.
+    let done = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let done = done.clone();
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
+                return;
+            };
+            let pcm: Vec<u8> = std::iter::repeat_n(0.0f32, 16_000)
+                .chain(samples)
+                .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+                .collect();
+            let start = Instant::now();
+            let silence = [0u8; 640];
+            let mut sent = 0usize;
+            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+                let chunk = pcm
+                    .get(sent..(sent + 640).min(pcm.len()))
+                    .filter(|c| !c.is_empty());
+                if f.write_all(chunk.unwrap_or(&silence)).is_err() {
+                    return;
+                }
+                sent += 640;
+                let due = start + Duration::from_micros(sent as u64 * 1_000_000 / 32_000);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        })
+    };
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut final_text = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while final_text.is_none() && Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+        if v["event"] == "final" {
+            final_text = v["text"].as_str().map(str::to_string);
+        }
+        lines.push(v);
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let status = child.wait().expect("wait");
+    done.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
+    lines.extend(rx.try_iter().filter_map(|l| serde_json::from_str(&l).ok()));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let said = final_text.unwrap_or_else(|| panic!("no final transcript: {lines:#?}\n{stderr}"));
+    assert!(aisle_speech::wer::wer(QUESTION, &said) <= 0.2, "{said:?}");
+    assert!(
+        lines[0]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("microphone")),
+        "{lines:#?}"
+    );
+    assert!(
+        status.success(),
+        "Ctrl-C must end listen cleanly: {status:?}\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["event"] == "stopped" && v["dropped_samples"] == 0),
+        "{lines:#?}"
+    );
+}

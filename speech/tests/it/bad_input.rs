@@ -10,7 +10,7 @@ use crate::{read_i16, speak, transcriber, work_dir};
 
 const QUESTION: &str = "what is the price of the orange juice";
 
-fn write_wav(name: &str, rate: u32, channels: u16, bits: u16, frames: &[f32]) -> PathBuf {
+pub fn write_wav(name: &str, rate: u32, channels: u16, bits: u16, frames: &[f32]) -> PathBuf {
     let path = work_dir().join(name);
     let spec = hound::WavSpec {
         channels,
@@ -32,7 +32,7 @@ fn write_wav(name: &str, rate: u32, channels: u16, bits: u16, frames: &[f32]) ->
 }
 
 /// Deterministic white noise.
-fn noise(n: usize, amplitude: f32) -> Vec<f32> {
+pub fn noise(n: usize, amplitude: f32) -> Vec<f32> {
     let mut x: u32 = 0x1234_5678;
     (0..n)
         .map(|_| {

@@ -2,6 +2,7 @@
 //! whisper tiny.en (imported from CTranslate2) transcribe them.
 
 mod bad_input;
+mod listen;
 mod questions;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,328 @@
+//! Live transcription: an [`AudioSource`] in, partial and final transcripts out.
+//!
+//! One loop, no hidden threads: read what the source has, bring it to 16 kHz mono,
+//! run the VAD frame by frame, and decide. Whisper runs only when the loop has caught
+//! up with the source (the microphone keeps filling its ring buffer meanwhile):
+//! - a *partial* every `partial_every_ms` of an utterance still being spoken;
+//! - a *speculative final* as soon as the speaker pauses (a few silent frames): the
+//!   utterance is decoded while the endpointer still waits out `min_silence_ms`. If
+//!   nobody speaks again, that text is the final one, so the latency from end of speech
+//!   to final text is about max(min_silence, decode) instead of their sum.
+//! - an *early endpoint*: when that speculative text is a finished sentence (it ends in
+//!   `.`, `?` or `!`), `early_endpoint_ms` of silence ends the utterance instead of the
+//!   full `min_silence_ms`. Whisper's punctuation is the cue that the shopper finished
+//!   the question rather than paused in the middle of it.
+//!
+//! Memory is bounded: audio is kept only for the open utterance (at most
+//! `max_utterance_ms`, then it is cut) plus the pre-roll.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::asr::TextSegment;
+use crate::error::Result;
+use crate::resample::Resampler16k;
+use crate::source::AudioSource;
+use crate::vad::{FRAME, Segment};
+use crate::{Transcriber, join_text, mean_confidence};
+
+/// Silent frames (32 ms each) after which the speculative decode starts.
+const SPECULATE_AFTER_FRAMES: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// How often a partial transcript is produced while someone speaks.
+    pub partial_every_ms: u32,
+    /// Longest utterance; a longer one is cut and finalised.
+    pub max_utterance_ms: u32,
+    /// Decoder prompt (product and brand names).
+    pub prompt: Option<String>,
+    /// Silence that ends an utterance whose speculative text is a finished sentence
+    /// (0: always wait for the VAD's `min_silence_ms`).
+    pub early_endpoint_ms: u32,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            partial_every_ms: 1000,
+            max_utterance_ms: 30_000,
+            prompt: None,
+            early_endpoint_ms: 250,
+        }
+    }
+}
+
+/// A finished utterance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    pub text: String,
+    /// Segment times are from the start of the stream.
+    pub segments: Vec<TextSegment>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub confidence: f32,
+    /// Wall-clock time from the arrival of the last voiced audio to this final text:
+    /// the endpointing wait plus whatever decoding was not already done.
+    pub endpoint_latency_ms: u64,
+    /// Time whisper took on the final text.
+    pub decode_ms: u64,
+    /// The final text came from the decode started at the pause.
+    pub speculative: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenEvent {
+    SpeechStart { at_ms: u64 },
+    Partial { at_ms: u64, text: String },
+    Final(Utterance),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListenSummary {
+    pub utterances: usize,
+    /// Audio consumed, at 16 kHz.
+    pub audio_ms: u64,
+    /// Samples the microphone dropped because the loop fell behind.
+    pub dropped_samples: u64,
+}
+
+struct Speculation {
+    run: (usize, usize),
+    segments: Vec<TextSegment>,
+    decode_ms: u64,
+    /// The text ends a sentence.
+    complete: bool,
+}
+
+/// The open utterance's audio (and the pre-roll before it), by absolute sample index.
+struct History {
+    base: usize,
+    buf: Vec<f32>,
+}
+
+impl History {
+    fn end(&self) -> usize {
+        self.base + self.buf.len()
+    }
+    fn slice(&self, from: usize, to: usize) -> &[f32] {
+        let a = from.clamp(self.base, self.end()) - self.base;
+        let b = to.clamp(self.base, self.end()) - self.base;
+        &self.buf[a..b.max(a)]
+    }
+    fn keep_last(&mut self, n: usize) {
+        if self.buf.len() > n {
+            let cut = self.buf.len() - n;
+            self.buf.drain(..cut);
+            self.base += cut;
+        }
+    }
+}
+
+impl Transcriber {
+    /// Runs until the source ends or `stop` is set, calling `on_event` for every
+    /// speech start, partial and final.
+    pub fn listen(
+        &self,
+        source: &mut dyn AudioSource,
+        cfg: &ListenConfig,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(ListenEvent),
+    ) -> Result<ListenSummary> {
+        let channels = source.channels().max(1) as usize;
+        let rate = source.sample_rate();
+        let mut resampler = Resampler16k::new(rate)?;
+        let pad = self.vad_cfg.pre_roll_ms as usize * 16;
+        let max_frames = (cfg.max_utterance_ms as usize * 16).div_ceil(FRAME).max(1);
+        let partial_frames = (cfg.partial_every_ms as usize * 16).div_ceil(FRAME).max(1);
+        let min_speech_frames = (self.vad_cfg.min_speech_ms as usize * 16).div_ceil(FRAME);
+        let prompt = cfg.prompt.as_deref();
+        let early_frames = (cfg.early_endpoint_ms as usize * 16).div_ceil(FRAME);
+
+        let mut raw = Vec::with_capacity(rate as usize * channels);
+        let mut mono = Vec::with_capacity(rate as usize);
+        let mut pending: Vec<f32> = Vec::with_capacity(TARGET_CHUNK);
+        let mut history = History {
+            base: 0,
+            buf: Vec::with_capacity(max_frames * FRAME + 2 * pad + FRAME),
+        };
+        let mut vad = self.vad.stream();
+        let mut seg = crate::Segmenter::new(self.vad_cfg);
+        let mut last_voiced_at = Instant::now();
+        let mut last_partial_frame = 0usize;
+        let mut spec: Option<Speculation> = None;
+        let mut summary = ListenSummary::default();
+
+        let finalize = |s: Segment,
+                        run: Option<(usize, usize)>,
+                        history: &History,
+                        spec: &mut Option<Speculation>,
+                        last_voiced_at: Instant,
+                        on_event: &mut dyn FnMut(ListenEvent)|
+         -> Result<bool> {
+            let reuse = spec.take().filter(|sp| Some(sp.run) == run);
+            let (segments, decode_ms, speculative) = match reuse {
+                Some(sp) => (sp.segments, sp.decode_ms, true),
+                None => {
+                    let t = Instant::now();
+                    let audio = history.slice(s.start, s.end);
+                    let segs = self.whisper.transcribe(audio, prompt, s.start_ms())?;
+                    (segs, t.elapsed().as_millis() as u64, false)
+                }
+            };
+            let text = join_text(&segments);
+            if text.is_empty() {
+                return Ok(false);
+            }
+            on_event(ListenEvent::Final(Utterance {
+                confidence: mean_confidence(&segments),
+                text,
+                segments,
+                start_ms: s.start_ms(),
+                end_ms: s.end_ms(),
+                endpoint_latency_ms: last_voiced_at.elapsed().as_millis() as u64,
+                decode_ms,
+                speculative,
+            }));
+            Ok(true)
+        };
+
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            raw.clear();
+            let more = source.read(&mut raw, Duration::from_millis(50))?;
+            let arrived = Instant::now();
+            mono.clear();
+            if channels == 1 {
+                mono.extend_from_slice(&raw);
+            } else {
+                mono.extend(
+                    raw.chunks_exact(channels)
+                        .map(|f| f.iter().sum::<f32>() / channels as f32),
+                );
+            }
+            resampler.push(&mono, &mut pending)?;
+            if !more {
+                resampler.finish(&mut pending)?;
+                // The last partial frame, zero-padded.
+                let rem = pending.len() % FRAME;
+                if rem != 0 {
+                    pending.resize(pending.len() + FRAME - rem, 0.0);
+                }
+            }
+            let mut pos = 0;
+            while pending.len() - pos >= FRAME {
+                let frame = &pending[pos..pos + FRAME];
+                pos += FRAME;
+                // When this frame's last sample was captured: a backlog read after a
+                // decode carries audio that arrived while whisper was busy.
+                let behind_us = (pending.len() - pos) as u64 * 1_000_000 / 16_000;
+                let frame_arrived = arrived
+                    .checked_sub(Duration::from_micros(behind_us))
+                    .unwrap_or(arrived);
+                history.buf.extend_from_slice(frame);
+                let p = vad.frame(frame)?;
+                let was_speaking = seg.in_speech();
+                let run = seg.current();
+                if let Some(s) = seg.push(p)
+                    && finalize(s, run, &history, &mut spec, last_voiced_at, on_event)?
+                {
+                    summary.utterances += 1;
+                }
+                match seg.current() {
+                    Some((start, voiced_end)) => {
+                        if voiced_end == seg.frames() {
+                            last_voiced_at = frame_arrived;
+                        }
+                        if !was_speaking {
+                            last_partial_frame = start;
+                            on_event(ListenEvent::SpeechStart {
+                                at_ms: (start * FRAME) as u64 / 16,
+                            });
+                        }
+                        let early = early_frames > 0
+                            && seg.trailing_silence() >= early_frames
+                            && spec
+                                .as_ref()
+                                .is_some_and(|sp| sp.complete && sp.run == (start, voiced_end));
+                        if early || seg.frames() - start >= max_frames {
+                            let run = seg.current();
+                            if let Some(s) = seg.finish(history.end())
+                                && finalize(s, run, &history, &mut spec, last_voiced_at, on_event)?
+                            {
+                                summary.utterances += 1;
+                            }
+                        }
+                    }
+                    None => history.keep_last(pad + FRAME),
+                }
+            }
+            pending.drain(..pos);
+
+            if !more {
+                let run = seg.current();
+                if let Some(s) = seg.finish(history.end())
+                    && finalize(s, run, &history, &mut spec, last_voiced_at, on_event)?
+                {
+                    summary.utterances += 1;
+                }
+                break;
+            }
+
+            // Decode only when caught up with the source (less than 100 ms read).
+            let caught_up = raw.len() / channels < rate as usize / 10;
+            if let (true, Some((start, voiced_end))) = (caught_up, seg.current()) {
+                let now_frame = seg.frames();
+                let from = (start * FRAME).saturating_sub(pad);
+                if seg.trailing_silence() >= SPECULATE_AFTER_FRAMES {
+                    if spec.as_ref().is_none_or(|sp| sp.run != (start, voiced_end))
+                        && voiced_end - start >= min_speech_frames
+                    {
+                        let t = Instant::now();
+                        let audio = history.slice(from, now_frame * FRAME);
+                        let segments = self.whisper.transcribe(audio, prompt, from as u64 / 16)?;
+                        let complete = join_text(&segments).ends_with(['.', '?', '!']);
+                        tracing::debug!(
+                            start,
+                            voiced_end,
+                            now_frame,
+                            complete,
+                            ms = t.elapsed().as_millis(),
+                            "speculative decode"
+                        );
+                        spec = Some(Speculation {
+                            run: (start, voiced_end),
+                            segments,
+                            decode_ms: t.elapsed().as_millis() as u64,
+                            complete,
+                        });
+                    }
+                } else if seg.trailing_silence() == 0
+                    && now_frame - last_partial_frame >= partial_frames
+                    && now_frame - start >= min_speech_frames
+                {
+                    last_partial_frame = now_frame;
+                    tracing::debug!(start, now_frame, "partial decode");
+                    let audio = history.slice(from, now_frame * FRAME);
+                    let segments =
+                        self.whisper
+                            .transcribe_partial(audio, prompt, from as u64 / 16)?;
+                    let text = join_text(&segments);
+                    if !text.is_empty() {
+                        on_event(ListenEvent::Partial {
+                            at_ms: (now_frame * FRAME) as u64 / 16,
+                            text,
+                        });
+                    }
+                }
+            }
+        }
+        summary.audio_ms = (seg.frames() * FRAME) as u64 / 16;
+        summary.dropped_samples = source.dropped();
+        Ok(summary)
+    }
+}
+
+const TARGET_CHUNK: usize = 16_000;
