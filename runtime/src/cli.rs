@@ -48,6 +48,28 @@ pub enum Command {
     /// Benchmarks against named peers, printed as tables.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The store's catalog and inventory database.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+    /// Ask the assistant one question (text or spoken); answers come from the store data.
+    Ask {
+        /// The question (or use --audio).
+        text: Option<String>,
+        /// A spoken question (WAV), transcribed on the device.
+        #[arg(long, value_name = "WAV")]
+        audio: Option<PathBuf>,
+        /// A photo of the product (needs the vision capability).
+        #[arg(long, value_name = "IMG")]
+        image: Option<PathBuf>,
+        /// The product in front of the camera, by sku.
+        #[arg(long)]
+        sku: Option<String>,
+        /// Carry the conversation across calls in this file (created if missing).
+        #[arg(long, value_name = "FILE")]
+        session: Option<PathBuf>,
+    },
+    /// An interactive conversation in the terminal, one question per line.
+    Chat,
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -109,6 +131,27 @@ pub enum ModelsCmd {
     Verify { names: Vec<String> },
     /// Print the path of a verified model file.
     Path { name: String, file: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCmd {
+    /// Import products, stock and promotions from CSV or JSON Lines (sku,name,price,stock,aisle,...).
+    Import {
+        file: PathBuf,
+        /// Import the good rows of a file with errors (bad rows are listed).
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
+    /// Build or refresh the bundled demo store (real grocery product names).
+    Demo,
+    /// Show one product with its stock and promotions.
+    Show { sku: String },
+    /// Find products by name (fuzzy).
+    Search {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +220,53 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::speech_cmd::transcribe(&cfg, file, prompt.as_deref(), *threads, cli.json)
+        }
+        Command::Catalog(cmd) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            match cmd {
+                CatalogCmd::Import {
+                    file,
+                    skip_bad_rows,
+                } => crate::store_cmd::import(&cfg, file, *skip_bad_rows, cli.json),
+                CatalogCmd::Demo => {
+                    let cat = crate::store_cmd::demo_store(&cfg, cli.json)?;
+                    let n = cat.product_count()?;
+                    if cli.json {
+                        outln!(
+                            "{}",
+                            serde_json::json!({ "catalog": cat.path(), "products": n, "revision": cat.revision()? })
+                        );
+                    } else {
+                        outln!("{}: {n} products", cat.path().display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                CatalogCmd::Show { sku } => crate::store_cmd::show(&cfg, sku, cli.json),
+                CatalogCmd::Search { text, top } => {
+                    crate::store_cmd::search(&cfg, text, *top, cli.json)
+                }
+            }
+        }
+        Command::Ask {
+            text,
+            audio,
+            image,
+            sku,
+            session,
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            let input = crate::store_cmd::AskInput {
+                text: text.as_deref(),
+                audio: audio.as_deref(),
+                image: image.as_deref(),
+                sku: sku.as_deref(),
+                session: session.as_deref(),
+            };
+            crate::store_cmd::ask(&cfg, &input, cli.json)
+        }
+        Command::Chat => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::store_cmd::chat(&cfg, cli.json)
         }
         Command::Listen {
             list_devices: true, ..

@@ -23,6 +23,7 @@ mod cli;
 mod models_cmd;
 mod progress;
 mod speech_cmd;
+mod store_cmd;
 
 use std::process::ExitCode;
 

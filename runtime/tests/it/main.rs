@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use aisle_models::Store;
 
+mod assistant;
+mod catalog_import;
+
 fn data_dir() -> PathBuf {
     std::env::var_os("AISLE_DATA_DIR")
         .map(PathBuf::from)

@@ -1,0 +1,539 @@
+//! `aisle catalog import FILE`: CSV or JSON Lines into the store database.
+//!
+//! Columns (CSV header or JSON keys): required `sku,name,price,stock,aisle`; optional
+//! `brand,description,department,currency,tags,allergens,images,variant,variant_price,
+//! promo_description,promo_price,promo_percent_off,promo_starts,promo_ends`. Lists
+//! (tags, allergens, images) are `;`-separated (or JSON arrays). Several rows with one
+//! sku and different `variant`s give stock per size. Every problem is reported with
+//! its line number; a file with errors imports nothing unless bad rows are skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Catalog, CatalogError, Product, Promotion, Result, Variant};
+
+const REQUIRED: &[&str] = &["sku", "name", "price", "stock", "aisle"];
+const OPTIONAL: &[&str] = &[
+    "brand",
+    "description",
+    "department",
+    "currency",
+    "tags",
+    "allergens",
+    "images",
+    "variant",
+    "variant_price",
+    "promo_description",
+    "promo_price",
+    "promo_percent_off",
+    "promo_starts",
+    "promo_ends",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub skip_bad_rows: bool,
+    /// Currency for rows without one.
+    pub default_currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowProblem {
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub products: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub skipped: Vec<RowProblem>,
+    pub revision: u64,
+}
+
+/// One product as the file describes it (all its variant rows merged).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub product: Product,
+    pub stock: Vec<Variant>,
+    pub promotions: Vec<Promotion>,
+}
+
+fn cents(field: &str, v: &str) -> std::result::Result<i64, String> {
+    let t = v.trim().trim_start_matches('$');
+    let bad = || format!("`{field}` must be a price like 3.49, found {v:?}");
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() && frac.is_empty() || frac.len() > 2 {
+        return Err(bad());
+    }
+    let w: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let f: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<2}").parse().map_err(|_| bad())?
+    };
+    if w < 0 || whole.starts_with('-') {
+        return Err(format!("`{field}` must not be negative, found {v:?}"));
+    }
+    w.checked_mul(100)
+        .and_then(|x| x.checked_add(f))
+        .ok_or_else(bad)
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && s.split('-').all(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn list(v: Option<&String>) -> Vec<String> {
+    v.map(|s| {
+        s.split(';')
+            .map(|x| x.trim().to_lowercase())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Validates one row's fields.
+fn parse_row(
+    f: &HashMap<String, String>,
+    default_currency: &str,
+) -> std::result::Result<Record, String> {
+    let get = |k: &str| f.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let mut missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|k| get(k).is_none())
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        return Err(format!("missing {}", missing.join(", ")));
+    }
+    let text = |k: &str| get(k).map(str::to_string);
+    let price_cents = cents("price", get("price").unwrap_or_default())?;
+    let stock_s = get("stock").unwrap_or_default();
+    let quantity: i64 = stock_s
+        .parse()
+        .map_err(|_| format!("`stock` must be a whole number, found {stock_s:?}"))?;
+    if quantity < 0 {
+        return Err(format!("`stock` must not be negative, found {quantity}"));
+    }
+    let currency = get("currency").unwrap_or(default_currency).to_uppercase();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "`currency` must be a 3-letter code, found {currency:?}"
+        ));
+    }
+    let variant_price = get("variant_price")
+        .map(|v| cents("variant_price", v))
+        .transpose()?;
+    let mut promotions = Vec::new();
+    if let Some(desc) = get("promo_description") {
+        let price = get("promo_price")
+            .map(|v| cents("promo_price", v))
+            .transpose()?;
+        let pct = get("promo_percent_off")
+            .map(|v| {
+                v.trim_end_matches('%')
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| format!("`promo_percent_off` must be 0-100, found {v:?}"))
+            })
+            .transpose()?;
+        if price.is_none() && pct.is_none() {
+            return Err("a promotion needs `promo_price` or `promo_percent_off`".into());
+        }
+        let starts = get("promo_starts").unwrap_or("0000-01-01");
+        let ends = get("promo_ends").unwrap_or("9999-12-31");
+        for (k, v) in [("promo_starts", starts), ("promo_ends", ends)] {
+            if !is_date(v) {
+                return Err(format!("`{k}` must be a date like 2026-12-31, found {v:?}"));
+            }
+        }
+        if starts > ends {
+            return Err(format!(
+                "promotion ends ({ends}) before it starts ({starts})"
+            ));
+        }
+        promotions.push(Promotion {
+            sku: String::new(),
+            description: desc.to_string(),
+            price_cents: price,
+            percent_off: pct,
+            starts: starts.to_string(),
+            ends: ends.to_string(),
+        });
+    }
+    let sku = get("sku").unwrap_or_default().to_string();
+    for p in &mut promotions {
+        p.sku = sku.clone();
+    }
+    Ok(Record {
+        product: Product {
+            sku,
+            name: get("name").unwrap_or_default().to_string(),
+            brand: text("brand"),
+            description: text("description"),
+            department: text("department"),
+            aisle: get("aisle").unwrap_or_default().to_string(),
+            price_cents,
+            currency,
+            tags: list(f.get("tags")),
+            allergens: list(f.get("allergens")),
+            images: f
+                .get("images")
+                .map(|s| {
+                    s.split(';')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        stock: vec![Variant {
+            variant: get("variant").unwrap_or_default().to_string(),
+            quantity,
+            price_cents: variant_price,
+        }],
+        promotions,
+    })
+}
+
+fn check_columns(cols: &[String]) -> std::result::Result<(), String> {
+    let unknown: Vec<String> = cols
+        .iter()
+        .filter(|c| !REQUIRED.contains(&c.as_str()) && !OPTIONAL.contains(&c.as_str()))
+        .map(|c| {
+            let near = REQUIRED
+                .iter()
+                .chain(OPTIONAL)
+                .map(|k| (strsim::jaro_winkler(c, k), *k))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .filter(|(s, _)| *s > 0.85)
+                .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            format!("`{c}`{near}")
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!("unknown column(s) {}", unknown.join(", ")));
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|k| !cols.iter().any(|c| c == k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("missing required column(s) {}", missing.join(", ")));
+    }
+    Ok(())
+}
+
+type Rows = Vec<(u64, std::result::Result<HashMap<String, String>, String>)>;
+
+fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| CatalogError::Format {
+            path: path.to_path_buf(),
+            message: format!("line 1: {e}"),
+        })?
+        .iter()
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    check_columns(&headers).map_err(|message| CatalogError::Format {
+        path: path.to_path_buf(),
+        message: format!("line 1: {message}"),
+    })?;
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        match rec {
+            Ok(r) => {
+                let line = r.position().map(|p| p.line()).unwrap_or(0);
+                if r.len() != headers.len() {
+                    rows.push((
+                        line,
+                        Err(format!(
+                            "{} field(s), the header has {}",
+                            r.len(),
+                            headers.len()
+                        )),
+                    ));
+                    continue;
+                }
+                let map = headers
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_string))
+                    .collect();
+                rows.push((line, Ok(map)));
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                rows.push((line, Err(e.to_string())));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => {
+            Some(a.iter().filter_map(json_text).collect::<Vec<_>>().join(";"))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+fn read_jsonl(text: &str) -> Rows {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(map)) => {
+                let keys: Vec<String> = map.keys().map(|k| k.to_lowercase()).collect();
+                check_columns(
+                    &keys
+                        .iter()
+                        .filter(|k| !REQUIRED.contains(&k.as_str()))
+                        .cloned()
+                        .chain(REQUIRED.iter().map(|s| s.to_string()))
+                        .collect::<Vec<_>>(),
+                )
+                .map(|_| {
+                    map.iter()
+                        .filter_map(|(k, v)| json_text(v).map(|t| (k.to_lowercase(), t)))
+                        .collect()
+                })
+            }
+            Ok(_) => Err("expected a JSON object".to_string()),
+            Err(e) => Err(format!("invalid JSON: {e}")),
+        };
+        rows.push((n, row));
+    }
+    rows
+}
+
+/// Reads and validates a file into records (merged per sku), with every problem.
+pub fn parse_file(
+    path: &Path,
+    default_currency: &str,
+) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    let bytes = std::fs::read(path).map_err(|source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| CatalogError::Format {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
+    })?;
+    if text.trim().is_empty() {
+        return Err(CatalogError::Format {
+            path: path.to_path_buf(),
+            message: "the file is empty".into(),
+        });
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    let jsonl = matches!(ext.as_str(), "jsonl" | "ndjson" | "json")
+        || (ext != "csv" && text.trim_start().starts_with('{'));
+    let rows = if jsonl {
+        read_jsonl(text)
+    } else {
+        read_csv(path, text.as_bytes())?
+    };
+    let n_rows = rows.len();
+    let mut problems = Vec::new();
+    let mut by_sku: BTreeMap<String, (u64, Record)> = BTreeMap::new();
+    for (line, row) in rows {
+        let rec = match row.and_then(|f| parse_row(&f, default_currency)) {
+            Ok(r) => r,
+            Err(message) => {
+                problems.push(RowProblem { line, message });
+                continue;
+            }
+        };
+        match by_sku.get_mut(&rec.product.sku) {
+            None => {
+                by_sku.insert(rec.product.sku.clone(), (line, rec));
+            }
+            Some((first, existing)) => {
+                let v = &rec.stock[0];
+                if existing.stock.iter().any(|e| e.variant == v.variant) {
+                    problems.push(RowProblem {
+                        line,
+                        message: format!(
+                            "sku {} variant {:?} already on line {first}",
+                            rec.product.sku, v.variant
+                        ),
+                    });
+                    continue;
+                }
+                existing.stock.push(v.clone());
+                existing.promotions.extend(rec.promotions);
+            }
+        }
+    }
+    Ok((
+        n_rows,
+        by_sku.into_values().map(|(_, r)| r).collect(),
+        problems,
+    ))
+}
+
+/// Imports a file in one transaction.
+pub fn import_file(cat: &mut Catalog, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    let currency = if opts.default_currency.is_empty() {
+        "USD"
+    } else {
+        opts.default_currency.as_str()
+    };
+    let (rows, records, problems) = parse_file(path, currency)?;
+    if !problems.is_empty() && !opts.skip_bad_rows {
+        return Err(CatalogError::BadRows {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    let mut report = upsert(cat, &records)?;
+    report.rows = rows;
+    report.skipped = problems;
+    Ok(report)
+}
+
+/// Adds or updates records (one transaction); unchanged products are left alone.
+pub fn upsert(cat: &mut Catalog, records: &[Record]) -> Result<ImportReport> {
+    let mut report = ImportReport {
+        products: records.len(),
+        ..Default::default()
+    };
+    let existing: Vec<Option<Record>> = records
+        .iter()
+        .map(|r| {
+            Ok(match cat.product(&r.product.sku)? {
+                Some(p) => Some(Record {
+                    stock: cat.stock(&p.sku)?,
+                    promotions: cat.promotions(&p.sku)?,
+                    product: p,
+                }),
+                None => None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let revision = cat.revision()?;
+    let path = cat.path().to_path_buf();
+    let db = |source| CatalogError::Db {
+        path: path.clone(),
+        source,
+    };
+    let tx = cat.conn_mut().transaction().map_err(db)?;
+    for (rec, old) in records.iter().zip(&existing) {
+        match old {
+            Some(o) if o == rec => {
+                report.unchanged += 1;
+                continue;
+            }
+            Some(_) => report.updated += 1,
+            None => report.added += 1,
+        }
+        let p = &rec.product;
+        tx.execute(
+            "INSERT INTO products(sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(sku) DO UPDATE SET name = excluded.name, brand = excluded.brand,
+               description = excluded.description, department = excluded.department, aisle = excluded.aisle,
+               price_cents = excluded.price_cents, currency = excluded.currency, tags = excluded.tags,
+               allergens = excluded.allergens, images = excluded.images",
+            params![
+                p.sku,
+                p.name,
+                p.brand,
+                p.description,
+                p.department,
+                p.aisle,
+                p.price_cents,
+                p.currency,
+                p.tags.join(";"),
+                p.allergens.join(";"),
+                p.images.join(";"),
+            ],
+        )
+        .map_err(db)?;
+        tx.execute("DELETE FROM stock WHERE sku = ?1", [&p.sku])
+            .map_err(db)?;
+        tx.execute("DELETE FROM promotions WHERE sku = ?1", [&p.sku])
+            .map_err(db)?;
+        for v in &rec.stock {
+            tx.execute(
+                "INSERT INTO stock(sku, variant, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
+                params![p.sku, v.variant, v.quantity, v.price_cents],
+            )
+            .map_err(db)?;
+        }
+        for pr in &rec.promotions {
+            tx.execute(
+                "INSERT INTO promotions(sku, description, price_cents, percent_off, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![p.sku, pr.description, pr.price_cents, pr.percent_off, pr.starts, pr.ends],
+            )
+            .map_err(db)?;
+        }
+    }
+    report.revision = revision + u64::from(report.added + report.updated > 0);
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('revision', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [report.revision.to_string()],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_parse_to_exact_cents() {
+        for (s, c) in [
+            ("3.49", 349),
+            ("3.5", 350),
+            ("3", 300),
+            ("$0.99", 99),
+            (".5", 50),
+        ] {
+            assert_eq!(cents("price", s), Ok(c), "{s}");
+        }
+        for s in ["", "abc", "3.499", "-1", "1.2.3", "1e3"] {
+            assert!(cents("price", s).is_err(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! `aisle catalog ...`, `aisle ask`, `aisle chat`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aisle_firmware_config::DeviceConfig;
+use aisle_models::Store;
+use aisle_runtime::catalog::{self, Catalog, ImportOptions, format_price};
+use aisle_runtime::dialogue::{Answer, Engine, Session};
+use anyhow::{Context, Result, bail};
+
+pub fn catalog_path(cfg: &DeviceConfig) -> PathBuf {
+    cfg.data_dir.join("catalog").join("store.sqlite")
+}
+
+pub fn open_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
+    Ok(Catalog::open(&catalog_path(cfg))?)
+}
+
+/// The catalog, with something in it: the configured catalog file or the demo store.
+pub fn ready_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
+    let mut cat = open_catalog(cfg)?;
+    if cat.product_count()? == 0 {
+        match &cfg.file.paths.catalog {
+            Some(file) => {
+                let opts = ImportOptions {
+                    default_currency: cfg.file.device.currency.clone(),
+                    ..Default::default()
+                };
+                catalog::import_file(&mut cat, file, &opts)?;
+            }
+            None => bail!(
+                "the store catalog is empty ({}): run `aisle catalog import FILE` or `aisle catalog demo`",
+                cat.path().display()
+            ),
+        }
+    }
+    Ok(cat)
+}
+
+pub fn import(
+    cfg: &DeviceConfig,
+    file: &Path,
+    skip_bad_rows: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut cat = open_catalog(cfg)?;
+    let opts = ImportOptions {
+        skip_bad_rows,
+        default_currency: cfg.file.device.currency.clone(),
+    };
+    let report = catalog::import_file(&mut cat, file, &opts)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            "{}: {} row(s), {} product(s): {} added, {} updated, {} unchanged{}",
+            file.display(),
+            report.rows,
+            report.products,
+            report.added,
+            report.updated,
+            report.unchanged,
+            if report.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} bad row(s) skipped", report.skipped.len())
+            }
+        );
+        for p in &report.skipped {
+            outln!("  skipped line {}: {}", p.line, p.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn demo_store(cfg: &DeviceConfig, quiet: bool) -> Result<Catalog> {
+    let mut cat = open_catalog(cfg)?;
+    let store = Store::open(&cfg.model_dir)
+        .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))?;
+    if let Some(r) = catalog::demo::ensure(&mut cat, &store)
+        .context("building the demo store needs the `grocery-products` model: run `aisle models fetch grocery-products`")?
+        && !quiet
+    {
+        eprintln!(
+            "demo store: {} products ({} added, {} updated, {} unchanged)",
+            r.products, r.added, r.updated, r.unchanged
+        );
+    }
+    Ok(cat)
+}
+
+pub fn show(cfg: &DeviceConfig, sku: &str, json: bool) -> Result<ExitCode> {
+    let cat = open_catalog(cfg)?;
+    let Some(p) = cat.product(sku)? else {
+        bail!("no product with sku {sku:?} in {}", cat.path().display());
+    };
+    let stock = cat.stock(sku)?;
+    let promos = cat.promotions(sku)?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "product": p, "stock": stock, "promotions": promos })
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{} {}", p.sku, p.name);
+    outln!("  price     {}", format_price(p.price_cents, &p.currency));
+    outln!("  aisle     {}", p.aisle);
+    if let Some(d) = &p.department {
+        outln!("  department {d}");
+    }
+    outln!("  tags      {}", p.tags.join(", "));
+    outln!("  allergens {}", p.allergens.join(", "));
+    for v in &stock {
+        outln!(
+            "  stock     {}{}",
+            v.quantity,
+            if v.variant.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.variant)
+            }
+        );
+    }
+    for pr in &promos {
+        outln!(
+            "  promotion {} ({} to {})",
+            pr.description,
+            pr.starts,
+            pr.ends
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn search(cfg: &DeviceConfig, text: &str, top: usize, json: bool) -> Result<ExitCode> {
+    let cat = open_catalog(cfg)?;
+    let products = cat.products()?;
+    let index = catalog::ProductIndex::build(&products);
+    let hits = index.search(text, top);
+    if json {
+        let rows: Vec<_> = hits
+            .iter()
+            .map(|m| serde_json::json!({ "sku": m.sku, "name": products[m.doc].name, "score": m.score }))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for m in &hits {
+            outln!("{:.2}  {:<10} {}", m.score, m.sku, products[m.doc].name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_session(path: Option<&Path>) -> Result<Session> {
+    let Some(p) = path else {
+        return Ok(Session::default());
+    };
+    match std::fs::read_to_string(p) {
+        Ok(t) if t.trim().is_empty() => Ok(Session::default()),
+        Ok(t) => serde_json::from_str(&t).with_context(|| {
+            format!(
+                "{}: not a session file written by `aisle ask --session`",
+                p.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Session::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read session file {}", p.display())),
+    }
+}
+
+fn save_session(path: &Path, s: &Session) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)
+        .with_context(|| format!("cannot write session file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write session file {}", path.display()))?;
+    Ok(())
+}
+
+pub struct AskInput<'a> {
+    pub text: Option<&'a str>,
+    pub audio: Option<&'a Path>,
+    pub image: Option<&'a Path>,
+    pub sku: Option<&'a str>,
+    pub session: Option<&'a Path>,
+}
+
+pub fn answer_json(
+    a: &Answer,
+    transcript: Option<&str>,
+    timings: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "answer": a.text,
+        "intent": a.intent,
+        "intents": a.intents,
+        "products": a.products,
+        "facts": a.facts,
+        "path": a.path,
+        "staff_requested": a.staff_requested,
+        "transcript": transcript,
+        "timings_ms": timings,
+    })
+}
+
+pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode> {
+    if input.image.is_some() {
+        bail!(
+            "--image needs product recognition (the vision capability), which is not built yet; pass --sku to say which product is in front of the camera"
+        );
+    }
+    let t_total = std::time::Instant::now();
+    let (question, transcript, asr_ms) = match (input.text, input.audio) {
+        (Some(t), None) => (t.to_string(), None, None),
+        (None, Some(wav)) => {
+            let t0 = std::time::Instant::now();
+            let tr = crate::speech_cmd::load_transcriber(cfg, None)?;
+            let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let (_, t) = tr.transcribe_file(wav, None)?;
+            (
+                t.text.clone(),
+                Some(t.text),
+                Some((load_ms, t.processing_ms as f64)),
+            )
+        }
+        (Some(_), Some(_)) => bail!("give the question as TEXT or --audio WAV, not both"),
+        (None, None) => bail!("give a question: TEXT or --audio WAV"),
+    };
+    let t0 = std::time::Instant::now();
+    let cat = ready_catalog(cfg)?;
+    let engine = Engine::new(&cat)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let mut session = load_session(input.session)?;
+    if let Some(sku) = input.sku
+        && cat.product(sku)?.is_none()
+    {
+        bail!("no product with sku {sku:?} in {}", cat.path().display());
+    }
+    let answer = engine.ask(&question, &mut session, input.sku)?;
+    if let Some(p) = input.session {
+        save_session(p, &session)?;
+    }
+    let timings = serde_json::json!({
+        "speech_model_load": asr_ms.map(|a| a.0),
+        "transcribe": asr_ms.map(|a| a.1),
+        "catalog_load": load_ms,
+        "answer": answer.elapsed_us as f64 / 1000.0,
+        "total": t_total.elapsed().as_secs_f64() * 1000.0,
+    });
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&answer_json(&answer, transcript.as_deref(), &timings))?
+        );
+    } else {
+        if let Some(t) = &transcript {
+            outln!("heard: {t}");
+        }
+        outln!("{}", answer.text);
+        outln!(
+            "  [{} via {}; products {}; answered in {:.1} ms]",
+            answer
+                .intents
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+            answer.path,
+            if answer.products.is_empty() {
+                "-".to_string()
+            } else {
+                answer.products.join(", ")
+            },
+            answer.elapsed_us as f64 / 1000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
+    let cat = ready_catalog(cfg)?;
+    let engine = Engine::new(&cat)?;
+    let mut session = Session::default();
+    if !json {
+        eprintln!(
+            "aisle chat: ask about products in this store ({} products). Empty line or Ctrl-D ends.",
+            cat.product_count()?
+        );
+    }
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line.context("reading the question")?;
+        if line.trim().is_empty() {
+            break;
+        }
+        let a = engine.ask(&line, &mut session, None)?;
+        if json {
+            outln!(
+                "{}",
+                answer_json(
+                    &a,
+                    None,
+                    &serde_json::json!({ "answer": a.elapsed_us as f64 / 1000.0 })
+                )
+            );
+        } else {
+            outln!("{}", a.text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
