@@ -360,6 +360,33 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         .iter()
         .all(|s| s.state == models_cmd::State::Verified)
         && configured.iter().all(|(_, _, ready)| *ready);
+    if !ok {
+        if cli.json {
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "device": cfg.file.device,
+                    "data_dir": cfg.data_dir,
+                    "models": status,
+                    "configured_models": configured
+                        .iter()
+                        .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
+                        .collect::<Vec<_>>(),
+                }))?
+            );
+        } else {
+            models_cmd::print_table(&status)?;
+            outln!();
+            outln!("Models this device is configured to use:");
+            for (task, name, ready) in &configured {
+                let state = if *ready { "ready" } else { "NOT IN THE STORE" };
+                outln!("  {task:<16} {name:<24} {state}");
+            }
+        }
+        eprintln!("some models are missing or damaged: run `aisle models fetch`");
+        return Ok(ExitCode::FAILURE);
+    }
+    let run = crate::demo::run(&cfg)?;
     if cli.json {
         outln!(
             "{}",
@@ -373,6 +400,7 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
                     .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
                     .collect::<Vec<_>>(),
                 "capabilities": capabilities(),
+                "run": run.to_json(),
             }))?
         );
     } else {
@@ -382,34 +410,19 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
             cfg.file.device.profile,
             cfg.data_dir.display()
         );
-        outln!();
-        outln!("Effective configuration:");
-        for line in cfg.to_toml().lines() {
-            outln!("  {line}");
-        }
-        outln!();
-        outln!("Model store ({}):", cfg.model_dir.display());
-        models_cmd::print_table(&status)?;
-        outln!();
-        outln!("Models this device is configured to use:");
-        for (task, name, ready) in &configured {
-            let state = if *ready { "ready" } else { "NOT IN THE STORE" };
-            outln!("  {task:<16} {name:<24} {state}");
-        }
+        outln!(
+            "  models: {} verified in {}",
+            status.len(),
+            cfg.model_dir.display()
+        );
+        run.print()?;
         outln!();
         outln!("Capabilities:");
         for (name, state) in capabilities() {
             outln!("  {name:<12} {state}");
         }
     }
-    if !ok {
-        eprintln!("some models are missing or damaged: run `aisle models fetch`");
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// (task, configured model, whether the store holds it verified).
@@ -444,10 +457,16 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ("models", "ready: verified model store with importers"),
         (
             "speech",
-            "files: `aisle transcribe FILE`; microphone next (issue #3)",
+            "ready: `aisle transcribe FILE`, `aisle listen` (microphone or file)",
         ),
-        ("vision", "not yet available (issue #4)"),
-        ("assistant", "not yet available (issue #5)"),
+        (
+            "vision",
+            "not yet available (issue #4): the demo names the photo's product",
+        ),
+        (
+            "assistant",
+            "grammar path ready: `aisle ask`, `aisle chat`; LLM fallback next (issue #5)",
+        ),
         ("ar", "not yet available (issue #6)"),
     ]
 }

@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod bench;
 mod cli;
+mod demo;
 mod models_cmd;
 mod progress;
 mod speech_cmd;

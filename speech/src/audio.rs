@@ -40,7 +40,16 @@ pub fn decode_wav(path: &Path) -> Result<DecodedAudio> {
         path: path.to_path_buf(),
         source,
     })?;
-    let reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
+    decode_from(std::io::BufReader::new(file), path, file_len(path))
+}
+
+/// Decodes WAV bytes held in memory (`label` names them in errors).
+pub fn decode_wav_bytes(bytes: &[u8], label: &Path) -> Result<DecodedAudio> {
+    decode_from(std::io::Cursor::new(bytes), label, bytes.len() as u64)
+}
+
+fn decode_from<R: std::io::Read>(input: R, path: &Path, input_len: u64) -> Result<DecodedAudio> {
+    let reader = hound::WavReader::new(input).map_err(|e| match e {
         hound::Error::IoError(_) => decode_err(path, "not a WAV file (it ends inside the header)"),
         other => decode_err(path, format!("not a usable WAV file: {other}")),
     })?;
@@ -55,7 +64,7 @@ pub fn decode_wav(path: &Path) -> Result<DecodedAudio> {
     // Refuse early only when the file really holds that much data; a header that
     // merely claims it is handled by streaming (and reported as truncated).
     let claimed_bytes = reader.len() as u64 * u64::from(spec.bits_per_sample.div_ceil(8));
-    if claimed_s > MAX_SECONDS as f64 && claimed_bytes <= file_len(path) {
+    if claimed_s > MAX_SECONDS as f64 && claimed_bytes <= input_len {
         return Err(SpeechError::TooLong {
             path: path.to_path_buf(),
             seconds: claimed_s,

@@ -26,7 +26,7 @@ use std::time::Instant;
 use aisle_models::Store;
 
 pub use asr::{TextSegment, Whisper};
-pub use audio::{DecodedAudio, decode_wav};
+pub use audio::{DecodedAudio, decode_wav, decode_wav_bytes};
 pub use error::{Result, SpeechError};
 pub use listen::{ListenConfig, ListenEvent, ListenSummary, Utterance};
 pub use source::{AudioSource, FileSource, MicSource, input_devices};

@@ -569,15 +569,25 @@ impl<'a> Engine<'a> {
         s: &Session,
         r: &mut Reply,
     ) -> Result<()> {
+        // Second clause about the same product: "It is in Aisle 26", not the name again.
+        let named_before = r
+            .facts
+            .iter()
+            .any(|f| f.kind == "product" && f.sku == p.sku);
         r.fact(&p.sku, "product", p.name.clone());
+        let subject = if named_before {
+            "It".to_string()
+        } else {
+            p.name.clone()
+        };
         match it {
             Intent::Price => {
                 let price = self.price_text(p, r)?;
-                r.say(format!("{} is {price}.", p.name));
+                r.say(format!("{subject} is {price}."));
             }
             Intent::Location => {
                 let aisle = self.aisle_text(p, r);
-                r.say(format!("{} is in {aisle}.", p.name));
+                r.say(format!("{subject} is in {aisle}."));
             }
             Intent::Availability | Intent::Substitutes => {
                 let stock = self.catalog.stock(&p.sku)?;

@@ -292,6 +292,29 @@ fn demo_shows_config_and_verified_store() {
         "{v}"
     );
 
+    // End to end: the photo's product, the bundled spoken question, a grounded answer.
+    let run = &v["run"];
+    assert!(run["store_products"].as_u64() > Some(49_000), "{run}");
+    let heard = run["transcript"].as_str().expect("transcript");
+    assert!(
+        aisle_speech::wer::wer("how much is this and where can I find it", heard) <= 0.2,
+        "{heard}"
+    );
+    assert_eq!(run["intents"], serde_json::json!(["price", "location"]));
+    assert_eq!(run["products"], serde_json::json!(["DEMO-ESPRESSO"]));
+    let answer = run["answer"].as_str().expect("answer");
+    assert!(
+        answer.contains("$2.95") && answer.contains("Aisle 26: coffee"),
+        "{answer}"
+    );
+    let stages: Vec<&str> = run["stages_ms"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    assert!(stages.contains(&"VAD + whisper") && stages.contains(&"end of speech to answer"));
+
     // A configured model that the store does not hold is named, and the demo fails.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("kiosk.toml");
