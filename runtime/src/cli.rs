@@ -156,6 +156,14 @@ pub enum CatalogCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// Grammar path on the demo store: lookup vs rapidfuzz, answer latency, end of speech to answer.
+    Assistant {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Skip the peer (no Python needed).
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
     Speech {
         /// Timed runs per clip (median reported), after one warm-up.
@@ -205,6 +213,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             models_cmd::run(cmd, &cfg, cli.json)
         }
         Command::Demo => demo(&cli),
+        Command::Bench(BenchCmd::Assistant { runs, no_peer }) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::assistant::run(&cfg, *runs, !no_peer, cli.json)
+        }
         Command::Bench(BenchCmd::Speech {
             runs,
             threads,

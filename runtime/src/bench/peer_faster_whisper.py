@@ -4,7 +4,6 @@ weights, same audio, same thread count, greedy decoding. Prints one JSON line.
 usage: peer_faster_whisper.py MODEL_DIR THREADS RUNS WAV...
 """
 import json
-import resource
 import statistics
 import sys
 import time
@@ -25,6 +24,16 @@ def load(path):
     return pcm
 
 
+def peak_rss_kib():
+    # VmHWM of this process's own memory. getrusage's ru_maxrss would also count the
+    # parent's resident set at fork time (Linux carries it across exec).
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
 def main():
     model_dir, threads, runs, wavs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     model = WhisperModel(model_dir, device="cpu", compute_type="default", cpu_threads=threads)
@@ -39,7 +48,7 @@ def main():
             text = " ".join(s.text.strip() for s in segments)
             times.append((time.perf_counter() - t0) * 1000.0)
         results.append({"file": path, "ms": statistics.median(times), "text": text, "audio_ms": len(audio) / 16.0})
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(json.dumps({"results": results, "peak_rss_kib": peak_kib}))
 
 

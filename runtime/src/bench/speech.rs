@@ -47,7 +47,7 @@ const PRODUCT_QUESTIONS: &[&str] = &[
 const PRODUCT_PROMPT: &str = "Organic peanut butter, gluten free pasta, almond milk, whole wheat flour, \
      vegan cheese, chocolate cake, breakfast cereals, oat milk.";
 
-fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
+pub fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
     let raw = dir.join(format!("{name}.22k.wav"));
     let status = Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "-w"])
@@ -150,7 +150,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Peak resident memory of this process, in MiB (Linux).
-fn peak_rss_mib() -> Option<f64> {
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

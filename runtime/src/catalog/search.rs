@@ -140,8 +140,15 @@ impl ProductIndex {
     }
 
     /// Catalog words a query word matches, with a weight (1 exact, <1 approximate).
+    /// Among approximate matches, common words win ties: a misheard word more likely
+    /// means "coconut" (in 400 names) than "cocnut" (a typo in one). A rare exact
+    /// match also admits a much more common near neighbour ("humus" -> "hummus").
     fn expand(&self, w: &str) -> Vec<(u32, f32)> {
-        if let Some(&id) = self.vocab.get(w) {
+        let exact = self.vocab.get(w).copied();
+        let df = |id: u32| self.postings[id as usize].len() as f32;
+        if let Some(id) = exact
+            && (df(id) >= 20.0 || w.chars().count() < 4)
+        {
             return vec![(id, 1.0)];
         }
         if w.chars().count() < 4 {
@@ -150,18 +157,27 @@ impl ProductIndex {
         let Some(c) = w.chars().next() else {
             return Vec::new();
         };
+        let floor = exact.map(|id| df(id) * 10.0).unwrap_or(0.0);
         let mut out: Vec<(u32, f32)> = self
             .by_initial
             .get(&c)
             .into_iter()
             .flatten()
+            .filter(|&&id| Some(id) != exact && df(id) >= floor)
             .filter_map(|&id| {
                 let s = strsim::jaro_winkler(w, &self.words[id as usize]) as f32;
-                (s >= 0.88).then_some((id, (s - 0.5) * 2.0 * 0.9))
+                let min = if exact.is_some() { 0.9 } else { 0.88 };
+                (s >= min).then_some((id, (s - 0.5) * 2.0 * 0.9 + 0.01 * df(id).ln()))
             })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out.truncate(3);
+        for e in &mut out {
+            e.1 = e.1.min(0.95);
+        }
+        if let Some(id) = exact {
+            out.insert(0, (id, 1.0));
+        }
         out
     }
 
