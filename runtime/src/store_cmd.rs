@@ -182,6 +182,23 @@ fn save_session(path: &Path, s: &Session) -> Result<()> {
     Ok(())
 }
 
+/// The text embedding model for lookup by meaning, when the store has it.
+pub fn load_meaning(cfg: &DeviceConfig) -> Option<aisle_vision::MiniLm> {
+    let name = &cfg.file.models.text_embedding;
+    let store = Store::open(&cfg.model_dir).ok()?;
+    let loaded = store
+        .verify(name, &mut |_| {})
+        .map_err(anyhow::Error::from)
+        .and_then(|a| Ok(aisle_vision::MiniLm::load(&a)?));
+    match loaded {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(model = %name, error = %e, "no lookup by meaning");
+            None
+        }
+    }
+}
+
 pub struct AskInput<'a> {
     pub text: Option<&'a str>,
     pub audio: Option<&'a Path>,
@@ -233,7 +250,11 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     };
     let t0 = std::time::Instant::now();
     let cat = ready_catalog(cfg)?;
-    let engine = Engine::new(&cat)?;
+    let meaning = load_meaning(cfg);
+    let mut engine = Engine::new(&cat)?;
+    if let Some(m) = &meaning {
+        engine = engine.with_meaning(m);
+    }
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let mut session = load_session(input.session)?;
     if let Some(sku) = input.sku
@@ -284,7 +305,11 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
 
 pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
     let cat = ready_catalog(cfg)?;
-    let engine = Engine::new(&cat)?;
+    let meaning = load_meaning(cfg);
+    let mut engine = Engine::new(&cat)?;
+    if let Some(m) = &meaning {
+        engine = engine.with_meaning(m);
+    }
     let mut session = Session::default();
     if !json {
         eprintln!(

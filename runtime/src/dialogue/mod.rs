@@ -85,7 +85,19 @@ pub struct Engine<'a> {
     products: Vec<Product>,
     index: ProductIndex,
     today: String,
+    meaning: Option<Meaning<'a>>,
 }
+
+/// Lookup by meaning: MiniLM embeddings of the store's aisles, so "something for
+/// breakfast" finds the breakfast and cereal aisles without naming a product.
+struct Meaning<'a> {
+    model: &'a aisle_vision::MiniLm,
+    /// (aisle as stored, unit embedding of its name)
+    aisles: Vec<(String, Vec<f32>)>,
+}
+
+/// An aisle must be at least this close to the question to be suggested from.
+const AISLE_MIN: f32 = 0.3;
 
 struct Reply {
     text: String,
@@ -131,7 +143,42 @@ impl<'a> Engine<'a> {
             products,
             index,
             today: crate::catalog::today(),
+            meaning: None,
         })
+    }
+
+    /// Adds lookup by meaning (embeds every aisle name once: about 0.3 s for 134).
+    pub fn with_meaning(mut self, model: &'a aisle_vision::MiniLm) -> Self {
+        let mut names: Vec<&str> = self.products.iter().map(|p| p.aisle.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let aisles = names
+            .into_iter()
+            .map(|a| {
+                // "Aisle 61: cookies cakes" -> "cookies cakes"
+                let label = a.split_once(':').map(|(_, l)| l.trim()).unwrap_or(a);
+                (a.to_string(), model.embed(label))
+            })
+            .collect();
+        self.meaning = Some(Meaning { model, aisles });
+        self
+    }
+
+    /// Aisles closest in meaning to `text`, best first.
+    pub fn aisles_for(&self, text: &str, k: usize) -> Vec<(String, f32)> {
+        let Some(m) = &self.meaning else {
+            return Vec::new();
+        };
+        let q = m.model.embed(text);
+        let mut v: Vec<(String, f32)> = m
+            .aisles
+            .iter()
+            .map(|(a, e)| (a.clone(), aisle_vision::cosine(&q, e)))
+            .filter(|(_, sim)| *sim >= AISLE_MIN)
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(k);
+        v
     }
 
     /// Pretend today is `day` (`YYYY-MM-DD`), for promotions in tests.
@@ -836,15 +883,40 @@ impl<'a> Engine<'a> {
             .map(|m| &self.products[m.doc])
             .filter(|p| self.fits(p, &prefs))
             .collect();
+        let by_meaning = if picks.len() < 3 && !query.is_empty() {
+            self.aisles_for(&query, 3)
+        } else {
+            Vec::new()
+        };
         if picks.len() < 3 {
-            picks.extend(self.products.iter().filter(|p| {
-                let place = crate::catalog::search::words(&format!(
-                    "{} {}",
-                    p.aisle,
-                    p.department.as_deref().unwrap_or("")
-                ));
-                words.iter().any(|w| place.contains(w))
-            }));
+            if by_meaning.is_empty() {
+                picks.extend(self.products.iter().filter(|p| {
+                    let place = crate::catalog::search::words(&format!(
+                        "{} {}",
+                        p.aisle,
+                        p.department.as_deref().unwrap_or("")
+                    ));
+                    words.iter().any(|w| place.contains(w))
+                }));
+            } else {
+                // The closest aisles in meaning, in order; one pick from each first.
+                let mut per_aisle: Vec<Vec<&Product>> = by_meaning
+                    .iter()
+                    .map(|(a, _)| {
+                        self.products
+                            .iter()
+                            .filter(|p| &p.aisle == a && self.fits(p, &prefs))
+                            .collect()
+                    })
+                    .collect();
+                for round in 0..3 {
+                    for list in &mut per_aisle {
+                        if let Some(p) = list.get(round) {
+                            picks.push(p);
+                        }
+                    }
+                }
+            }
         }
         let mut seen = std::collections::HashSet::new();
         let picks: Vec<&Product> = picks

@@ -23,6 +23,17 @@ fn catalog_file() -> &'static std::path::Path {
     path
 }
 
+fn minilm() -> &'static aisle_vision::MiniLm {
+    static M: OnceLock<aisle_vision::MiniLm> = OnceLock::new();
+    M.get_or_init(|| {
+        let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
+        let a = store
+            .verify("all-minilm-l6-v2", &mut |_| {})
+            .expect("MiniLM installed");
+        aisle_vision::MiniLm::load(&a).expect("load MiniLM")
+    })
+}
+
 fn open() -> Catalog {
     Catalog::open(catalog_file()).expect("open catalog")
 }
@@ -358,4 +369,47 @@ fn hostile_input_stays_grounded() {
     }
     // The database is intact.
     assert!(cat.product_count().expect("db") > 49_000);
+}
+
+#[test]
+fn recommendations_by_meaning() {
+    let cat = open();
+    let engine = Engine::new(&cat).expect("engine").with_meaning(minilm());
+    let aisles = engine.aisles_for("something for breakfast", 3);
+    println!("{aisles:?}");
+    assert!(
+        aisles
+            .iter()
+            .any(|(a, _)| a.contains("breakfast") || a.contains("cereal")),
+        "{aisles:?}"
+    );
+    let mut s = Session::default();
+    let a = engine
+        .ask(
+            "can you recommend something for breakfast without gluten",
+            &mut s,
+            None,
+        )
+        .expect("ask");
+    assert_eq!(a.intent, Intent::Recommend);
+    assert!(!a.products.is_empty(), "{}", a.text);
+    for sku in &a.products {
+        let p = cat.product(sku).expect("db").expect("product");
+        assert!(p.has_tag("gluten-free"), "{p:?}");
+        let breakfast = [
+            "breakfast",
+            "cereal",
+            "granola",
+            "oat",
+            "bakery",
+            "pancake",
+            "muffin",
+            "bread",
+            "bagel",
+        ]
+        .iter()
+        .any(|w| p.aisle.contains(w) || p.name.to_lowercase().contains(w));
+        assert!(breakfast, "not a breakfast product: {p:?}");
+    }
+    println!("{}", a.text);
 }
