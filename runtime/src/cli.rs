@@ -68,8 +68,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         session: Option<PathBuf>,
     },
-    /// An interactive conversation in the terminal, one question per line.
-    Chat,
+    /// An interactive conversation in the terminal, one question per line, or spoken
+    /// with --voice (microphone, or --file WAV at real-time pace).
+    Chat {
+        /// Listen instead of reading lines.
+        #[arg(long)]
+        voice: bool,
+        /// With --voice: input device (name or part of it).
+        #[arg(long, requires = "voice", conflicts_with = "file")]
+        device: Option<String>,
+        /// With --voice: a WAV file instead of a device.
+        #[arg(long, requires = "voice", value_name = "WAV")]
+        file: Option<PathBuf>,
+    },
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -276,9 +287,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             crate::store_cmd::ask(&cfg, &input, cli.json)
         }
-        Command::Chat => {
+        Command::Chat {
+            voice,
+            device,
+            file,
+        } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::store_cmd::chat(&cfg, cli.json)
+            if *voice {
+                let input = crate::speech_cmd::ListenInput {
+                    device: device.as_deref(),
+                    file: file.as_deref(),
+                    realtime: true,
+                };
+                crate::store_cmd::chat_voice(&cfg, &input, cli.json)
+            } else {
+                crate::store_cmd::chat(&cfg, cli.json)
+            }
         }
         Command::Listen {
             list_devices: true, ..

@@ -303,6 +303,94 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `aisle chat --voice`: each final utterance from the microphone (or a WAV file at
+/// real-time pace) is answered; partials are shown while the shopper speaks.
+pub fn chat_voice(
+    cfg: &DeviceConfig,
+    input: &crate::speech_cmd::ListenInput,
+    json: bool,
+) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let cat = ready_catalog(cfg)?;
+    let meaning = load_meaning(cfg);
+    let mut engine = Engine::new(&cat)?;
+    if let Some(m) = &meaning {
+        engine = engine.with_meaning(m);
+    }
+    let transcriber = crate::speech_cmd::load_transcriber(cfg, None)?;
+    let mut source = crate::speech_cmd::open_source(cfg, input)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)) {
+            tracing::warn!(error = %e, "cannot install the Ctrl-C handler");
+        }
+    }
+    if !json {
+        eprintln!(
+            "aisle chat: listening on {} (Ctrl-C ends)",
+            source.describe()
+        );
+    }
+    let mut session = Session::default();
+    let mut failure: Option<anyhow::Error> = None;
+    let mut on_event = |ev: aisle_speech::ListenEvent| {
+        use std::io::Write as _;
+        let line = match ev {
+            aisle_speech::ListenEvent::Partial { text, .. } if !json => {
+                eprintln!("  ... {text}");
+                return;
+            }
+            aisle_speech::ListenEvent::Final(u) => {
+                let t = std::time::Instant::now();
+                let a = match engine.ask(&u.text, &mut session, None) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failure.get_or_insert(e.into());
+                        stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let answer_ms = t.elapsed().as_secs_f64() * 1000.0;
+                if json {
+                    answer_json(
+                        &a,
+                        Some(&u.text),
+                        &serde_json::json!({
+                            "end_of_speech_to_text": u.endpoint_latency_ms,
+                            "answer": answer_ms,
+                            "end_of_speech_to_answer": u.endpoint_latency_ms as f64 + answer_ms,
+                        }),
+                    )
+                    .to_string()
+                } else {
+                    format!(
+                        "you:   {}
+aisle: {}
+       [{:.0} ms from end of speech]",
+                        u.text,
+                        a.text,
+                        u.endpoint_latency_ms as f64 + answer_ms
+                    )
+                }
+            }
+            _ => return,
+        };
+        if let Err(e) = writeln!(std::io::stdout(), "{line}") {
+            failure.get_or_insert(e.into());
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let cfg_listen = aisle_speech::ListenConfig::default();
+    transcriber.listen(source.as_mut(), &cfg_listen, &stop, &mut on_event)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
     let cat = ready_catalog(cfg)?;
     let meaning = load_meaning(cfg);

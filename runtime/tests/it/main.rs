@@ -520,3 +520,66 @@ fn listen_through_cpal_and_alsa_from_a_fifo() {
         "{lines:#?}"
     );
 }
+
+/// Spoken multi-turn: two questions in one recording, the second refers back ("it").
+#[test]
+fn chat_by_voice_answers_each_utterance_in_one_conversation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut samples = vec![0.0f32; 16_000];
+    for (i, q) in ["how much is the banana", "and where can I find it"]
+        .iter()
+        .enumerate()
+    {
+        let wav = dir.path().join(format!("q{i}.wav"));
+        let status = Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&wav)
+            .arg(q)
+            .status()
+            .expect("espeak-ng is installed by the test command");
+        assert!(status.success());
+        samples.extend(aisle_speech::decode_wav(&wav).expect("decode").samples);
+        samples.extend(std::iter::repeat_n(0.0f32, 16_000));
+    }
+    let both = dir.path().join("both.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&both, spec).expect("wav");
+    for s in samples {
+        w.write_sample((s * 32767.0) as i16).expect("write");
+    }
+    w.finalize().expect("finalize");
+    let out = aisle(&["--data-dir", &real_data_dir_arg(), "catalog", "demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "chat",
+        "--voice",
+        "--file",
+        both.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let turns: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(turns.len(), 2, "{turns:#?}");
+    assert_eq!(turns[0]["intent"], "price");
+    assert_eq!(turns[1]["intent"], "location");
+    assert_eq!(turns[0]["products"][0], "G24852", "{turns:#?}");
+    assert_eq!(
+        turns[1]["products"][0], "G24852",
+        "\"it\" is the banana: {turns:#?}"
+    );
+    assert!(
+        turns[1]["timings_ms"]["end_of_speech_to_answer"]
+            .as_f64()
+            .is_some()
+    );
+}
