@@ -192,6 +192,11 @@ impl Catalog {
 
     fn init(conn: Connection, path: PathBuf) -> Result<Self> {
         let cat = Self { conn, path };
+        // Another process (a second `aisle` command, the service) may be importing:
+        // wait for its transaction instead of failing at once.
+        cat.conn
+            .busy_timeout(std::time::Duration::from_secs(120))
+            .map_err(|e| cat.db(e))?;
         cat.conn
             .execute_batch(&format!(
                 "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; {SCHEMA}"
