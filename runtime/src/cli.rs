@@ -404,10 +404,7 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
                     "device": cfg.file.device,
                     "data_dir": cfg.data_dir,
                     "models": status,
-                    "configured_models": configured
-                        .iter()
-                        .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
-                        .collect::<Vec<_>>(),
+                    "configured_models": configured_json(&configured),
                 }))?
             );
         } else {
@@ -431,10 +428,7 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
                 "data_dir": cfg.data_dir,
                 "model_dir": cfg.model_dir,
                 "models": status,
-                "configured_models": configured
-                    .iter()
-                    .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
-                    .collect::<Vec<_>>(),
+                "configured_models": configured_json(&configured),
                 "capabilities": capabilities(),
                 "run": run.to_json(),
             }))?
@@ -459,6 +453,13 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn configured_json(configured: &[(&'static str, String, bool)]) -> Vec<serde_json::Value> {
+    configured
+        .iter()
+        .map(|(task, name, ready)| serde_json::json!({ "task": task, "model": name, "ready": ready }))
+        .collect()
 }
 
 /// (task, configured model, whether the store holds it verified).

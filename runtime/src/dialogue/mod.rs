@@ -121,6 +121,19 @@ impl Reply {
         }
         self.text.push_str(s.as_ref());
     }
+    /// "Name ($price, aisle)" for each product, with its price and aisle as facts.
+    fn listing(&mut self, products: &[&Product]) -> Vec<String> {
+        products
+            .iter()
+            .map(|a| {
+                let price = format_price(a.price_cents, &a.currency);
+                self.fact(&a.sku, "price", price.clone());
+                self.fact(&a.sku, "aisle", a.aisle.clone());
+                format!("{} ({price}, {})", a.name, a.aisle)
+            })
+            .collect()
+    }
+
     fn fact(&mut self, sku: &str, kind: &'static str, value: impl Into<String>) {
         self.facts.push(Fact {
             sku: sku.to_string(),
@@ -392,15 +405,7 @@ impl<'a> Engine<'a> {
             );
             return Ok(());
         }
-        let list: Vec<String> = alts
-            .iter()
-            .map(|a| {
-                let price = format_price(a.price_cents, &a.currency);
-                r.fact(&a.sku, "price", price.clone());
-                r.fact(&a.sku, "aisle", a.aisle.clone());
-                format!("{} ({price}, {})", a.name, a.aisle)
-            })
-            .collect();
+        let list = r.listing(&alts);
         r.say(format!("Similar products in stock: {}.", list.join("; ")));
         Ok(())
     }
@@ -556,15 +561,7 @@ impl<'a> Engine<'a> {
                         tags.join(" ")
                     ));
                 } else {
-                    let list: Vec<String> = found
-                        .iter()
-                        .map(|a| {
-                            let price = format_price(a.price_cents, &a.currency);
-                            r.fact(&a.sku, "price", price.clone());
-                            r.fact(&a.sku, "aisle", a.aisle.clone());
-                            format!("{} ({price}, {})", a.name, a.aisle)
-                        })
-                        .collect();
+                    let list = r.listing(&found);
                     if let Some(first) = found.first() {
                         s.mention(&first.sku);
                     }
@@ -743,15 +740,7 @@ impl<'a> Engine<'a> {
                     if alts.is_empty() {
                         r.say("I found no such alternative here.");
                     } else {
-                        let list: Vec<String> = alts
-                            .iter()
-                            .map(|a| {
-                                let price = format_price(a.price_cents, &a.currency);
-                                r.fact(&a.sku, "price", price.clone());
-                                r.fact(&a.sku, "aisle", a.aisle.clone());
-                                format!("{} ({price}, {})", a.name, a.aisle)
-                            })
-                            .collect();
+                        let list = r.listing(&alts);
                         r.say(format!(
                             "{} options: {}.",
                             missing.join(", "),
