@@ -99,10 +99,6 @@ impl Segmenter {
         self.frames
     }
 
-    pub fn config(&self) -> &VadConfig {
-        &self.cfg
-    }
-
     fn close(&mut self, total_samples: usize) -> Option<Segment> {
         self.silence = 0;
         let start = self.start.take()?;

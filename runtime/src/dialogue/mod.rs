@@ -92,8 +92,27 @@ pub struct Engine<'a> {
 /// breakfast" finds the breakfast and cereal aisles without naming a product.
 struct Meaning<'a> {
     model: &'a aisle_vision::MiniLm,
-    /// (aisle as stored, unit embedding of its name)
-    aisles: Vec<(String, Vec<f32>)>,
+    /// (aisle as stored, unit embedding of its name), computed on first use so a
+    /// price question does not pay for embedding every aisle.
+    aisles: std::cell::OnceCell<Vec<(String, Vec<f32>)>>,
+}
+
+impl Meaning<'_> {
+    fn aisles(&self, products: &[Product]) -> &[(String, Vec<f32>)] {
+        self.aisles.get_or_init(|| {
+            let mut names: Vec<&str> = products.iter().map(|p| p.aisle.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|a| {
+                    // "Aisle 61: cookies cakes" -> "cookies cakes"
+                    let label = a.split_once(':').map(|(_, l)| l.trim()).unwrap_or(a);
+                    (a.to_string(), self.model.embed(label))
+                })
+                .collect()
+        })
+    }
 }
 
 /// An aisle must be at least this close to the question to be suggested from.
@@ -160,20 +179,13 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Adds lookup by meaning (embeds every aisle name once: about 0.3 s for 134).
+    /// Adds lookup by meaning (every aisle name is embedded once, on first use:
+    /// about 0.3 s for 134).
     pub fn with_meaning(mut self, model: &'a aisle_vision::MiniLm) -> Self {
-        let mut names: Vec<&str> = self.products.iter().map(|p| p.aisle.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let aisles = names
-            .into_iter()
-            .map(|a| {
-                // "Aisle 61: cookies cakes" -> "cookies cakes"
-                let label = a.split_once(':').map(|(_, l)| l.trim()).unwrap_or(a);
-                (a.to_string(), model.embed(label))
-            })
-            .collect();
-        self.meaning = Some(Meaning { model, aisles });
+        self.meaning = Some(Meaning {
+            model,
+            aisles: std::cell::OnceCell::new(),
+        });
         self
     }
 
@@ -184,7 +196,7 @@ impl<'a> Engine<'a> {
         };
         let q = m.model.embed(text);
         let mut v: Vec<(String, f32)> = m
-            .aisles
+            .aisles(&self.products)
             .iter()
             .map(|(a, e)| (a.clone(), aisle_vision::cosine(&q, e)))
             .filter(|(_, sim)| *sim >= AISLE_MIN)
@@ -192,12 +204,6 @@ impl<'a> Engine<'a> {
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v.truncate(k);
         v
-    }
-
-    /// Pretend today is `day` (`YYYY-MM-DD`), for promotions in tests.
-    pub fn with_today(mut self, day: &str) -> Self {
-        self.today = day.to_string();
-        self
     }
 
     pub fn today(&self) -> &str {

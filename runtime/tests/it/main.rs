@@ -37,6 +37,17 @@ fn assert_fails_with(out: &Output, needle: &str) {
     assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
 }
 
+/// Speaks `text` with espeak-ng into `wav` (22.05 kHz mono).
+fn speak(text: &str, wav: &Path) {
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng is installed by the test command");
+    assert!(status.success(), "espeak-ng failed on {text:?}");
+}
+
 fn real_data_dir_arg() -> String {
     data_dir().to_string_lossy().into_owned()
 }
@@ -343,13 +354,7 @@ fn demo_shows_config_and_verified_store() {
 fn transcribe_prints_text_segments_and_timings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("question.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg("where can I find the baby food")
-        .status()
-        .expect("espeak-ng is installed by the test command");
-    assert!(status.success());
+    speak("where can I find the baby food", &wav);
     let out = aisle(&[
         "--data-dir",
         &real_data_dir_arg(),
@@ -394,13 +399,7 @@ fn listen_through_cpal_and_alsa_from_a_fifo() {
     const QUESTION: &str = "where can I find the baby food";
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("question.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(QUESTION)
-        .status()
-        .expect("espeak-ng is installed by the test command");
-    assert!(status.success());
+    speak(QUESTION, &wav);
     let samples = aisle_speech::decode_wav(&wav).expect("decode").samples;
 
     let fifo = dir.path().join("mic.fifo");
@@ -531,13 +530,7 @@ fn chat_by_voice_answers_each_utterance_in_one_conversation() {
         .enumerate()
     {
         let wav = dir.path().join(format!("q{i}.wav"));
-        let status = Command::new("espeak-ng")
-            .args(["-v", "en-us", "-s", "150", "-w"])
-            .arg(&wav)
-            .arg(q)
-            .status()
-            .expect("espeak-ng is installed by the test command");
-        assert!(status.success());
+        speak(q, &wav);
         samples.extend(aisle_speech::decode_wav(&wav).expect("decode").samples);
         samples.extend(std::iter::repeat_n(0.0f32, 16_000));
     }
