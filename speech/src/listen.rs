@@ -150,6 +150,7 @@ impl Transcriber {
         let mut seg = crate::Segmenter::new(self.vad_cfg);
         let mut last_voiced_at = Instant::now();
         let mut last_partial_frame = 0usize;
+        let mut partial_cost = 0usize;
         let mut spec: Option<Speculation> = None;
         let mut summary = ListenSummary::default();
 
@@ -300,15 +301,19 @@ impl Transcriber {
                         });
                     }
                 } else if seg.trailing_silence() == 0
-                    && now_frame - last_partial_frame >= partial_frames
+                    && now_frame - last_partial_frame >= partial_frames.max(2 * partial_cost)
                     && now_frame - start >= min_speech_frames
                 {
                     last_partial_frame = now_frame;
                     tracing::debug!(start, now_frame, "partial decode");
                     let audio = history.slice(from, now_frame * FRAME);
+                    let t = Instant::now();
                     let segments =
                         self.whisper
                             .transcribe_partial(audio, prompt, from as u64 / 16)?;
+                    // On a loaded machine partials back off: at most half the time
+                    // goes to them, so the final is not delayed behind a queue.
+                    partial_cost = (t.elapsed().as_millis() as usize * 16).div_ceil(FRAME);
                     let text = join_text(&segments);
                     if !text.is_empty() {
                         on_event(ListenEvent::Partial {

@@ -19,7 +19,7 @@ use crate::error::{Result, SpeechError};
 use crate::resample::TARGET_HZ;
 
 /// Seconds of audio the microphone ring buffer holds before samples are dropped.
-const RING_SECONDS: usize = 10;
+const RING_SECONDS: usize = 30;
 
 /// A stream of interleaved f32 samples at a fixed rate and channel count.
 pub trait AudioSource {
