@@ -175,6 +175,17 @@ pub enum BenchCmd {
         #[arg(long)]
         no_peer: bool,
     },
+    /// The LLM vs llama-cpp-python on the same GGUF, prompts, grammar and threads.
+    Llm {
+        /// Timed runs of free generation (median reported), after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Skip the peer (no Python needed).
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
     Speech {
         /// Timed runs per clip (median reported), after one warm-up.
@@ -227,6 +238,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Assistant { runs, no_peer }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::assistant::run(&cfg, *runs, !no_peer, cli.json)
+        }
+        Command::Bench(BenchCmd::Llm {
+            runs,
+            threads,
+            no_peer,
+        }) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::llm::run(&cfg, *runs, *threads, !no_peer, cli.json)
         }
         Command::Bench(BenchCmd::Speech {
             runs,

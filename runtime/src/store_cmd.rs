@@ -199,6 +199,70 @@ pub fn load_meaning(cfg: &DeviceConfig) -> Option<aisle_vision::MiniLm> {
     }
 }
 
+/// The models the dialogue engine can use; each is optional (the grammar answers
+/// without them), and one that cannot be loaded is reported, not fatal.
+pub struct DialogueModels {
+    pub meaning: Option<aisle_vision::MiniLm>,
+    pub llm: Option<aisle_runtime::llm::Llm>,
+}
+
+impl DialogueModels {
+    pub fn load(cfg: &DeviceConfig) -> Self {
+        Self {
+            meaning: load_meaning(cfg),
+            llm: cfg
+                .file
+                .dialogue
+                .llm_fallback
+                .then(|| load_llm(cfg))
+                .flatten(),
+        }
+    }
+
+    pub fn engine<'a>(&'a self, cat: &'a Catalog) -> Result<Engine<'a>> {
+        let mut engine = Engine::new(cat)?;
+        if let Some(m) = &self.meaning {
+            engine = engine.with_meaning(m);
+        }
+        if let Some(l) = &self.llm {
+            engine = engine.with_llm(l);
+        }
+        Ok(engine)
+    }
+}
+
+/// Context the LLM gets: the cached prompt (~420 tokens) and a question fit easily.
+pub const LLM_CONTEXT: u32 = 1024;
+
+/// The configured LLM (`models.llm`), verified; `None` with a warning when it or the
+/// engine library is missing.
+pub fn load_llm(cfg: &DeviceConfig) -> Option<aisle_runtime::llm::Llm> {
+    let name = &cfg.file.models.llm;
+    let loaded = Store::open(&cfg.model_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|store| Ok(store.verify(name, &mut |_| {})?))
+        .and_then(|a| {
+            let gguf = a
+                .manifest
+                .files
+                .iter()
+                .find(|f| f.name.ends_with(".gguf"))
+                .with_context(|| format!("model {name} has no .gguf file"))?;
+            Ok(aisle_runtime::llm::Llm::load(
+                a.path(&gguf.name)?,
+                crate::speech_cmd::default_threads(),
+                LLM_CONTEXT,
+            )?)
+        });
+    match loaded {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(model = %name, error = %e, "no LLM fallback");
+            None
+        }
+    }
+}
+
 pub struct AskInput<'a> {
     pub text: Option<&'a str>,
     pub audio: Option<&'a Path>,
@@ -219,6 +283,7 @@ pub fn answer_json(
         "products": a.products,
         "facts": a.facts,
         "path": a.path,
+        "llm": a.llm,
         "staff_requested": a.staff_requested,
         "transcript": transcript,
         "timings_ms": timings,
@@ -250,11 +315,8 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     };
     let t0 = std::time::Instant::now();
     let cat = ready_catalog(cfg)?;
-    let meaning = load_meaning(cfg);
-    let mut engine = Engine::new(&cat)?;
-    if let Some(m) = &meaning {
-        engine = engine.with_meaning(m);
-    }
+    let models = DialogueModels::load(cfg);
+    let engine = models.engine(&cat)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let mut session = load_session(input.session)?;
     if let Some(sku) = input.sku
@@ -314,11 +376,8 @@ pub fn chat_voice(
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let cat = ready_catalog(cfg)?;
-    let meaning = load_meaning(cfg);
-    let mut engine = Engine::new(&cat)?;
-    if let Some(m) = &meaning {
-        engine = engine.with_meaning(m);
-    }
+    let models = DialogueModels::load(cfg);
+    let engine = models.engine(&cat)?;
     let transcriber = crate::speech_cmd::load_transcriber(cfg, None)?;
     let mut source = crate::speech_cmd::open_source(cfg, input)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -393,11 +452,8 @@ aisle: {}
 
 pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
     let cat = ready_catalog(cfg)?;
-    let meaning = load_meaning(cfg);
-    let mut engine = Engine::new(&cat)?;
-    if let Some(m) = &meaning {
-        engine = engine.with_meaning(m);
-    }
+    let models = DialogueModels::load(cfg);
+    let engine = models.engine(&cat)?;
     let mut session = Session::default();
     if !json {
         eprintln!(

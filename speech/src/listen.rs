@@ -239,6 +239,8 @@ impl Transcriber {
                         }
                         if !was_speaking {
                             last_partial_frame = start;
+                            // Each utterance gets its first partial on time.
+                            partial_cost = 0;
                             on_event(ListenEvent::SpeechStart {
                                 at_ms: (start * FRAME) as u64 / 16,
                             });

@@ -126,15 +126,27 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Installs system packages, builds `aisle` and fetches the models; returns the binary.
+/// Installs system packages, builds `aisle` and its LLM engine library
+/// (`libaisle_llm.so`, llama.cpp, found next to the binary) and fetches the models;
+/// returns the binary.
 fn setup(release: bool) -> Result<PathBuf> {
     install_system_packages()?;
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-p", "aisle-runtime", "--bin", "aisle"]);
     if release {
-        build.arg("--release");
+        run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
+        run(Command::new(env!("CARGO")).args([
+            "build",
+            "--release",
+            "-p",
+            "aisle-runtime",
+            "--bin",
+            "aisle",
+        ]))?;
+    } else {
+        // The same package and target selection as `cargo test --workspace` (and
+        // clippy), so build-dependency features unify the same way and llama.cpp's
+        // build script runs once, not once per command.
+        run(Command::new(env!("CARGO")).args(["build", "--workspace", "--all-targets"]))?;
     }
-    run(&mut build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));

@@ -2,4 +2,5 @@
 //! measured in the same run, on the same machine, with the same inputs.
 
 pub mod assistant;
+pub mod llm;
 pub mod speech;

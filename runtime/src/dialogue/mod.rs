@@ -6,6 +6,7 @@
 //! is it?" and "and the other one?" resolve, and the shopper's stated preferences
 //! (vegan, budget, brand). It lives only as long as the session.
 
+pub mod fallback;
 pub mod intent;
 
 use std::time::Instant;
@@ -73,8 +74,11 @@ pub struct Answer {
     pub intents: Vec<Intent>,
     pub products: Vec<String>,
     pub facts: Vec<Fact>,
-    /// `grammar`, or `none` when nothing could answer.
+    /// `grammar`, `llm` when the LLM read a clause the grammar did not, or `none`
+    /// when nothing could answer.
     pub path: &'static str,
+    /// What the LLM made of the question, when it was asked.
+    pub llm: Option<fallback::Interpretation>,
     pub staff_requested: bool,
     pub elapsed_us: u64,
 }
@@ -86,6 +90,7 @@ pub struct Engine<'a> {
     index: ProductIndex,
     today: String,
     meaning: Option<Meaning<'a>>,
+    llm: Option<&'a crate::llm::Llm>,
 }
 
 /// Lookup by meaning: MiniLM embeddings of the store's aisles, so "something for
@@ -95,6 +100,8 @@ struct Meaning<'a> {
     /// (aisle as stored, unit embedding of its name), computed on first use so a
     /// price question does not pay for embedding every aisle.
     aisles: std::cell::OnceCell<Vec<(String, Vec<f32>)>>,
+    /// The fallback's example questions, embedded on first use.
+    examples: std::cell::OnceCell<Vec<(Intent, String, Vec<f32>)>>,
 }
 
 impl Meaning<'_> {
@@ -176,7 +183,15 @@ impl<'a> Engine<'a> {
             index,
             today: crate::catalog::today(),
             meaning: None,
+            llm: None,
         })
+    }
+
+    /// Adds the LLM fallback for clauses the grammar does not recognise (it needs
+    /// lookup by meaning too: see [`fallback`]).
+    pub fn with_llm(mut self, llm: &'a crate::llm::Llm) -> Self {
+        self.llm = Some(llm);
+        self
     }
 
     /// Adds lookup by meaning (every aisle name is embedded once, on first use:
@@ -185,6 +200,7 @@ impl<'a> Engine<'a> {
         self.meaning = Some(Meaning {
             model,
             aisles: std::cell::OnceCell::new(),
+            examples: std::cell::OnceCell::new(),
         });
         self
     }
@@ -221,6 +237,19 @@ impl<'a> Engine<'a> {
     pub fn lookup(&self, mention: &str) -> Option<(&Product, f32)> {
         let m = self.index.search(mention, 1).into_iter().next()?;
         (m.score >= MATCH_MIN).then(|| (&self.products[m.doc], m.score))
+    }
+
+    /// Whether the best product for `mention` shares a word with it.
+    fn names_a_product(&self, mention: &str) -> bool {
+        use crate::catalog::search::{stem, words};
+        let Some((p, _)) = self.lookup(mention) else {
+            return false;
+        };
+        let name: Vec<String> = words(&p.name).iter().map(|w| stem(w)).collect();
+        words(mention)
+            .iter()
+            .filter(|w| w.len() > 2)
+            .any(|w| name.contains(&stem(w)))
     }
 
     /// Products for a mention carrying every tag in `tags`, best first.
@@ -266,11 +295,41 @@ impl<'a> Engine<'a> {
                     | Intent::Promotions
             )
         });
+        let mut llm = None;
         for clause in intent::clauses(&norm).into_iter().filter(|c| !c.is_empty()) {
             let mut it = intent::classify(&clause);
             // "and the other one?" asks the previous question about another product.
             if it == Intent::Unknown && intent::refers_back(&clause) {
                 it = last_product_intent.unwrap_or(Intent::Unknown);
+            }
+            let mut clause = clause;
+            if it == Intent::Unknown
+                && let (Some(model), Some(m)) = (self.llm, &self.meaning)
+            {
+                let examples = m.examples.get_or_init(|| fallback::embed_examples(m.model));
+                match fallback::interpret(model, m.model, examples, &clause) {
+                    Ok(mut reading) => {
+                        // The product read must name a product of this store with at
+                        // least one of its words ("a joke" is not "Sloppy Joe").
+                        if !reading.product.is_empty() && !self.names_a_product(&reading.product) {
+                            reading.intent = Intent::Unknown;
+                            reading.product.clear();
+                        }
+                        it = reading.intent;
+                        // No product and no known question: the honest answer, not
+                        // the closest-sounding product name.
+                        let nothing = it == Intent::Unknown && reading.product.is_empty();
+                        clause = reading.clause.clone();
+                        llm = Some(reading);
+                        if nothing {
+                            intents.push(it);
+                            reply.say(UNKNOWN);
+                            continue;
+                        }
+                    }
+                    // The grammar's honest answer stands; the shopper is not stuck.
+                    Err(e) => tracing::warn!(error = %e, "LLM fallback failed"),
+                }
             }
             intents.push(it);
             self.answer_clause(it, &clause, session, &mut reply)?;
@@ -294,6 +353,8 @@ impl<'a> Engine<'a> {
         }
         let path = if intents.iter().all(|i| *i == Intent::Unknown) {
             "none"
+        } else if llm.as_ref().is_some_and(|l| l.intent != Intent::Unknown) {
+            "llm"
         } else {
             "grammar"
         };
@@ -304,6 +365,7 @@ impl<'a> Engine<'a> {
             products: reply.products,
             facts: reply.facts,
             path,
+            llm,
             staff_requested: reply.staff,
             elapsed_us: t0.elapsed().as_micros() as u64,
         };

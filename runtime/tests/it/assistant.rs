@@ -23,7 +23,7 @@ fn catalog_file() -> &'static std::path::Path {
     path
 }
 
-fn minilm() -> &'static aisle_vision::MiniLm {
+pub(crate) fn minilm() -> &'static aisle_vision::MiniLm {
     static M: OnceLock<aisle_vision::MiniLm> = OnceLock::new();
     M.get_or_init(|| {
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
@@ -34,14 +34,14 @@ fn minilm() -> &'static aisle_vision::MiniLm {
     })
 }
 
-fn open() -> Catalog {
+pub(crate) fn open() -> Catalog {
     Catalog::open(catalog_file()).expect("open catalog")
 }
 
 /// Every number in the answer must come from the database rows of the products it
 /// names (prices, promotional prices, stock, aisle numbers, promotion terms, price
 /// differences between them), recomputed here independently of the engine's facts.
-fn assert_grounded(cat: &Catalog, today: &str, a: &Answer, context: &str) {
+pub(crate) fn assert_grounded(cat: &Catalog, today: &str, a: &Answer, context: &str) {
     let mut allowed: Vec<String> = Vec::new();
     let mut prices = Vec::new();
     for sku in &a.products {
