@@ -237,30 +237,35 @@ pub const LLM_CONTEXT: u32 = 1024;
 /// The configured LLM (`models.llm`), verified; `None` with a warning when it or the
 /// engine library is missing.
 pub fn load_llm(cfg: &DeviceConfig) -> Option<aisle_runtime::llm::Llm> {
-    let name = &cfg.file.models.llm;
-    let loaded = Store::open(&cfg.model_dir)
-        .map_err(anyhow::Error::from)
-        .and_then(|store| Ok(store.verify(name, &mut |_| {})?))
-        .and_then(|a| {
-            let gguf = a
-                .manifest
-                .files
-                .iter()
-                .find(|f| f.name.ends_with(".gguf"))
-                .with_context(|| format!("model {name} has no .gguf file"))?;
-            Ok(aisle_runtime::llm::Llm::load(
-                a.path(&gguf.name)?,
-                crate::speech_cmd::default_threads(),
-                LLM_CONTEXT,
-            )?)
-        });
+    let loaded = llm_model_path(cfg).and_then(|path| {
+        Ok(aisle_runtime::llm::Llm::load(
+            &path,
+            crate::speech_cmd::default_threads(),
+            LLM_CONTEXT,
+        )?)
+    });
     match loaded {
         Ok(m) => Some(m),
         Err(e) => {
-            tracing::warn!(model = %name, error = %e, "no LLM fallback");
+            tracing::warn!(model = %cfg.file.models.llm, error = %e, "no LLM fallback");
             None
         }
     }
+}
+
+/// The verified GGUF file of the configured LLM (`models.llm`).
+pub fn llm_model_path(cfg: &DeviceConfig) -> Result<PathBuf> {
+    let name = &cfg.file.models.llm;
+    let store = Store::open(&cfg.model_dir)
+        .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))?;
+    let a = store.verify(name, &mut |_| {})?;
+    let gguf = a
+        .manifest
+        .files
+        .iter()
+        .find(|f| f.name.ends_with(".gguf"))
+        .with_context(|| format!("model {name} has no .gguf file"))?;
+    Ok(a.path(&gguf.name)?.to_path_buf())
 }
 
 pub struct AskInput<'a> {

@@ -3,13 +3,13 @@
 //! 49,689 names and the same queries, answer latency per intent, and end of speech to
 //! answer text for spoken questions.
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::catalog::ProductIndex;
 use aisle_runtime::dialogue::{Engine, Session};
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 const PEER_SCRIPT: &str = include_str!("peer_rapidfuzz.py");
 const PEER_REQUIREMENT: &str = "rapidfuzz==3.14.6";
@@ -175,21 +175,17 @@ pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Resu
                 .collect::<Vec<_>>()
                 .join("\n"),
         )?;
-        let script = dir.path().join("peer_rapidfuzz.py");
-        std::fs::write(&script, PEER_SCRIPT)?;
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&names)
-            .arg(&queries)
-            .arg(runs.to_string())
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "rapidfuzz peer failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Some(serde_json::from_slice(&out.stdout).context("peer output")?)
+        Some(crate::bench::run_peer(
+            &python,
+            dir.path(),
+            "peer_rapidfuzz.py",
+            PEER_SCRIPT,
+            &[
+                names.into_os_string(),
+                queries.into_os_string(),
+                runs.to_string().into(),
+            ],
+        )?)
     } else {
         None
     };

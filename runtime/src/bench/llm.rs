@@ -4,13 +4,13 @@
 //! (a cached system prompt, a grammar-constrained product read per question), plus
 //! the fallback's whole answer time and peak memory.
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::dialogue::{Session, fallback, intent};
 use aisle_runtime::llm::Llm;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 const PEER_SCRIPT: &str = include_str!("peer_llama_cpp.py");
 const PEER_REQUIREMENT: &str = "llama-cpp-python==0.3.36";
@@ -91,16 +91,7 @@ pub fn run(
     json: bool,
 ) -> Result<ExitCode> {
     let runs = runs.max(1);
-    let store = aisle_models::Store::open(&cfg.model_dir)?;
-    let name = &cfg.file.models.llm;
-    let a = store.verify(name, &mut |_| {})?;
-    let gguf = a
-        .manifest
-        .files
-        .iter()
-        .find(|f| f.name.ends_with(".gguf"))
-        .with_context(|| format!("model {name} has no .gguf file"))?;
-    let model = a.path(&gguf.name)?.to_path_buf();
+    let model = crate::store_cmd::llm_model_path(cfg)?;
 
     let t = Instant::now();
     let llm = Llm::load(&model, threads, crate::store_cmd::LLM_CONTEXT)?;
@@ -169,22 +160,18 @@ pub fn run(
                 "fallback_tokens": FALLBACK_TOKENS,
             }))?,
         )?;
-        let script = dir.path().join("peer_llama_cpp.py");
-        std::fs::write(&script, PEER_SCRIPT)?;
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&model)
-            .arg(threads.to_string())
-            .arg(runs.to_string())
-            .arg(&spec)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "llama-cpp-python peer failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Some(serde_json::from_slice(&out.stdout).context("peer output")?)
+        Some(crate::bench::run_peer(
+            &python,
+            dir.path(),
+            "peer_llama_cpp.py",
+            PEER_SCRIPT,
+            &[
+                model.clone().into_os_string(),
+                threads.to_string().into(),
+                runs.to_string().into(),
+                spec.into_os_string(),
+            ],
+        )?)
     } else {
         None
     };

@@ -240,23 +240,20 @@ pub fn run(
 
     let peer: Option<serde_json::Value> = if with_peer {
         let python = peer_python(cfg)?;
-        let script = dir.path().join("peer_faster_whisper.py");
-        std::fs::write(&script, PEER_SCRIPT)?;
         let model = ct2_dir(cfg, dir.path())?;
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&model)
-            .arg(threads.to_string())
-            .arg(runs.to_string())
-            .args(clips.iter().map(|c| &c.2))
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "faster-whisper failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Some(serde_json::from_slice(&out.stdout).context("peer output")?)
+        let mut args = vec![
+            model.into_os_string(),
+            threads.to_string().into(),
+            runs.to_string().into(),
+        ];
+        args.extend(clips.iter().map(|c| c.2.clone().into_os_string()));
+        Some(crate::bench::run_peer(
+            &python,
+            dir.path(),
+            "peer_faster_whisper.py",
+            PEER_SCRIPT,
+            &args,
+        )?)
     } else {
         None
     };
