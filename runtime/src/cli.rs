@@ -165,6 +165,19 @@ pub enum CatalogCmd {
     },
 }
 
+/// Options shared by the benchmarks that run a model against a peer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Timed runs (median reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Skip the peer (no Python needed).
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
     /// Grammar path on the demo store: lookup vs rapidfuzz, answer latency, end of speech to answer.
@@ -176,27 +189,9 @@ pub enum BenchCmd {
         no_peer: bool,
     },
     /// The LLM vs llama-cpp-python on the same GGUF, prompts, grammar and threads.
-    Llm {
-        /// Timed runs of free generation (median reported), after one warm-up.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Skip the peer (no Python needed).
-        #[arg(long)]
-        no_peer: bool,
-    },
+    Llm(BenchArgs),
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
-    Speech {
-        /// Timed runs per clip (median reported), after one warm-up.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Skip the peer (no Python needed).
-        #[arg(long)]
-        no_peer: bool,
-    },
+    Speech(BenchArgs),
 }
 
 pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result<DeviceConfig> {
@@ -239,21 +234,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::assistant::run(&cfg, *runs, !no_peer, cli.json)
         }
-        Command::Bench(BenchCmd::Llm {
-            runs,
-            threads,
-            no_peer,
-        }) => {
+        Command::Bench(BenchCmd::Llm(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::llm::run(&cfg, *runs, *threads, !no_peer, cli.json)
+            crate::bench::llm::run(&cfg, a, cli.json)
         }
-        Command::Bench(BenchCmd::Speech {
-            runs,
-            threads,
-            no_peer,
-        }) => {
+        Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::speech::run(&cfg, *runs, *threads, !no_peer, cli.json)
+            crate::bench::speech::run(&cfg, a, cli.json)
         }
         Command::Transcribe {
             file,

@@ -83,14 +83,8 @@ fn peer_gen(v: &serde_json::Value) -> Gen {
     }
 }
 
-pub fn run(
-    cfg: &DeviceConfig,
-    runs: usize,
-    threads: usize,
-    with_peer: bool,
-    json: bool,
-) -> Result<ExitCode> {
-    let runs = runs.max(1);
+pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
+    let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
     let model = crate::store_cmd::llm_model_path(cfg)?;
 
     let t = Instant::now();

@@ -178,14 +178,8 @@ fn ct2_dir(cfg: &DeviceConfig, dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-pub fn run(
-    cfg: &DeviceConfig,
-    runs: usize,
-    threads: usize,
-    with_peer: bool,
-    json: bool,
-) -> Result<ExitCode> {
-    let runs = runs.max(1);
+pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
+    let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
     let dir = tempfile::tempdir()?;
     let mut clips = Vec::new();
     for (i, (label, text)) in CLIPS.iter().enumerate() {
