@@ -20,6 +20,8 @@ pub use intent::Intent;
 const MATCH_MIN: f32 = 0.5;
 /// Products remembered in a conversation.
 const FOCUS_MAX: usize = 8;
+/// Clauses of one question the LLM reads at most (each costs ~0.1-0.2 s).
+const MAX_LLM_CLAUSES: usize = 2;
 /// Longest question processed (characters); the rest is ignored.
 pub const MAX_QUESTION_CHARS: usize = 500;
 
@@ -296,6 +298,7 @@ impl<'a> Engine<'a> {
             )
         });
         let mut llm = None;
+        let mut llm_calls = 0;
         for clause in intent::clauses(&norm).into_iter().filter(|c| !c.is_empty()) {
             let mut it = intent::classify(&clause);
             // "and the other one?" asks the previous question about another product.
@@ -304,8 +307,10 @@ impl<'a> Engine<'a> {
             }
             let mut clause = clause;
             if it == Intent::Unknown
+                && llm_calls < MAX_LLM_CLAUSES
                 && let (Some(model), Some(m)) = (self.llm, &self.meaning)
             {
+                llm_calls += 1;
                 let examples = m.examples.get_or_init(|| fallback::embed_examples(m.model));
                 match fallback::interpret(model, m.model, examples, &clause) {
                     Ok(mut reading) => {
