@@ -253,10 +253,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     }
     outln!(
         "LLM benchmark: {} ({} threads, greedy, median of {runs} run(s)); model load {load_ms:.0} ms",
-        model
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        cfg.file.models.llm,
         threads
     );
     outln!(
