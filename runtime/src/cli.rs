@@ -508,7 +508,7 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "assistant",
-            "grammar path ready: `aisle ask`, `aisle chat`; LLM fallback next (issue #5)",
+            "grammar + LLM fallback ready: `aisle ask`, `aisle chat`; `--image` waits for vision (issue #5)",
         ),
         ("ar", "not yet available (issue #6)"),
     ]
