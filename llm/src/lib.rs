@@ -1,4 +1,4 @@
-//! llama.cpp for the `aisle` runtime, behind a C ABI (see `abi.h`-style docs below).
+//! llama.cpp for the `aisle` runtime, behind the small C ABI of the functions below.
 //!
 //! The runtime loads this library with `dlopen` (`aisle_runtime::llm`). One engine holds
 //! a model and one context; [`aisle_llm_generate`] keeps the tokens whose keys and

@@ -45,17 +45,6 @@ pub struct Stats {
     pub generate_ms: f64,
 }
 
-impl Stats {
-    /// Generated tokens per second (after the first).
-    pub fn tokens_per_s(&self) -> f64 {
-        if self.generate_ms > 0.0 {
-            self.generated_tokens as f64 * 1e3 / self.generate_ms
-        } else {
-            0.0
-        }
-    }
-}
-
 type PieceFn = unsafe extern "C" fn(*mut c_void, *const u8, usize) -> i32;
 type OpenFn = unsafe extern "C" fn(*const c_char, i32, u32, *mut c_char, usize) -> *mut c_void;
 type CloseFn = unsafe extern "C" fn(*mut c_void);

@@ -23,14 +23,16 @@ def peak_rss_kib():
 
 
 def generate(llm, prompt, max_tokens, grammar=None):
-    """Greedy generation; returns (text, first_token_ms, total_ms, prompt_ms, n)."""
+    """Greedy generation; returns (text, first_token_ms, total_ms, tokens)."""
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     t0 = time.perf_counter()
     first = None
     out = []
+    model = llm._model
+    is_end = model.token_is_eog if hasattr(model, "token_is_eog") else (lambda t: t == llm.token_eos())
     for tok in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0,
                             repeat_penalty=1.0, grammar=grammar):
-        if llm._model.token_is_eog(tok) if hasattr(llm._model, "token_is_eog") else tok == llm.token_eos():
+        if is_end(tok):
             break
         if first is None:
             first = (time.perf_counter() - t0) * 1e3
