@@ -349,6 +349,10 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         ("models.image_embedding", &c.models.image_embedding),
         ("models.ocr_detection", &c.models.ocr_detection),
         ("models.ocr_recognition", &c.models.ocr_recognition),
+        (
+            "inference.onnxruntime_library",
+            &c.inference.onnxruntime_library,
+        ),
     ] {
         if value.trim().is_empty() {
             out.push((key, format!("`{key}` must not be empty")));

@@ -25,6 +25,8 @@ pub struct ConfigFile {
     pub models: ModelChoice,
     /// Decision thresholds.
     pub thresholds: Thresholds,
+    /// How the vision models run.
+    pub inference: Inference,
     /// The conversation with the shopper.
     pub dialogue: Dialogue,
     /// What may be kept, and for how long.
@@ -230,6 +232,43 @@ impl Default for ModelChoice {
             image_embedding: "efficientnet-lite0-onnx".into(),
             ocr_detection: "ppocr-v4-det".into(),
             ocr_recognition: "ppocr-v4-rec".into(),
+        }
+    }
+}
+
+/// An ONNX execution engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxEngine {
+    /// ONNX Runtime, loaded at run time from the model store (1.2-5x faster here).
+    #[default]
+    Onnxruntime,
+    /// tract, pure Rust: no native library needed.
+    Tract,
+}
+
+/// How the vision models run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Inference {
+    /// Engine for the image embedding model.
+    pub image_engine: OnnxEngine,
+    /// Engine for the OCR models.
+    pub ocr_engine: OnnxEngine,
+    /// Threads per model (0 = all cores).
+    #[schemars(range(min = 0, max = 256))]
+    pub threads: u32,
+    /// Model-store entry holding `libonnxruntime.so`.
+    pub onnxruntime_library: String,
+}
+
+impl Default for Inference {
+    fn default() -> Self {
+        Self {
+            image_engine: OnnxEngine::Onnxruntime,
+            ocr_engine: OnnxEngine::Onnxruntime,
+            threads: 0,
+            onnxruntime_library: "onnxruntime".into(),
         }
     }
 }

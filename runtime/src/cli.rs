@@ -51,6 +51,16 @@ pub enum Command {
     /// The store's catalog and inventory database.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Recognise the product in a photo against the catalog (identified or unknown).
+    Scan {
+        image: PathBuf,
+        /// Matches listed.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Override inference.image_engine: onnxruntime or tract.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<aisle_vision::Engine>,
+    },
     /// Ask the assistant one question (text or spoken); answers come from the store data.
     Ask {
         /// The question (or use --audio).
@@ -157,6 +167,12 @@ pub enum CatalogCmd {
     Demo,
     /// Show one product with its stock and promotions.
     Show { sku: String },
+    /// Add reference photos to a product (only their embeddings are stored).
+    Enroll {
+        sku: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Find products by name (fuzzy).
     Search {
         text: String,
@@ -192,6 +208,11 @@ pub enum BenchCmd {
     Llm(BenchArgs),
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
     Speech(BenchArgs),
+}
+
+fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
+    aisle_vision::Engine::parse(s)
+        .ok_or_else(|| format!("unknown engine {s:?}: onnxruntime or tract"))
 }
 
 pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result<DeviceConfig> {
@@ -271,10 +292,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 CatalogCmd::Show { sku } => crate::store_cmd::show(&cfg, sku, cli.json),
+                CatalogCmd::Enroll { sku, images } => {
+                    crate::vision_cmd::enroll(&cfg, sku, images, cli.json)
+                }
                 CatalogCmd::Search { text, top } => {
                     crate::store_cmd::search(&cfg, text, *top, cli.json)
                 }
             }
+        }
+        Command::Scan { image, top, engine } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::vision_cmd::scan(&cfg, image, *top, *engine, cli.json)
         }
         Command::Ask {
             text,

@@ -4,3 +4,4 @@
 pub mod catalog;
 pub mod dialogue;
 pub mod llm;
+pub mod scan;

@@ -25,6 +25,7 @@ mod models_cmd;
 mod progress;
 mod speech_cmd;
 mod store_cmd;
+mod vision_cmd;
 
 use std::process::ExitCode;
 

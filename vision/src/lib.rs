@@ -1,9 +1,22 @@
 //! Product recognition from camera images (issue #4): image and text embeddings,
 //! OCR of labels and price tags, and matching against the catalog with open-set
-//! rejection. Implemented so far: the text side of the joint embedding space
-//! ([`text::MiniLm`], all-MiniLM-L6-v2), which the assistant also uses to look up
-//! products by meaning.
+//! rejection.
+//!
+//! - [`onnx`]: ONNX execution, tract or ONNX Runtime, chosen per model.
+//! - [`preprocess`]: bounded image decoding and exact, fast model preprocessing.
+//! - [`encoder`]: the joint image/text embedding interface; EfficientNet-Lite0 +
+//!   ConSE into all-MiniLM-L6-v2's sentence space ([`text::MiniLm`]).
+//! - [`matcher`]: fusion of photo, zero-shot and OCR evidence, calibrated
+//!   confidence, open-set rejection.
 
+pub mod encoder;
+pub mod matcher;
+pub mod onnx;
+pub mod preprocess;
 pub mod text;
 
+pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};
+pub use matcher::{Decision, Entry, Fusion, Ranking, Signals};
+pub use onnx::{Engine, OnnxError, OnnxModel, OnnxOptions};
+pub use preprocess::{ImageError, ImageLimits, Preprocess, decode_image, load_image};
 pub use text::{MiniLm, TextModelError, cosine};

@@ -131,7 +131,25 @@ CREATE TABLE IF NOT EXISTS promotions (
     ends TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS promotions_sku ON promotions(sku);
+-- Enrolled reference photos: only their embeddings are kept (and the photo's
+-- hash, so enrolling the same photo twice is a no-op), never the pixels.
+CREATE TABLE IF NOT EXISTS reference_photos (
+    sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE,
+    photo_sha256 TEXT NOT NULL,
+    model TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (sku, photo_sha256, model)
+);
 ";
+
+/// An enrolled photo's embedding.
+#[derive(Debug, Clone)]
+pub struct ReferencePhoto {
+    pub sku: String,
+    pub photo_sha256: String,
+    pub embedding: Vec<f32>,
+}
 
 /// The store database.
 pub struct Catalog {
@@ -245,6 +263,58 @@ impl Catalog {
                 params![key, value],
             )
             .map(|_| ())
+            .map_err(|e| self.db(e))
+    }
+
+    /// Adds reference photos (all or none); returns how many were new.
+    pub fn add_reference_photos(
+        &mut self,
+        model: &str,
+        photos: &[ReferencePhoto],
+    ) -> Result<usize> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let path = self.path.clone();
+        let db = |source| CatalogError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        let mut added = 0;
+        for p in photos {
+            let blob: Vec<u8> = p.embedding.iter().flat_map(|x| x.to_le_bytes()).collect();
+            added += tx
+                .execute(
+                    "INSERT OR IGNORE INTO reference_photos(sku, photo_sha256, model, embedding, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![p.sku, p.photo_sha256, model, blob, now],
+                )
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(added)
+    }
+
+    /// Every enrolled photo's embedding by `model`.
+    pub fn reference_photos(&self, model: &str) -> Result<Vec<ReferencePhoto>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT sku, photo_sha256, embedding FROM reference_photos WHERE model = ?1 ORDER BY sku, added_at")
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map([model], |r| {
+                let blob: Vec<u8> = r.get(2)?;
+                Ok(ReferencePhoto {
+                    sku: r.get(0)?,
+                    photo_sha256: r.get(1)?,
+                    embedding: blob
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                })
+            })
+            .map_err(|e| self.db(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.db(e))
     }
 

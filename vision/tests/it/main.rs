@@ -5,15 +5,29 @@ use std::sync::OnceLock;
 
 use aisle_vision::{MiniLm, cosine};
 
-fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     std::env::var_os("AISLE_DATA_DIR")
         .map(PathBuf::from)
         .or_else(aisle_firmware_config::default_data_dir)
         .expect("no data directory: set AISLE_DATA_DIR or HOME")
 }
 
+mod image;
+
+pub(crate) fn store() -> aisle_models::Store {
+    aisle_models::Store::open(&data_dir().join("models")).expect("store")
+}
+
+/// A file of an installed model.
+pub(crate) fn model_file(model: &str, file: &str) -> PathBuf {
+    let a = store()
+        .verify(model, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{model} installed by the test command: {e}"));
+    a.path(file).expect("file").to_path_buf()
+}
+
 /// Loaded once per test binary.
-fn minilm() -> &'static MiniLm {
+pub(crate) fn minilm() -> &'static MiniLm {
     static M: OnceLock<MiniLm> = OnceLock::new();
     M.get_or_init(|| {
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("store");

@@ -1,0 +1,425 @@
+//! Recognising the product in front of the camera against the store's catalog.
+//!
+//! [`VisionModels`] loads the image/text model; [`Scanner`] holds the catalog's
+//! embedding index (product texts in the joint space, enrolled photos) and scans
+//! images. The text index is persisted under the data directory, keyed by the
+//! model's fingerprint and a hash of the products' texts, so it is built once and
+//! rebuilt only when the catalog or a model changes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aisle_models::{Store, hash::sha256_bytes};
+use aisle_vision::encoder::{Conse, EfficientNet, EfficientNetConse, ImageTextModel};
+use aisle_vision::matcher::{self, Candidate, Decision, Entry, Fusion, Query};
+use aisle_vision::{ImageError, ImageLimits, MiniLm, OnnxOptions, load_image};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError, Product, ReferencePhoto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Encoder(#[from] aisle_vision::encoder::EncoderError),
+    #[error(transparent)]
+    Onnx(#[from] aisle_vision::OnnxError),
+    #[error(transparent)]
+    Text(#[from] aisle_vision::TextModelError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Model(#[from] aisle_models::ModelError),
+    #[error("{path}: {message}")]
+    Cache { path: PathBuf, message: String },
+    #[error("no product with SKU {0:?} in the catalog")]
+    UnknownSku(String),
+}
+
+pub type Result<T, E = ScanError> = std::result::Result<T, E>;
+
+/// Which models to load and how to run them.
+#[derive(Debug, Clone)]
+pub struct VisionSpec {
+    pub image_model: String,
+    pub text_model: String,
+    pub labels_model: String,
+    pub options: OnnxOptions,
+    /// Where derived embeddings are cached.
+    pub cache_dir: PathBuf,
+}
+
+/// The loaded models: MiniLM (text side) and EfficientNet + ConSE (image side).
+pub struct VisionModels {
+    pub minilm: MiniLm,
+    pub net: EfficientNet,
+    pub conse: Conse,
+    minilm_sha: String,
+}
+
+impl VisionModels {
+    pub fn load(store: &Store, spec: &VisionSpec) -> Result<Self> {
+        let text = store.verify(&spec.text_model, &mut |_| {})?;
+        let minilm_sha = text
+            .manifest
+            .files
+            .iter()
+            .map(|f| f.sha256.as_str())
+            .collect::<Vec<_>>()
+            .join("");
+        let minilm_sha = sha256_bytes(minilm_sha.as_bytes());
+        let minilm = MiniLm::load(&text)?;
+        let image = store.verify(&spec.image_model, &mut |_| {})?;
+        let file = image
+            .manifest
+            .files
+            .first()
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        let net_sha = image
+            .manifest
+            .files
+            .first()
+            .map(|f| f.sha256.clone())
+            .unwrap_or_default();
+        let net = EfficientNet::load(image.path(&file)?, &net_sha, &spec.options)?;
+        let labels_art = store.verify(&spec.labels_model, &mut |_| {})?;
+        let labels_file = labels_art
+            .manifest
+            .files
+            .first()
+            .map(|f| (f.name.clone(), f.sha256.clone()));
+        let (labels_name, labels_sha) = labels_file.unwrap_or_default();
+        let labels = Conse::read_labels(labels_art.path(&labels_name)?)?;
+        let cache = spec.cache_dir.join(format!(
+            "conse-{}-{}.vec",
+            &minilm_sha[..16],
+            &labels_sha[..16.min(labels_sha.len())]
+        ));
+        let conse = match read_vectors(&cache) {
+            Ok(v) if v.keys.len() == labels.len() && v.keys == labels => {
+                Conse::from_parts(labels, v.vectors).ok_or_else(|| ScanError::Cache {
+                    path: cache.clone(),
+                    message: "label count mismatch".into(),
+                })?
+            }
+            _ => {
+                let c = Conse::build(labels, &minilm);
+                let keys: Vec<String> = (0..1000).map(|i| c.label(i).to_string()).collect();
+                write_vectors(&cache, &keys, c.label_embeddings())?;
+                c
+            }
+        };
+        Ok(VisionModels {
+            minilm,
+            net,
+            conse,
+            minilm_sha,
+        })
+    }
+
+    /// The joint image/text model over these weights.
+    pub fn model(&self) -> EfficientNetConse<'_> {
+        EfficientNetConse::new(&self.net, &self.conse, &self.minilm, &self.minilm_sha)
+    }
+}
+
+/// A persisted matrix: one key and one f32 vector per row.
+struct Vectors {
+    keys: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+}
+
+const MAGIC: &[u8; 8] = b"AISLEVEC";
+
+fn read_vectors(path: &Path) -> std::result::Result<Vectors, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let take = |at: usize, n: usize| bytes.get(at..at + n).ok_or("truncated");
+    if take(0, 8)? != MAGIC {
+        return Err("not a vector file".into());
+    }
+    let u32_at = |at: usize| -> std::result::Result<usize, String> {
+        let b = take(at, 4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let header_len = u32_at(8)?;
+    let keys: Vec<String> =
+        serde_json::from_slice(take(12, header_len)?).map_err(|e| e.to_string())?;
+    let dim = u32_at(12 + header_len)?;
+    let data = take(16 + header_len, keys.len() * dim * 4)?;
+    if bytes.len() != 16 + header_len + keys.len() * dim * 4 {
+        return Err("trailing bytes".into());
+    }
+    let vectors = data
+        .chunks_exact(dim * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .collect();
+    Ok(Vectors { keys, vectors })
+}
+
+/// Written to a temporary file and renamed, so a crash never leaves half a cache.
+fn write_vectors(path: &Path, keys: &[String], vectors: &[Vec<f32>]) -> Result<()> {
+    let err = |e: std::io::Error| ScanError::Cache {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let dim = vectors.first().map_or(0, Vec::len);
+    let header = serde_json::to_vec(keys).map_err(|e| ScanError::Cache {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(16 + header.len() + keys.len() * dim * 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&(dim as u32).to_le_bytes());
+    for v in vectors {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&out).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// What a product is called in the joint space: its name, brand and description.
+pub fn product_text(p: &Product) -> String {
+    let mut t = p.name.clone();
+    if let Some(b) = p
+        .brand
+        .as_deref()
+        .filter(|b| !b.is_empty() && !p.name.contains(b))
+    {
+        t = format!("{b} {t}");
+    }
+    if let Some(d) = p.description.as_deref().filter(|d| !d.is_empty()) {
+        t.push_str(". ");
+        t.push_str(d);
+    }
+    t
+}
+
+/// Per-stage timings of one scan, microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub decode_us: u64,
+    pub preprocess_us: u64,
+    pub embed_us: u64,
+    pub ocr_us: u64,
+    pub search_us: u64,
+    pub total_us: u64,
+}
+
+/// The answer to one scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    pub image: String,
+    pub decision: Decision,
+    pub confidence: f32,
+    pub matches: Vec<Candidate>,
+    /// What the image model saw (ImageNet classes), best first.
+    pub seen: Vec<(String, f32)>,
+    /// Text read on the label; `None` when OCR did not run.
+    pub ocr_text: Option<String>,
+    pub timings: Timings,
+}
+
+/// The catalog's embedding index and the model, ready to scan.
+pub struct Scanner<'m> {
+    model: EfficientNetConse<'m>,
+    entries: Vec<Entry>,
+    pub fusion: Fusion,
+    pub limits: ImageLimits,
+}
+
+impl<'m> Scanner<'m> {
+    /// Builds (or loads from the cache) the index of `cat`'s products.
+    /// `progress(done, total)` is called while product texts are embedded.
+    pub fn build(
+        models: &'m VisionModels,
+        cat: &Catalog,
+        cache_dir: &Path,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let model = models.model();
+        let products = cat.products()?;
+        let texts: Vec<String> = products.iter().map(product_text).collect();
+        let mut key_src = model.fingerprint();
+        for (p, t) in products.iter().zip(&texts) {
+            key_src.push('\n');
+            key_src.push_str(&p.sku);
+            key_src.push('\t');
+            key_src.push_str(t);
+        }
+        let key = sha256_bytes(key_src.as_bytes());
+        let cache = cache_dir.join(format!("products-{}.vec", &key[..24]));
+        let skus: Vec<String> = products.iter().map(|p| p.sku.clone()).collect();
+        let vectors = match read_vectors(&cache) {
+            Ok(v) if v.keys == skus => v.vectors,
+            _ => {
+                let v = embed_all(&models.minilm, &texts, progress);
+                write_vectors(&cache, &skus, &v)?;
+                v
+            }
+        };
+        let photos = cat.reference_photos(model.net.fingerprint())?;
+        let mut entries: Vec<Entry> = products
+            .into_iter()
+            .zip(vectors)
+            .map(|(p, text)| Entry {
+                sku: p.sku,
+                name: p.name,
+                text,
+                references: Vec::new(),
+            })
+            .collect();
+        let by_sku: std::collections::HashMap<String, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.sku.clone(), i))
+            .collect();
+        for ReferencePhoto { sku, embedding, .. } in photos {
+            if let Some(&i) = by_sku.get(&sku) {
+                entries[i].references.push(embedding);
+            }
+        }
+        Ok(Scanner {
+            model,
+            entries,
+            fusion: Fusion::default(),
+            limits: ImageLimits::default(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn model(&self) -> &EfficientNetConse<'m> {
+        &self.model
+    }
+
+    pub fn enrolled_photos(&self) -> usize {
+        self.entries.iter().map(|e| e.references.len()).sum()
+    }
+
+    /// Scans the image file at `path`.
+    pub fn scan_path(&self, path: &Path, top_k: usize) -> Result<ScanReport> {
+        let t0 = Instant::now();
+        let img = load_image(path, &self.limits)?;
+        let decode_us = t0.elapsed().as_micros() as u64;
+        let mut r = self.scan_image(&img, top_k)?;
+        r.image = path.display().to_string();
+        r.timings.decode_us = decode_us;
+        r.timings.total_us += decode_us;
+        Ok(r)
+    }
+
+    /// Scans a decoded image.
+    pub fn scan_image(&self, img: &image::RgbImage, top_k: usize) -> Result<ScanReport> {
+        let t0 = Instant::now();
+        let e = self.model.embed_image(img)?;
+        let t1 = Instant::now();
+        let ranking = matcher::rank(
+            &self.entries,
+            &Query {
+                visual: &e.visual,
+                joint: &e.joint,
+                ocr_words: &[],
+            },
+            &self.fusion,
+            top_k,
+        );
+        let search_us = t1.elapsed().as_micros() as u64;
+        Ok(ScanReport {
+            image: String::new(),
+            decision: ranking.decision,
+            confidence: ranking.confidence,
+            matches: ranking.matches,
+            seen: e.classes,
+            ocr_text: None,
+            timings: Timings {
+                decode_us: 0,
+                preprocess_us: e.preprocess_us,
+                embed_us: e.embed_us,
+                ocr_us: 0,
+                search_us,
+                total_us: t0.elapsed().as_micros() as u64,
+            },
+        })
+    }
+
+    /// Enrolls reference photos for `sku`: every image is decoded and embedded
+    /// first, so a bad file adds nothing. Returns how many were new.
+    pub fn enroll(&mut self, cat: &mut Catalog, sku: &str, photos: &[PathBuf]) -> Result<usize> {
+        if cat.product(sku)?.is_none() {
+            return Err(ScanError::UnknownSku(sku.to_string()));
+        }
+        let mut refs = Vec::with_capacity(photos.len());
+        for path in photos {
+            let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let img = aisle_vision::decode_image(&bytes, path, &self.limits)?;
+            let out = self.model.net.run(&img)?;
+            refs.push(ReferencePhoto {
+                sku: sku.to_string(),
+                photo_sha256: sha256_bytes(&bytes),
+                embedding: out.embedding,
+            });
+        }
+        let added = cat.add_reference_photos(self.model.net.fingerprint(), &refs)?;
+        if let Some(e) = self.entries.iter_mut().find(|e| e.sku == sku) {
+            e.references.extend(refs.into_iter().map(|r| r.embedding));
+        }
+        Ok(added)
+    }
+}
+
+/// MiniLM embeddings of `texts`, on all cores.
+fn embed_all(
+    minilm: &MiniLm,
+    texts: &[String],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<Vec<f32>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total = texts.len();
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(total);
+    for chunk in texts.chunks(256 * threads) {
+        let per = chunk.len().div_ceil(threads).max(1);
+        let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .chunks(per)
+                .map(|c| s.spawn(move || c.iter().map(|t| minilm.embed(t)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for p in parts {
+            out.extend(p);
+        }
+        progress(out.len(), total);
+    }
+    out
+}
