@@ -61,6 +61,9 @@ pub enum Command {
         #[arg(long, value_parser = parse_engine)]
         engine: Option<aisle_vision::Engine>,
     },
+    /// Evaluations that print a table (accuracy on real datasets).
+    #[command(subcommand)]
+    Eval(EvalCmd),
     /// Ask the assistant one question (text or spoken); answers come from the store data.
     Ask {
         /// The question (or use --audio).
@@ -178,6 +181,19 @@ pub enum CatalogCmd {
         text: String,
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCmd {
+    /// Fashion-MNIST: zero-shot and 1/5/10-shot accuracy, open-set rejection, calibration.
+    Vision {
+        /// Test photos used (the test set has 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Override inference.image_engine: onnxruntime or tract.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<aisle_vision::Engine>,
     },
 }
 
@@ -299,6 +315,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     crate::store_cmd::search(&cfg, text, *top, cli.json)
                 }
             }
+        }
+        Command::Eval(EvalCmd::Vision { limit, engine }) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::vision_cmd::eval(&cfg, *limit, *engine, cli.json)
         }
         Command::Scan { image, top, engine } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

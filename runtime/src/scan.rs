@@ -344,6 +344,7 @@ impl<'m> Scanner<'m> {
                 visual: &e.visual,
                 joint: &e.joint,
                 ocr_words: &[],
+                certainty: e.certainty,
             },
             &self.fusion,
             top_k,
@@ -409,7 +410,16 @@ fn embed_all(
         let parts: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .chunks(per)
-                .map(|c| s.spawn(move || c.iter().map(|t| minilm.embed(t)).collect::<Vec<_>>()))
+                .map(|c| {
+                    s.spawn(move || {
+                        c.chunks(64)
+                            .flat_map(|b| {
+                                let b: Vec<&str> = b.iter().map(String::as_str).collect();
+                                minilm.embed_batch(&b)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

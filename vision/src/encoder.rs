@@ -45,6 +45,8 @@ pub struct ImageEmbedding {
     pub joint: Vec<f32>,
     /// The model's own reading, best first (label, probability); empty for CLIP.
     pub classes: Vec<(String, f32)>,
+    /// How sure the model is of what it sees, 0..1 (top class probability).
+    pub certainty: f32,
     pub preprocess_us: u64,
     pub embed_us: u64,
 }
@@ -210,9 +212,10 @@ impl Conse {
 
     /// Embeds every label (about 1000 MiniLM calls; callers cache the result).
     pub fn build(labels: Vec<String>, minilm: &MiniLm) -> Self {
-        let label_embeddings = labels
-            .iter()
-            .map(|l| minilm.embed(&Self::label_text(l)))
+        let texts: Vec<String> = labels.iter().map(|l| Self::label_text(l)).collect();
+        let label_embeddings = texts
+            .chunks(64)
+            .flat_map(|c| minilm.embed_batch(&c.iter().map(String::as_str).collect::<Vec<_>>()))
             .collect();
         Conse {
             labels,
@@ -302,10 +305,12 @@ impl ImageTextModel for EfficientNetConse<'_> {
             .into_iter()
             .map(|(i, p)| (self.conse.label(i).to_string(), p))
             .collect();
+        let certainty = out.probs.iter().copied().fold(0f32, f32::max);
         Ok(ImageEmbedding {
             visual: out.embedding,
             joint,
             classes,
+            certainty,
             preprocess_us: out.preprocess_us,
             embed_us: out.embed_us,
         })

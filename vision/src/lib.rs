@@ -10,6 +10,7 @@
 //!   confidence, open-set rejection.
 
 pub mod encoder;
+pub mod eval;
 pub mod matcher;
 pub mod onnx;
 pub mod preprocess;

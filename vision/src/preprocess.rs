@@ -138,6 +138,18 @@ pub fn decode_image(
     ) {
         return Err(ImageError::UnknownFormat { path: path() });
     }
+    // A JPEG cut short still decodes (the missing rows come out grey): refuse it
+    // unless its end-of-image marker is there (trailing bytes after it are fine).
+    if format == image::ImageFormat::Jpeg {
+        let tail = &bytes[bytes.len().saturating_sub(64 << 10)..];
+        if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            return Err(ImageError::Decode {
+                path: path(),
+                format: fmt_name,
+                message: "truncated: the file ends before the JPEG end-of-image marker".into(),
+            });
+        }
+    }
     let mut l = Limits::default();
     l.max_image_width = Some(limits.max_width);
     l.max_image_height = Some(limits.max_height);
@@ -157,6 +169,17 @@ pub fn decode_image(
             height,
             max_w: limits.max_width,
             max_h: limits.max_height,
+        });
+    }
+    if decoder.total_bytes() > limits.max_alloc {
+        return Err(ImageError::Decode {
+            path: path(),
+            format: fmt_name,
+            message: format!(
+                "{width}x{height} image needs {} MiB decoded, above the {} MiB limit",
+                decoder.total_bytes() >> 20,
+                limits.max_alloc >> 20
+            ),
         });
     }
     if width == 0 || height == 0 {

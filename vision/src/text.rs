@@ -271,14 +271,31 @@ impl MiniLm {
 
     /// The unit-length sentence embedding of `text`.
     pub fn embed(&self, text: &str) -> Vec<f32> {
-        let ids = self.tokenize(text);
-        let n = ids.len();
-        let mut x = Array2::<f32>::zeros((n, DIM));
-        for (i, &id) in ids.iter().enumerate() {
-            let mut row = x.row_mut(i);
-            row += &self.word.row(id as usize);
-            row += &self.pos.row(i);
-            row += &self.typ;
+        self.embed_batch(&[text])
+            .pop()
+            .unwrap_or_else(|| vec![0.0; DIM])
+    }
+
+    /// Embeddings of several texts in one pass: their tokens are stacked into one
+    /// matrix so every linear layer is one large matrix product (no padding);
+    /// attention and pooling stay within each text. Same result as [`Self::embed`]
+    /// on each, several times faster for short texts.
+    pub fn embed_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect();
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut total = 0;
+        for ids in &seqs {
+            spans.push(total..total + ids.len());
+            total += ids.len();
+        }
+        let mut x = Array2::<f32>::zeros((total, DIM));
+        for (ids, span) in seqs.iter().zip(&spans) {
+            for (i, &id) in ids.iter().enumerate() {
+                let mut row = x.row_mut(span.start + i);
+                row += &self.word.row(id as usize);
+                row += &self.pos.row(i);
+                row += &self.typ;
+            }
         }
         self.ln.forward(&mut x);
         let hd = DIM / HEADS;
@@ -287,17 +304,23 @@ impl MiniLm {
             let q = l.q.forward(x.view());
             let k = l.k.forward(x.view());
             let v = l.v.forward(x.view());
-            let mut ctx = Array2::<f32>::zeros((n, DIM));
-            for h in 0..HEADS {
-                let cols = s![.., h * hd..(h + 1) * hd];
-                let mut scores = q.slice(cols).dot(&k.slice(cols).t()) * scale;
-                for mut row in scores.rows_mut() {
-                    let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    row.mapv_inplace(|v| (v - m).exp());
-                    let sum = row.sum();
-                    row /= sum;
+            let mut ctx = Array2::<f32>::zeros((total, DIM));
+            for span in &spans {
+                for h in 0..HEADS {
+                    let rows = span.clone();
+                    let cols = h * hd..(h + 1) * hd;
+                    let qs = q.slice(s![rows.clone(), cols.clone()]);
+                    let ks = k.slice(s![rows.clone(), cols.clone()]);
+                    let vs = v.slice(s![rows.clone(), cols.clone()]);
+                    let mut scores = qs.dot(&ks.t()) * scale;
+                    for mut row in scores.rows_mut() {
+                        let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                        row.mapv_inplace(|v| (v - m).exp());
+                        let sum = row.sum();
+                        row /= sum;
+                    }
+                    ctx.slice_mut(s![rows, cols]).assign(&scores.dot(&vs));
                 }
-                ctx.slice_mut(cols).assign(&scores.dot(&v.slice(cols)));
             }
             let mut h1 = l.o.forward(ctx.view()) + &x;
             l.ln1.forward(&mut h1);
@@ -307,10 +330,18 @@ impl MiniLm {
             l.ln2.forward(&mut h2);
             x = h2;
         }
-        let mut mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(DIM));
-        let norm = mean.dot(&mean).sqrt().max(1e-12);
-        mean /= norm;
-        mean.to_vec()
+        spans
+            .into_iter()
+            .map(|span| {
+                let mut mean = x
+                    .slice(s![span, ..])
+                    .mean_axis(Axis(0))
+                    .unwrap_or_else(|| Array1::zeros(DIM));
+                let norm = mean.dot(&mean).sqrt().max(1e-12);
+                mean /= norm;
+                mean.to_vec()
+            })
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@ use aisle_models::Store;
 mod assistant;
 mod catalog_import;
 mod llm;
+mod scan;
 
 fn data_dir() -> PathBuf {
     std::env::var_os("AISLE_DATA_DIR")

@@ -1,0 +1,296 @@
+//! Product recognition against a small catalog, real weights and real photos.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use aisle_models::Store;
+use aisle_runtime::catalog::{self, Catalog, ImportOptions};
+use aisle_runtime::scan::{ScanError, Scanner, VisionModels, VisionSpec};
+use aisle_vision::{Decision, Engine, OnnxOptions};
+
+use crate::data_dir;
+
+fn store() -> Store {
+    Store::open(&data_dir().join("models")).expect("model store")
+}
+
+fn file(model: &str, name: &str) -> PathBuf {
+    store()
+        .verify(model, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{model} installed by the test command: {e}"))
+        .path(name)
+        .expect("file")
+        .to_path_buf()
+}
+
+fn spec(engine: Engine, cache: &Path) -> VisionSpec {
+    VisionSpec {
+        image_model: "efficientnet-lite0-onnx".into(),
+        text_model: "all-minilm-l6-v2".into(),
+        labels_model: "imagenet-labels".into(),
+        options: match engine {
+            Engine::Tract => OnnxOptions::tract(2),
+            Engine::OnnxRuntime => {
+                OnnxOptions::onnxruntime(2, file("onnxruntime", "libonnxruntime.so"))
+            }
+        },
+        cache_dir: cache.to_path_buf(),
+    }
+}
+
+/// Loaded once per test binary.
+fn models() -> &'static VisionModels {
+    static M: OnceLock<(tempfile::TempDir, VisionModels)> = OnceLock::new();
+    &M.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = VisionModels::load(&store(), &spec(Engine::OnnxRuntime, dir.path()))
+            .expect("vision models");
+        (dir, m)
+    })
+    .1
+}
+
+const CATALOG: &str = "sku,name,price,stock,aisle
+COF-1,Espresso Roast Ground Coffee,8.99,12,coffee
+CAT-1,Cat Food Chicken Recipe,1.29,40,cat food care
+TOY-1,Space Shuttle Model Kit,24.99,3,toys
+BAN-1,Organic Bananas,0.69,100,fresh fruits
+MLK-1,Whole Milk,3.49,20,milk
+PAP-1,Paper Towels,6.99,15,paper goods
+DOG-1,Dog Treats,4.99,25,dog food care
+WAT-1,Sparkling Water,0.99,60,water seltzer sparkling water
+";
+
+fn catalog(dir: &Path) -> Catalog {
+    let csv = dir.join("products.csv");
+    std::fs::write(&csv, CATALOG).expect("write csv");
+    let mut cat = Catalog::open(&dir.join("store.sqlite")).expect("catalog");
+    catalog::import_file(&mut cat, &csv, &ImportOptions::default()).expect("import");
+    cat
+}
+
+fn photo(name: &str) -> PathBuf {
+    file("sample-photos", name)
+}
+
+#[test]
+fn real_photos_are_identified_or_rejected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cat = catalog(dir.path());
+    let cache = dir.path().join("cache");
+    let mut built = 0;
+    let mut scanner =
+        Scanner::build(models(), &cat, &cache, &mut |_, _| built += 1).expect("index");
+    assert!(built > 0, "the first build embeds the product texts");
+
+    // Zero-shot from names alone.
+    let r = scanner.scan_path(&photo("coffee.png"), 3).expect("scan");
+    assert_eq!(r.matches[0].sku, "COF-1", "{r:#?}");
+    assert_eq!(r.decision, Decision::Identified, "{r:#?}");
+    assert!(r.matches[0].contributed.contains(&"zero-shot"), "{r:#?}");
+    let r = scanner.scan_path(&photo("chelsea.png"), 3).expect("scan");
+    assert_eq!(r.matches[0].sku, "CAT-1", "{r:#?}");
+    // An astronaut is not a product of this store: rejected, not forced.
+    let r = scanner.scan_path(&photo("astronaut.png"), 3).expect("scan");
+    assert_eq!(r.decision, Decision::Unknown, "{r:#?}");
+
+    // Few-shot: enrol a cropped, mirrored copy of the rocket photo as the model
+    // kit's reference; the original is then identified by its photo.
+    let rocket =
+        aisle_vision::load_image(&photo("rocket.jpg"), &Default::default()).expect("rocket");
+    let (w, h) = rocket.dimensions();
+    let crop =
+        image::imageops::crop_imm(&rocket, w / 10, h / 10, w * 8 / 10, h * 8 / 10).to_image();
+    let reference = dir.path().join("kit-reference.png");
+    image::imageops::flip_horizontal(&crop)
+        .save(&reference)
+        .expect("save");
+    assert_eq!(
+        scanner
+            .enroll(&mut cat, "TOY-1", std::slice::from_ref(&reference))
+            .expect("enroll"),
+        1
+    );
+    assert_eq!(
+        scanner
+            .enroll(&mut cat, "TOY-1", std::slice::from_ref(&reference))
+            .expect("again"),
+        0,
+        "same photo twice is a no-op"
+    );
+    let r = scanner.scan_path(&photo("rocket.jpg"), 3).expect("scan");
+    assert_eq!(r.matches[0].sku, "TOY-1", "{r:#?}");
+    assert_eq!(r.decision, Decision::Identified, "{r:#?}");
+    assert!(r.matches[0].contributed.contains(&"photo"), "{r:#?}");
+    assert!(
+        r.matches[0].signals.visual.is_some_and(|v| v > 0.7),
+        "{r:#?}"
+    );
+    // The astronaut is still unknown with a reference photo in the catalog.
+    let r = scanner.scan_path(&photo("astronaut.png"), 3).expect("scan");
+    assert_eq!(r.decision, Decision::Unknown, "{r:#?}");
+
+    // Enrolment is all or nothing: one bad file adds nothing.
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really").expect("write");
+    let e = scanner
+        .enroll(&mut cat, "COF-1", &[photo("coffee.png"), bad])
+        .expect_err("bad photo");
+    assert!(e.to_string().contains("broken.jpg"), "{e}");
+    let e = scanner
+        .enroll(&mut cat, "NOPE", &[photo("coffee.png")])
+        .expect_err("sku");
+    assert!(matches!(e, ScanError::UnknownSku(_)), "{e}");
+
+    // Persisted: a rebuild loads the index and the enrolled photo without embedding.
+    let mut rebuilt = 0;
+    let again = Scanner::build(models(), &cat, &cache, &mut |_, _| rebuilt += 1).expect("index");
+    assert_eq!(rebuilt, 0, "index loaded from the cache");
+    assert_eq!(again.enrolled_photos(), 1);
+    // A catalog change rebuilds it.
+    let more = dir.path().join("more.csv");
+    std::fs::write(
+        &more,
+        "sku,name,price,stock,aisle\nTEA-1,Green Tea,3.99,8,tea\n",
+    )
+    .expect("csv");
+    catalog::import_file(&mut cat, &more, &ImportOptions::default()).expect("import");
+    let mut changed = 0;
+    let s = Scanner::build(models(), &cat, &cache, &mut |_, _| changed += 1).expect("index");
+    assert!(changed > 0);
+    assert_eq!(s.len(), 9);
+}
+
+#[test]
+fn tract_and_onnxruntime_agree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cat = catalog(dir.path());
+    let tract =
+        VisionModels::load(&store(), &spec(Engine::Tract, &dir.path().join("c"))).expect("tract");
+    let a = Scanner::build(models(), &cat, &dir.path().join("c"), &mut |_, _| {}).expect("ort");
+    let b = Scanner::build(&tract, &cat, &dir.path().join("c"), &mut |_, _| {}).expect("tract");
+    for p in ["coffee.png", "chelsea.png", "rocket.jpg"] {
+        let x = a.scan_path(&photo(p), 3).expect("ort scan");
+        let y = b.scan_path(&photo(p), 3).expect("tract scan");
+        assert_eq!(x.matches[0].sku, y.matches[0].sku, "{p}");
+        assert_eq!(x.decision, y.decision, "{p}");
+        assert!(
+            (x.confidence - y.confidence).abs() < 0.01,
+            "{p}: {} vs {}",
+            x.confidence,
+            y.confidence
+        );
+        assert_eq!(x.seen[0].0, y.seen[0].0, "{p}");
+    }
+}
+
+/// `aisle catalog enroll` and `aisle scan` end to end in a data directory of their own.
+#[test]
+fn scan_and_enroll_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let own = Store::open(&data.join("models")).expect("store");
+    for name in [
+        "all-minilm-l6-v2",
+        "efficientnet-lite0-onnx",
+        "imagenet-labels",
+        "onnxruntime",
+    ] {
+        own.copy_model_from(&store(), name).expect("copy model");
+    }
+    let d = data.to_string_lossy().into_owned();
+    let csv = dir.path().join("products.csv");
+    std::fs::write(&csv, CATALOG).expect("csv");
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "catalog",
+        "import",
+        &csv.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+
+    // Bad images fail at once, naming the file, exit 1.
+    let empty = dir.path().join("empty.jpg");
+    std::fs::write(&empty, b"").expect("write");
+    let out = crate::aisle(&["--data-dir", &d, "scan", &empty.to_string_lossy()]);
+    crate::assert_fails_with(&out, "empty.jpg: empty file");
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "catalog",
+        "enroll",
+        "NOPE",
+        &photo("coffee.png").to_string_lossy(),
+    ]);
+    crate::assert_fails_with(&out, "no product with SKU \"NOPE\"");
+
+    let coffee = photo("coffee.png");
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "--json",
+        "catalog",
+        "enroll",
+        "COF-1",
+        &coffee.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["added"], 1, "{v}");
+
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "--json",
+        "scan",
+        &coffee.to_string_lossy(),
+        "--top",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["decision"], "identified", "{v}");
+    assert_eq!(v["matches"][0]["sku"], "COF-1", "{v}");
+    assert_eq!(v["matches"].as_array().map(Vec::len), Some(3), "{v}");
+    let contributed = v["matches"][0]["contributed"].to_string();
+    assert!(
+        contributed.contains("photo") && contributed.contains("zero-shot"),
+        "{v}"
+    );
+    assert!(
+        v["matches"][0]["signals"]["visual"]
+            .as_f64()
+            .is_some_and(|x| x > 0.99),
+        "{v}"
+    );
+    assert!(
+        v["timings"]["embed_us"].as_u64().is_some_and(|t| t > 0),
+        "{v}"
+    );
+    assert_eq!(v["seen"][0][0], "espresso", "{v}");
+    // Only embeddings were stored: no image file under the data directory.
+    let images = walk(&data)
+        .into_iter()
+        .filter(|p| {
+            let e = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            ["png", "jpg", "jpeg", "webp"].contains(&e)
+        })
+        .count();
+    assert_eq!(images, 0);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
