@@ -552,11 +552,11 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "vision",
-            "not yet available (issue #4): the demo names the photo's product",
+            "zero-shot + enrolled photos, open-set rejection: `aisle scan IMAGE`, `aisle catalog enroll`, `aisle eval vision` (OCR and CLIP backend to come, issue #4)",
         ),
         (
             "assistant",
-            "grammar + LLM fallback ready: `aisle ask`, `aisle chat`; `--image` waits for vision (issue #5)",
+            "grammar + LLM fallback ready: `aisle ask [--image PHOTO]`, `aisle chat`",
         ),
         ("ar", "not yet available (issue #6)"),
     ]

@@ -20,6 +20,7 @@ pub struct DemoRun {
     pub products: usize,
     pub transcript: String,
     pub answer: Answer,
+    pub scan: aisle_runtime::scan::ScanReport,
     /// (stage, milliseconds)
     pub stages: Vec<(&'static str, f64)>,
 }
@@ -31,9 +32,44 @@ fn ms(t: Instant) -> f64 {
 pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
     let mut stages = Vec::new();
     let t = Instant::now();
-    let cat = crate::store_cmd::demo_store(cfg, true)?;
+    let mut cat = crate::store_cmd::demo_store(cfg, true)?;
     let products = cat.product_count()?;
     stages.push(("demo store check", ms(t)));
+
+    // Scan: the bundled photo against the whole store.
+    let t = Instant::now();
+    let vision = crate::vision_cmd::load_models(cfg, None)?;
+    stages.push(("vision models load", ms(t)));
+    let t = Instant::now();
+    let mut scanner = crate::vision_cmd::scanner(cfg, &vision, &cat, false)?;
+    stages.push(("product embedding index", ms(t)));
+    let photo = aisle_models::Store::open(&cfg.model_dir)?
+        .verify("sample-photos", &mut |_| {})?
+        .path("coffee.png")?
+        .to_path_buf();
+    // The store's reference photo of its house espresso (staff enrol photos with
+    // `aisle catalog enroll`): here a cropped, mirrored view of the same cup, so
+    // the scan below is not of an identical image.
+    let img = aisle_vision::load_image(&photo, &scanner.limits)?;
+    let (w, h) = img.dimensions();
+    let view = image::imageops::flip_horizontal(
+        &image::imageops::crop_imm(&img, w / 8, h / 8, w * 3 / 4, h * 3 / 4).to_image(),
+    );
+    scanner.enroll_images(
+        &mut cat,
+        PHOTO_SKU,
+        &[("demo-reference:coffee.png:crop-mirror".into(), view)],
+    )?;
+    let scan = scanner.scan_path(&photo, 3)?;
+    stages.push((
+        "scan (decode..search)",
+        scan.timings.total_us as f64 / 1000.0,
+    ));
+    let scanned = match (scan.decision, scan.matches.first()) {
+        (aisle_vision::Decision::Identified, Some(m)) => Some(m.sku.clone()),
+        _ => None,
+    };
+    drop(scanner);
 
     let t = Instant::now();
     let engine = Engine::new(&cat)?;
@@ -42,10 +78,6 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
     let t = Instant::now();
     let transcriber = crate::speech_cmd::load_transcriber(cfg, None)?;
     stages.push(("speech models load", ms(t)));
-
-    // Scan: product recognition is issue #4; until then the demo uses the product
-    // the bundled photo shows.
-    let scanned = cat.product(PHOTO_SKU)?.map(|p| p.sku);
 
     let t = Instant::now();
     let audio =
@@ -72,6 +104,7 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
         products,
         transcript: transcript.text,
         answer,
+        scan,
         stages,
     })
 }
@@ -80,7 +113,7 @@ impl DemoRun {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "store_products": self.products,
-            "scanned": { "photo": PHOTO, "sku": PHOTO_SKU, "by": "bundled photo's catalog entry (vision: issue #4)" },
+            "scan": self.scan,
             "transcript": self.transcript,
             "answer": self.answer.text,
             "intents": self.answer.intents,
@@ -97,7 +130,19 @@ impl DemoRun {
             self.products
         );
         outln!();
-        outln!("1. scan      {PHOTO} -> {PHOTO_SKU} (recognition lands with issue #4)");
+        match self.scan.matches.first() {
+            Some(m) if self.scan.decision == aisle_vision::Decision::Identified => outln!(
+                "1. scan      {PHOTO} -> {} ({}), confidence {:.2} [{}]",
+                m.name,
+                m.sku,
+                self.scan.confidence,
+                m.contributed.join(", ")
+            ),
+            _ => outln!(
+                "1. scan      {PHOTO} -> unknown product (confidence {:.2})",
+                self.scan.confidence
+            ),
+        }
         outln!("2. hear      \"{}\"", self.transcript);
         outln!("3. answer    {}", self.answer.text);
         outln!(

@@ -374,23 +374,50 @@ impl<'m> Scanner<'m> {
         if cat.product(sku)?.is_none() {
             return Err(ScanError::UnknownSku(sku.to_string()));
         }
-        let mut refs = Vec::with_capacity(photos.len());
+        let mut decoded = Vec::with_capacity(photos.len());
         for path in photos {
             let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
                 path: path.clone(),
                 source,
             })?;
             let img = aisle_vision::decode_image(&bytes, path, &self.limits)?;
-            let out = self.model.net.run(&img)?;
+            decoded.push((sha256_bytes(&bytes), img));
+        }
+        self.enroll_images(cat, sku, &decoded)
+    }
+
+    /// Enrolls decoded photos, each identified by a hash of its source.
+    pub fn enroll_images(
+        &mut self,
+        cat: &mut Catalog,
+        sku: &str,
+        photos: &[(String, image::RgbImage)],
+    ) -> Result<usize> {
+        if cat.product(sku)?.is_none() {
+            return Err(ScanError::UnknownSku(sku.to_string()));
+        }
+        let mut refs = Vec::with_capacity(photos.len());
+        for (hash, img) in photos {
+            let out = self.model.net.run(img)?;
             refs.push(ReferencePhoto {
                 sku: sku.to_string(),
-                photo_sha256: sha256_bytes(&bytes),
+                photo_sha256: hash.clone(),
                 embedding: out.embedding,
             });
         }
+        let known: std::collections::HashSet<String> = cat
+            .reference_photos(self.model.net.fingerprint())?
+            .into_iter()
+            .filter(|r| r.sku == sku)
+            .map(|r| r.photo_sha256)
+            .collect();
         let added = cat.add_reference_photos(self.model.net.fingerprint(), &refs)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.sku == sku) {
-            e.references.extend(refs.into_iter().map(|r| r.embedding));
+            e.references.extend(
+                refs.into_iter()
+                    .filter(|r| !known.contains(&r.photo_sha256))
+                    .map(|r| r.embedding),
+            );
         }
         Ok(added)
     }

@@ -296,12 +296,15 @@ pub fn answer_json(
 }
 
 pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode> {
-    if input.image.is_some() {
-        bail!(
-            "--image needs product recognition (the vision capability), which is not built yet; pass --sku to say which product is in front of the camera"
-        );
+    if input.image.is_some() && input.sku.is_some() {
+        bail!("give the product as --image PHOTO or --sku SKU, not both");
     }
     let t_total = std::time::Instant::now();
+    // A bad photo fails before any model work.
+    let photo = input
+        .image
+        .map(|p| aisle_vision::load_image(p, &aisle_vision::ImageLimits::default()))
+        .transpose()?;
     let (question, transcript, asr_ms) = match (input.text, input.audio) {
         (Some(t), None) => (t.to_string(), None, None),
         (None, Some(wav)) => {
@@ -329,7 +332,30 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     {
         bail!("no product with sku {sku:?} in {}", cat.path().display());
     }
-    let answer = engine.ask(&question, &mut session, input.sku)?;
+    // The product in the photo, if recognised; an unknown product leaves the
+    // question without one (the assistant then asks which product is meant).
+    let t_scan = std::time::Instant::now();
+    let scan = match (&photo, input.image) {
+        (Some(img), Some(path)) => {
+            let vision = crate::vision_cmd::load_models(cfg, None)?;
+            let scanner = crate::vision_cmd::scanner(cfg, &vision, &cat, json)?;
+            let mut r = scanner.scan_image(img, 3)?;
+            r.image = path.display().to_string();
+            Some(r)
+        }
+        _ => None,
+    };
+    let scan_ms = scan
+        .as_ref()
+        .map(|_| t_scan.elapsed().as_secs_f64() * 1000.0);
+    let scanned: Option<String> = match &scan {
+        Some(r) if r.decision == aisle_vision::Decision::Identified => {
+            r.matches.first().map(|m| m.sku.clone())
+        }
+        Some(_) => None,
+        None => input.sku.map(str::to_string),
+    };
+    let answer = engine.ask(&question, &mut session, scanned.as_deref())?;
     if let Some(p) = input.session {
         save_session(p, &session)?;
     }
@@ -337,15 +363,26 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
         "speech_model_load": asr_ms.map(|a| a.0),
         "transcribe": asr_ms.map(|a| a.1),
         "catalog_load": load_ms,
+        "scan": scan_ms,
         "answer": answer.elapsed_us as f64 / 1000.0,
         "total": t_total.elapsed().as_secs_f64() * 1000.0,
     });
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&answer_json(&answer, transcript.as_deref(), &timings))?
-        );
+        let mut v = answer_json(&answer, transcript.as_deref(), &timings);
+        v["scan"] = serde_json::to_value(&scan)?;
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        if let Some(r) = &scan {
+            match (r.decision, r.matches.first()) {
+                (aisle_vision::Decision::Identified, Some(m)) => outln!(
+                    "seen: {} ({}), confidence {:.2}",
+                    m.name,
+                    m.sku,
+                    r.confidence
+                ),
+                _ => outln!("seen: an unknown product (confidence {:.2})", r.confidence),
+            }
+        }
         if let Some(t) = &transcript {
             outln!("heard: {t}");
         }

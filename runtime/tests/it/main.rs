@@ -315,6 +315,9 @@ fn demo_shows_config_and_verified_store() {
     );
     assert_eq!(run["intents"], serde_json::json!(["price", "location"]));
     assert_eq!(run["products"], serde_json::json!(["DEMO-ESPRESSO"]));
+    // The product came from recognising the photo among all 49,689 products.
+    assert_eq!(run["scan"]["decision"], "identified", "{run}");
+    assert_eq!(run["scan"]["matches"][0]["sku"], "DEMO-ESPRESSO", "{run}");
     let answer = run["answer"].as_str().expect("answer");
     assert!(
         answer.contains("$2.95") && answer.contains("Aisle 26: coffee"),

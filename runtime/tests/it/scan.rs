@@ -269,6 +269,41 @@ fn scan_and_enroll_from_the_cli() {
         "{v}"
     );
     assert_eq!(v["seen"][0][0], "espresso", "{v}");
+    // The assistant answers about the product in the photo, from the database.
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "--json",
+        "ask",
+        "--image",
+        &coffee.to_string_lossy(),
+        "how much is this?",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["products"][0], "COF-1", "{v}");
+    assert!(
+        v["answer"].as_str().is_some_and(|a| a.contains("$8.99")),
+        "{v}"
+    );
+    assert_eq!(v["scan"]["decision"], "identified", "{v}");
+    // Something the store does not sell: no product is assumed.
+    let astronaut = photo("astronaut.png");
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "--json",
+        "ask",
+        "--image",
+        &astronaut.to_string_lossy(),
+        "how much is this?",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["scan"]["decision"], "unknown", "{v}");
+    assert_eq!(v["products"].as_array().map(Vec::len), Some(0), "{v}");
+    assert!(!v["answer"].as_str().unwrap_or("").contains('$'), "{v}");
+
     // Only embeddings were stored: no image file under the data directory.
     let images = walk(&data)
         .into_iter()

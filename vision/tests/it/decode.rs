@@ -65,7 +65,9 @@ fn bad_files_get_clear_errors_naming_the_file() {
     let limits = ImageLimits::default();
 
     let empty = write(dir.path(), "empty.jpg", b"");
-    let e = load_image(&empty, &limits).err().expect("0 bytes");
+    let e = load_image(&empty, &limits)
+        .map(|_| ())
+        .expect_err("0 bytes");
     assert!(matches!(e, ImageError::Empty { .. }), "{e}");
     assert!(
         e.to_string().contains("empty.jpg") && e.to_string().contains("0 bytes"),
@@ -74,17 +76,21 @@ fn bad_files_get_clear_errors_naming_the_file() {
 
     let jpeg = jpeg_bytes(&gradient(320, 240));
     let truncated = write(dir.path(), "truncated.jpg", &jpeg[..jpeg.len() / 2]);
-    let e = load_image(&truncated, &limits).err().expect("truncated");
+    let e = load_image(&truncated, &limits)
+        .map(|_| ())
+        .expect_err("truncated");
     assert!(matches!(e, ImageError::Decode { .. }), "{e}");
     assert!(e.to_string().contains("truncated.jpg"), "{e}");
 
     let text = write(dir.path(), "notes.png", b"shopping list: milk, eggs\n");
-    let e = load_image(&text, &limits).err().expect("text");
+    let e = load_image(&text, &limits).map(|_| ()).expect_err("text");
     assert!(matches!(e, ImageError::UnknownFormat { .. }), "{e}");
     assert!(e.to_string().contains("notes.png"), "{e}");
 
     let missing = dir.path().join("missing.jpg");
-    let e = load_image(&missing, &limits).err().expect("missing");
+    let e = load_image(&missing, &limits)
+        .map(|_| ())
+        .expect_err("missing");
     assert!(e.to_string().contains("missing.jpg"), "{e}");
 }
 
@@ -103,8 +109,8 @@ fn decompression_bomb_is_refused_before_decoding() {
     let path = write(dir.path(), "bomb.png", &bomb);
     let before = peak_rss_kib();
     let e = load_image(&path, &ImageLimits::default())
-        .err()
-        .expect("bomb");
+        .map(|_| ())
+        .expect_err("bomb");
     let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
     assert!(
         matches!(
@@ -130,8 +136,8 @@ fn decompression_bomb_is_refused_before_decoding() {
     };
     let big = png_bytes(&image::DynamicImage::ImageRgb8(gradient(1000, 1000)));
     let e = decode_image(&big, Path::new("big.png"), &tight)
-        .err()
-        .expect("alloc");
+        .map(|_| ())
+        .expect_err("alloc");
     assert!(e.to_string().contains("big.png"), "{e}");
 }
 
