@@ -224,6 +224,8 @@ pub enum BenchCmd {
     Llm(BenchArgs),
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
     Speech(BenchArgs),
+    /// One scan's stages on both engines vs Python onnxruntime + PIL; search at 50k and 1M.
+    Vision(BenchArgs),
 }
 
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
@@ -278,6 +280,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::speech::run(&cfg, a, cli.json)
+        }
+        Command::Bench(BenchCmd::Vision(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::vision::run(&cfg, a, cli.json)
         }
         Command::Transcribe {
             file,

@@ -4,6 +4,7 @@
 pub mod assistant;
 pub mod llm;
 pub mod speech;
+pub mod vision;
 
 /// Runs a peer script (its text written to `dir`) with `python` and `args`; its
 /// standard output is one JSON document.
