@@ -44,6 +44,21 @@ impl VerifiedArtifact {
             })
     }
 
+    /// The first file of the manifest (a single-file model: an ONNX graph, a
+    /// library, a label list) with its sha256.
+    pub fn first_file(&self) -> Result<(&Path, &str)> {
+        let f = self
+            .manifest
+            .files
+            .first()
+            .ok_or_else(|| ModelError::MissingFile {
+                model: self.manifest.name.clone(),
+                file: "(any)".into(),
+                path: PathBuf::new(),
+            })?;
+        Ok((self.path(&f.name)?, f.sha256.as_str()))
+    }
+
     pub fn files(&self) -> impl Iterator<Item = (&str, &Path)> {
         self.files.iter().map(|(k, v)| (k.as_str(), v.as_path()))
     }

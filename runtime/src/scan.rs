@@ -72,27 +72,11 @@ impl VisionModels {
         let minilm_sha = sha256_bytes(minilm_sha.as_bytes());
         let minilm = MiniLm::load(&text)?;
         let image = store.verify(&spec.image_model, &mut |_| {})?;
-        let file = image
-            .manifest
-            .files
-            .first()
-            .map(|f| f.name.clone())
-            .unwrap_or_default();
-        let net_sha = image
-            .manifest
-            .files
-            .first()
-            .map(|f| f.sha256.clone())
-            .unwrap_or_default();
-        let net = EfficientNet::load(image.path(&file)?, &net_sha, &spec.options)?;
+        let (net_path, net_sha) = image.first_file()?;
+        let net = EfficientNet::load(net_path, net_sha, &spec.options)?;
         let labels_art = store.verify(&spec.labels_model, &mut |_| {})?;
-        let labels_file = labels_art
-            .manifest
-            .files
-            .first()
-            .map(|f| (f.name.clone(), f.sha256.clone()));
-        let (labels_name, labels_sha) = labels_file.unwrap_or_default();
-        let labels = Conse::read_labels(labels_art.path(&labels_name)?)?;
+        let (labels_path, labels_sha) = labels_art.first_file()?;
+        let labels = Conse::read_labels(labels_path)?;
         let cache = spec.cache_dir.join(format!(
             "conse-{}-{}.vec",
             &minilm_sha[..16],

@@ -41,13 +41,7 @@ pub fn onnx_options(cfg: &DeviceConfig, engine: Engine) -> Result<OnnxOptions> {
                         "ONNX Runtime library `{name}` (set inference.image_engine = \"tract\" to run without it)"
                     )
                 })?;
-            let file = lib
-                .manifest
-                .files
-                .first()
-                .map(|f| f.name.clone())
-                .unwrap_or_default();
-            OnnxOptions::onnxruntime(threads, lib.path(&file)?.to_path_buf())
+            OnnxOptions::onnxruntime(threads, lib.first_file()?.0.to_path_buf())
         }
     })
 }

@@ -103,13 +103,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
         .map(|p| photos_art.path(p).map(|p| p.to_path_buf()))
         .collect::<Result<_, _>>()?;
     let model_art = store.verify(&cfg.file.models.image_embedding, &mut |_| {})?;
-    let model_file = model_art
-        .manifest
-        .files
-        .first()
-        .map(|f| f.name.clone())
-        .unwrap_or_default();
-    let model = model_art.path(&model_file)?.to_path_buf();
+    let model = model_art.first_file()?.0.to_path_buf();
 
     let mut cfg_threads = cfg.clone();
     cfg_threads.file.inference.threads = threads as u32;
