@@ -119,6 +119,18 @@ pub struct Embedded {
     pub labels: Vec<u8>,
 }
 
+impl Embedded {
+    /// Photo `i` as a matcher query (no OCR text).
+    pub fn query(&self, i: usize) -> Query<'_> {
+        Query {
+            visual: &self.visual[i],
+            joint: &self.joint[i],
+            ocr_words: &[],
+            certainty: self.certainty[i],
+        }
+    }
+}
+
 pub fn embed_all(
     model: &dyn ImageTextModel,
     images: &[GrayImage],
@@ -197,12 +209,7 @@ pub fn evaluate(
     let mut right = 0usize;
     let (mut unknown_n, mut unknown_rej, mut known_n, mut known_ok) = (0usize, 0, 0usize, 0);
     for i in 0..test.labels.len() {
-        let q = Query {
-            visual: &test.visual[i],
-            joint: &test.joint[i],
-            ocr_words: &[],
-            certainty: test.certainty[i],
-        };
+        let q = test.query(i);
         let label = test.labels[i].to_string();
         let closed = matcher::rank(entries_all, &q, fusion, 2);
         if closed.matches.first().is_some_and(|m| m.sku == label) {
@@ -241,12 +248,7 @@ pub fn evaluate(
 pub fn calibrate(entries_open: &[Entry], test: &Embedded, fusion: &Fusion) -> (Fusion, f64) {
     let mut xs: Vec<([f64; 4], f64)> = Vec::new();
     for i in 0..test.labels.len() {
-        let q = Query {
-            visual: &test.visual[i],
-            joint: &test.joint[i],
-            ocr_words: &[],
-            certainty: test.certainty[i],
-        };
+        let q = test.query(i);
         let r = matcher::rank(entries_open, &q, fusion, 2);
         if let [a, b, ..] = r.matches.as_slice() {
             let y = if a.sku == test.labels[i].to_string() {
