@@ -255,6 +255,8 @@ pub struct Inference {
     pub image_engine: OnnxEngine,
     /// Engine for the OCR models.
     pub ocr_engine: OnnxEngine,
+    /// Read label and price-tag text (PP-OCRv4) during scans.
+    pub ocr: bool,
     /// Threads per model (0 = all cores).
     #[schemars(range(min = 0, max = 256))]
     pub threads: u32,
@@ -267,6 +269,7 @@ impl Default for Inference {
         Self {
             image_engine: OnnxEngine::Onnxruntime,
             ocr_engine: OnnxEngine::Onnxruntime,
+            ocr: true,
             threads: 0,
             onnxruntime_library: "onnxruntime".into(),
         }

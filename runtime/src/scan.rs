@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use aisle_models::{Store, hash::sha256_bytes};
 use aisle_vision::encoder::{Conse, EfficientNet, EfficientNetConse, ImageTextModel};
-use aisle_vision::matcher::{self, Candidate, Decision, Entry, Fusion, Query};
+use aisle_vision::matcher::{self, Candidate, Decision, Entry, Fusion, OcrIndex, Query};
+use aisle_vision::ocr::{Ocr, OcrError, TextLine};
 use aisle_vision::{ImageError, ImageLimits, MiniLm, OnnxOptions, load_image};
 use serde::Serialize;
 
@@ -28,6 +29,8 @@ pub enum ScanError {
     Onnx(#[from] aisle_vision::OnnxError),
     #[error(transparent)]
     Text(#[from] aisle_vision::TextModelError),
+    #[error(transparent)]
+    Ocr(#[from] OcrError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -49,13 +52,25 @@ pub struct VisionSpec {
     pub options: OnnxOptions,
     /// Where derived embeddings are cached.
     pub cache_dir: PathBuf,
+    /// Label reading; `None` scans without OCR.
+    pub ocr: Option<OcrSpec>,
 }
 
-/// The loaded models: MiniLM (text side) and EfficientNet + ConSE (image side).
+/// The OCR models (model-store names) and how to run them.
+#[derive(Debug, Clone)]
+pub struct OcrSpec {
+    pub detection: String,
+    pub recognition: String,
+    pub options: OnnxOptions,
+}
+
+/// The loaded models: MiniLM (text side), EfficientNet + ConSE (image side) and
+/// PP-OCRv4 (label text) when configured.
 pub struct VisionModels {
     pub minilm: MiniLm,
     pub net: EfficientNet,
     pub conse: Conse,
+    pub ocr: Option<Ocr>,
     minilm_sha: String,
 }
 
@@ -96,10 +111,23 @@ impl VisionModels {
                 c
             }
         };
+        let ocr = match &spec.ocr {
+            Some(o) => {
+                let det = store.verify(&o.detection, &mut |_| {})?;
+                let rec = store.verify(&o.recognition, &mut |_| {})?;
+                Some(Ocr::load(
+                    det.first_file()?.0,
+                    rec.first_file()?.0,
+                    &o.options,
+                )?)
+            }
+            None => None,
+        };
         Ok(VisionModels {
             minilm,
             net,
             conse,
+            ocr,
             minilm_sha,
         })
     }
@@ -217,14 +245,18 @@ pub struct ScanReport {
     pub matches: Vec<Candidate>,
     /// What the image model saw (ImageNet classes), best first.
     pub seen: Vec<(String, f32)>,
-    /// Text read on the label; `None` when OCR did not run.
+    /// Text read on the label, a line per line; `None` when OCR did not run.
     pub ocr_text: Option<String>,
+    /// The lines read, with where they are and how sure the reading is.
+    pub ocr_lines: Vec<TextLine>,
     pub timings: Timings,
 }
 
 /// The catalog's embedding index and the model, ready to scan.
 pub struct Scanner<'m> {
     model: EfficientNetConse<'m>,
+    ocr: Option<&'m Ocr>,
+    ocr_index: OcrIndex,
     entries: Vec<Entry>,
     pub fusion: Fusion,
     pub limits: ImageLimits,
@@ -283,6 +315,8 @@ impl<'m> Scanner<'m> {
         }
         Ok(Scanner {
             model,
+            ocr: models.ocr.as_ref(),
+            ocr_index: OcrIndex::build(&entries),
             entries,
             fusion: Fusion::default(),
             limits: ImageLimits::default(),
@@ -317,35 +351,49 @@ impl<'m> Scanner<'m> {
         Ok(r)
     }
 
-    /// Scans a decoded image.
+    /// Scans a decoded image: the image model and OCR run side by side.
     pub fn scan_image(&self, img: &image::RgbImage, top_k: usize) -> Result<ScanReport> {
         let t0 = Instant::now();
-        let e = self.model.embed_image(img)?;
+        let (e, ocr) = std::thread::scope(|s| {
+            let reader = self.ocr.map(|o| s.spawn(move || o.read(img)));
+            let e = self.model.embed_image(img);
+            let ocr = reader.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (e, ocr)
+        });
+        let e = e?;
+        let ocr = ocr.transpose()?;
         let t1 = Instant::now();
+        let ocr_text = ocr.as_ref().map(|o| o.text());
+        let ocr_scores = ocr_text.as_deref().and_then(|t| self.ocr_index.scores(t));
         let ranking = matcher::rank(
             &self.entries,
             &Query {
                 visual: &e.visual,
                 joint: &e.joint,
-                ocr_words: &[],
+                ocr: ocr_scores.as_deref(),
                 certainty: e.certainty,
             },
             &self.fusion,
             top_k,
         );
         let search_us = t1.elapsed().as_micros() as u64;
+        let (ocr_us, ocr_lines) = match ocr {
+            Some(o) => (o.detect_us + o.recognise_us, o.lines),
+            None => (0, Vec::new()),
+        };
         Ok(ScanReport {
             image: String::new(),
             decision: ranking.decision,
             confidence: ranking.confidence,
             matches: ranking.matches,
             seen: e.classes,
-            ocr_text: None,
+            ocr_text,
+            ocr_lines,
             timings: Timings {
                 decode_us: 0,
                 preprocess_us: e.preprocess_us,
                 embed_us: e.embed_us,
-                ocr_us: 0,
+                ocr_us,
                 search_us,
                 total_us: t0.elapsed().as_micros() as u64,
             },

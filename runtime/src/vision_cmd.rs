@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aisle_firmware_config::{DeviceConfig, OnnxEngine};
 use aisle_models::Store;
 use aisle_runtime::catalog::Catalog;
-use aisle_runtime::scan::{ScanReport, Scanner, VisionModels, VisionSpec};
+use aisle_runtime::scan::{OcrSpec, ScanReport, Scanner, VisionModels, VisionSpec};
 use aisle_vision::{Decision, Engine, OnnxOptions};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -54,6 +54,16 @@ pub fn vision_spec(cfg: &DeviceConfig, engine_override: Option<Engine>) -> Resul
         labels_model: "imagenet-labels".into(),
         options: onnx_options(cfg, engine)?,
         cache_dir: cache_dir(cfg),
+        ocr: if cfg.file.inference.ocr {
+            let engine = engine_override.unwrap_or(self::engine(cfg.file.inference.ocr_engine));
+            Some(OcrSpec {
+                detection: cfg.file.models.ocr_detection.clone(),
+                recognition: cfg.file.models.ocr_recognition.clone(),
+                options: onnx_options(cfg, engine)?,
+            })
+        } else {
+            None
+        },
     })
 }
 
@@ -124,7 +134,7 @@ pub fn print_report(r: &ScanReport, json: bool) -> Result<()> {
     }
     for (i, m) in r.matches.iter().enumerate() {
         outln!(
-            "  {}. {:<10} {:<40} score {:>6.2}  photo {}  zero-shot {:.2}  [{}]",
+            "  {}. {:<10} {:<40} score {:>6.2}  photo {}  zero-shot {:.2}  ocr {}  [{}]",
             i + 1,
             m.sku,
             truncate(&m.name, 40),
@@ -133,8 +143,16 @@ pub fn print_report(r: &ScanReport, json: bool) -> Result<()> {
                 .visual
                 .map_or("  -  ".to_string(), |v| format!("{v:.2}")),
             m.signals.zero_shot,
+            m.signals
+                .ocr
+                .map_or("  -  ".to_string(), |v| format!("{v:.2}")),
             m.contributed.join(", ")
         );
+    }
+    match &r.ocr_text {
+        Some(t) if !t.is_empty() => outln!("  label text: {}", t.replace('\n', " | ")),
+        Some(_) => outln!("  label text: none read"),
+        None => {}
     }
     outln!(
         "  seen: {}",
@@ -147,10 +165,11 @@ pub fn print_report(r: &ScanReport, json: bool) -> Result<()> {
     );
     let t = &r.timings;
     outln!(
-        "  timings: decode {:.1} ms, preprocess {:.1} ms, embed {:.1} ms, search {:.1} ms, total {:.1} ms",
+        "  timings: decode {:.1} ms, preprocess {:.1} ms, embed {:.1} ms, ocr {:.1} ms (beside embed), search {:.1} ms, total {:.1} ms",
         t.decode_us as f64 / 1000.0,
         t.preprocess_us as f64 / 1000.0,
         t.embed_us as f64 / 1000.0,
+        t.ocr_us as f64 / 1000.0,
         t.search_us as f64 / 1000.0,
         t.total_us as f64 / 1000.0
     );

@@ -125,7 +125,7 @@ impl Embedded {
         Query {
             visual: &self.visual[i],
             joint: &self.joint[i],
-            ocr_words: &[],
+            ocr: None,
             certainty: self.certainty[i],
         }
     }

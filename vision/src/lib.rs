@@ -6,18 +6,21 @@
 //! - [`preprocess`]: bounded image decoding and exact, fast model preprocessing.
 //! - [`encoder`]: the joint image/text embedding interface; EfficientNet-Lite0 +
 //!   ConSE into all-MiniLM-L6-v2's sentence space ([`text::MiniLm`]).
+//! - [`ocr`]: PP-OCRv4 text detection and recognition (labels, price tags).
 //! - [`matcher`]: fusion of photo, zero-shot and OCR evidence, calibrated
 //!   confidence, open-set rejection.
 
 pub mod encoder;
 pub mod eval;
 pub mod matcher;
+pub mod ocr;
 pub mod onnx;
 pub mod preprocess;
 pub mod text;
 
 pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};
 pub use matcher::{Decision, Entry, Fusion, Ranking, Signals};
+pub use ocr::{Ocr, OcrError, OcrOutput, TextLine};
 pub use onnx::{Engine, OnnxError, OnnxModel, OnnxOptions};
 pub use preprocess::{ImageError, ImageLimits, Preprocess, decode_image, load_image};
 pub use text::{MiniLm, TextModelError, cosine};

@@ -34,7 +34,8 @@ pub struct Fusion {
     /// Weight and centre of the zero-shot image-text cosine.
     pub zero_shot_weight: f32,
     pub zero_shot_centre: f32,
-    /// Weight of the OCR match (fraction of the product name's words read, 0..1).
+    /// Weight of the OCR match (Dice overlap of the name's words and the words
+    /// read, 0..1).
     pub ocr_weight: f32,
     /// Confidence = sigmoid(bias + top * score + margin * (score - second score)
     /// + certainty * how sure the image model is of what it sees).
@@ -70,7 +71,8 @@ pub struct Signals {
     pub visual: Option<f32>,
     /// Cosine of the image to the product's text in the joint space.
     pub zero_shot: f32,
-    /// Fraction of the product name's words found in the OCR text; `None` without OCR text.
+    /// Dice overlap of the product name's words and the words read on the label;
+    /// `None` without label text.
     pub ocr: Option<f32>,
 }
 
@@ -128,8 +130,8 @@ pub struct Ranking {
 pub struct Query<'a> {
     pub visual: &'a [f32],
     pub joint: &'a [f32],
-    /// Normalised words read by OCR.
-    pub ocr_words: &'a [String],
+    /// OCR evidence per entry ([`OcrIndex::scores`]); `None` without label text.
+    pub ocr: Option<&'a [f32]>,
     /// How sure the image model is of what it sees, 0..1 (ConSE: the top
     /// ImageNet class probability); zero-shot matches of a vague image are weak.
     pub certainty: f32,
@@ -165,25 +167,188 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Fraction of the name's words (2+ characters) found among the OCR words; a
-/// word read with one edit (OCR confuses l/1, O/0) counts.
-pub fn ocr_match(name: &str, ocr_words: &[String]) -> Option<f32> {
-    if ocr_words.is_empty() {
-        return None;
+/// Words for matching label text: lowercase, split at anything that is not a
+/// letter or digit and between letters and digits ("500g" -> "500", "g"); one
+/// letter and digits-only tokens (prices, weights) carry no product identity.
+pub fn label_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in words(text) {
+        let mut cur = String::new();
+        let mut digit = None;
+        for c in w.chars() {
+            let d = c.is_numeric();
+            if digit.is_some_and(|p| p != d) && !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            digit = Some(d);
+            cur.push(c);
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
     }
-    let name_words: Vec<String> = words(name).into_iter().filter(|w| w.len() >= 2).collect();
-    if name_words.is_empty() {
-        return Some(0.0);
+    out.retain(|w| w.chars().count() >= 2 && !w.chars().all(char::is_numeric));
+    out
+}
+
+/// The catalog's product-name words, for matching text read by OCR: each word
+/// read counts when it is a name word exactly, within one edit (OCR confuses l/1,
+/// O/0; words of 4+ letters), or when it splits into name words (small text
+/// loses its spaces: "GreekYogurt"). A product's OCR evidence is the Dice overlap
+/// of its name's words and the words read, so "Organic Whole Milk" beats "Whole
+/// Milk" when all three words are on the label, and extra label text (weights,
+/// claims) lowers every product alike.
+#[derive(Debug, Clone, Default)]
+pub struct OcrIndex {
+    vocab: std::collections::HashMap<String, u32>,
+    /// Vocabulary words by length in characters, for one-edit lookups.
+    by_len: Vec<Vec<(String, u32)>>,
+    /// Entries whose name has the word.
+    postings: Vec<Vec<u32>>,
+    /// Distinct name words per entry.
+    name_words: Vec<u16>,
+}
+
+impl OcrIndex {
+    pub fn build(entries: &[Entry]) -> Self {
+        let mut idx = OcrIndex::default();
+        for (i, e) in entries.iter().enumerate() {
+            let mut ws = label_words(&e.name);
+            ws.sort();
+            ws.dedup();
+            idx.name_words.push(ws.len().min(u16::MAX as usize) as u16);
+            for w in ws {
+                let next = idx.vocab.len() as u32;
+                let id = *idx.vocab.entry(w.clone()).or_insert(next);
+                if id == next {
+                    idx.postings.push(Vec::new());
+                    let n = w.chars().count();
+                    if idx.by_len.len() <= n {
+                        idx.by_len.resize(n + 1, Vec::new());
+                    }
+                    idx.by_len[n].push((w, id));
+                }
+                idx.postings[id as usize].push(i as u32);
+            }
+        }
+        idx
     }
-    let found = name_words
-        .iter()
-        .filter(|w| {
-            ocr_words
-                .iter()
-                .any(|o| o == *w || (w.len() >= 4 && within_one_edit(o, w)))
-        })
-        .count();
-    Some(found as f32 / name_words.len() as f32)
+
+    /// Name words found in `text` (ids, distinct) and how many words were read.
+    fn read(&self, text: &str) -> (Vec<u32>, usize) {
+        let mut found = Vec::new();
+        let mut read = 0;
+        let mut seen = std::collections::HashSet::new();
+        for raw in words(text) {
+            if !seen.insert(raw.clone()) {
+                continue;
+            }
+            // The token as read first ("g1uten" is "gluten" misread), then its
+            // letter and digit runs ("500g").
+            if raw.chars().any(char::is_alphabetic)
+                && let Some(id) = self.lookup(&raw)
+            {
+                found.push(id);
+                read += 1;
+                continue;
+            }
+            for w in label_words(&raw) {
+                if let Some(id) = self.lookup(&w) {
+                    found.push(id);
+                    read += 1;
+                } else if let Some(parts) = self.split(&w) {
+                    read += parts.len();
+                    found.extend(parts);
+                } else {
+                    read += 1;
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        (found, read)
+    }
+
+    /// A name word equal to `w`, or within one edit of it (4+ characters).
+    fn lookup(&self, w: &str) -> Option<u32> {
+        if let Some(&id) = self.vocab.get(w) {
+            return Some(id);
+        }
+        let n = w.chars().count();
+        if n < 4 {
+            return None;
+        }
+        (n - 1..=n + 1)
+            .filter_map(|l| self.by_len.get(l))
+            .flatten()
+            .find(|(v, _)| v.chars().count() >= 4 && within_one_edit(w, v))
+            .map(|(_, id)| *id)
+    }
+
+    /// `w` as a run of 2+ name words of 2+ letters each (fewest pieces).
+    fn split(&self, w: &str) -> Option<Vec<u32>> {
+        let chars: Vec<char> = w.chars().collect();
+        let n = chars.len();
+        if n < 5 || !chars.iter().all(|c| c.is_alphabetic()) {
+            return None;
+        }
+        // best[i]: fewest pieces covering chars[..i], and where the last began.
+        let mut best: Vec<Option<(usize, usize, u32)>> = vec![None; n + 1];
+        best[0] = Some((0, 0, 0));
+        for end in 2..=n {
+            for start in 0..=end - 2 {
+                let Some((pieces, _, _)) = best[start] else {
+                    continue;
+                };
+                let piece: String = chars[start..end].iter().collect();
+                if let Some(&id) = self.vocab.get(&piece)
+                    && best[end].is_none_or(|(p, _, _)| pieces + 1 < p)
+                {
+                    best[end] = Some((pieces + 1, start, id));
+                }
+            }
+        }
+        let (pieces, _, _) = best[n]?;
+        if pieces < 2 {
+            return None;
+        }
+        let mut ids = Vec::with_capacity(pieces);
+        let mut at = n;
+        while at > 0 {
+            let (_, start, id) = best[at]?;
+            ids.push(id);
+            at = start;
+        }
+        ids.reverse();
+        Some(ids)
+    }
+
+    /// Per entry (in build order), the Dice overlap of its name's words with the
+    /// words of `text`; `None` when no word was read.
+    pub fn scores(&self, text: &str) -> Option<Vec<f32>> {
+        let (found, read) = self.read(text);
+        if read == 0 {
+            return None;
+        }
+        let mut hits = vec![0u16; self.name_words.len()];
+        for id in found {
+            for &e in &self.postings[id as usize] {
+                hits[e as usize] = hits[e as usize].saturating_add(1);
+            }
+        }
+        Some(
+            hits.iter()
+                .zip(&self.name_words)
+                .map(|(&h, &n)| {
+                    if h == 0 {
+                        0.0
+                    } else {
+                        2.0 * f32::from(h) / (f32::from(n) + read as f32)
+                    }
+                })
+                .collect(),
+        )
+    }
 }
 
 fn within_one_edit(a: &str, b: &str) -> bool {
@@ -233,7 +398,7 @@ pub fn rank(entries: &[Entry], query: &Query<'_>, fusion: &Fusion, top_k: usize)
                 } else {
                     dot(&e.text, query.joint)
                 },
-                ocr: ocr_match(&e.name, query.ocr_words),
+                ocr: query.ocr.and_then(|o| o.get(i).copied()),
             };
             (fusion.score(&signals), i, signals)
         })
@@ -297,12 +462,53 @@ mod tests {
         assert!(!within_one_edit("g1uter", "gluten"));
     }
 
+    fn entry(name: &str) -> Entry {
+        Entry {
+            sku: name.to_string(),
+            name: name.to_string(),
+            text: Vec::new(),
+            references: Vec::new(),
+        }
+    }
+
     #[test]
-    fn ocr_match_fraction() {
-        let ocr = words("ORGANIC Whole Milk 1 gal");
-        assert_eq!(ocr_match("Organic Whole Milk", &ocr), Some(1.0));
-        assert_eq!(ocr_match("Whole Wheat Bread", &ocr), Some(1.0 / 3.0));
-        assert_eq!(ocr_match("Whole Wheat Bread", &[]), None);
+    fn label_words_split_letters_from_digits() {
+        assert_eq!(
+            label_words("Vanilla4x125g $4.49 ORGANIC"),
+            vec!["vanilla", "organic"]
+        );
+        assert_eq!(label_words("7up 500ml"), vec!["up", "ml"]);
+    }
+
+    #[test]
+    fn ocr_index_scores_by_overlap() {
+        let entries: Vec<Entry> = [
+            "Organic Whole Milk",
+            "Whole Milk",
+            "Whole Wheat Bread",
+            "Greek Yogurt",
+            "Gluten Free Pasta",
+        ]
+        .iter()
+        .map(|n| entry(n))
+        .collect();
+        let idx = OcrIndex::build(&entries);
+        let s = idx.scores("ORGANIC Whole Milk 1 gal").expect("words read");
+        // 3 words read (+ "gal"): Dice 2*3/(3+4) and 2*2/(2+4).
+        assert!((s[0] - 6.0 / 7.0).abs() < 1e-6, "{s:?}");
+        assert!((s[1] - 4.0 / 6.0).abs() < 1e-6, "{s:?}");
+        assert!(s[0] > s[1] && s[1] > s[2] && s[3] == 0.0, "{s:?}");
+        // Lost spaces and one misread letter still find the product.
+        let s = idx.scores("GreekYogurt").expect("read");
+        assert!((s[3] - 1.0).abs() < 1e-6, "{s:?}");
+        let s = idx.scores("G1uten Free Pasta").expect("read");
+        assert!((s[4] - 1.0).abs() < 1e-6, "{s:?}");
+        // Nothing read, or only numbers: no evidence at all.
+        assert!(idx.scores("").is_none());
+        assert!(idx.scores("$4.49 500").is_none());
+        // Words that are no product's: evidence of nothing.
+        let s = idx.scores("Fragile handle with care").expect("read");
+        assert!(s.iter().all(|&x| x == 0.0));
     }
 
     #[test]

@@ -308,6 +308,47 @@ impl Preprocess {
     }
 }
 
+/// Resamples the region `(left, top, width, height)` of `img` (source pixels,
+/// fractional allowed) to `out_w` x `out_h` with the same bilinear convolution.
+pub fn resize_region(
+    img: &RgbImage,
+    region: (f64, f64, f64, f64),
+    out_w: u32,
+    out_h: u32,
+) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (left, top, rw, rh) = region;
+    let mut dst = fr::images::Image::new(out_w.max(1), out_h.max(1), fr::PixelType::U8x3);
+    let resized = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3)
+        .map_err(|e| e.to_string())
+        .and_then(|src| {
+            let opts = fr::ResizeOptions::new()
+                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+                .crop(left, top, rw, rh);
+            fr::Resizer::new()
+                .resize(&src, &mut dst, &opts)
+                .map_err(|e| e.to_string())
+        });
+    let fallback = || {
+        let sub = image::imageops::crop_imm(
+            img,
+            left.max(0.0) as u32,
+            top.max(0.0) as u32,
+            (rw.max(1.0) as u32).min(w),
+            (rh.max(1.0) as u32).min(h),
+        )
+        .to_image();
+        image::imageops::resize(&sub, out_w.max(1), out_h.max(1), image::imageops::Triangle)
+    };
+    match resized {
+        Ok(()) => {
+            RgbImage::from_raw(out_w.max(1), out_h.max(1), dst.into_vec()).unwrap_or_else(fallback)
+        }
+        // Unreachable for a well-formed image and an in-bounds region.
+        Err(_) => fallback(),
+    }
+}
+
 /// Plain, slow implementations the fast path is checked against.
 pub mod reference {
     use image::RgbImage;

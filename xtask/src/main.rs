@@ -19,6 +19,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // cpal's ALSA backend (the microphone).
     "libasound2-dev",
     "pkg-config",
+    // DejaVu Sans: the OCR tests draw product labels with a real font.
+    "fonts-dejavu-core",
 ];
 
 /// (probe command, Debian package that provides it), for tools that may also come

@@ -5,10 +5,13 @@ use std::sync::OnceLock;
 
 use aisle_models::Store;
 use aisle_runtime::catalog::{self, Catalog, ImportOptions};
-use aisle_runtime::scan::{ScanError, Scanner, VisionModels, VisionSpec};
+use aisle_runtime::scan::{OcrSpec, ScanError, Scanner, VisionModels, VisionSpec};
 use aisle_vision::{Decision, Engine, OnnxOptions};
 
 use crate::data_dir;
+
+#[path = "../../../vision/tests/it/label.rs"]
+mod label;
 
 fn store() -> Store {
     Store::open(&data_dir().join("models")).expect("model store")
@@ -23,18 +26,24 @@ fn file(model: &str, name: &str) -> PathBuf {
         .to_path_buf()
 }
 
-fn spec(engine: Engine, cache: &Path) -> VisionSpec {
+fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
+    let options = match engine {
+        Engine::Tract => OnnxOptions::tract(2),
+        Engine::OnnxRuntime => {
+            OnnxOptions::onnxruntime(2, file("onnxruntime", "libonnxruntime.so"))
+        }
+    };
     VisionSpec {
         image_model: "efficientnet-lite0-onnx".into(),
         text_model: "all-minilm-l6-v2".into(),
         labels_model: "imagenet-labels".into(),
-        options: match engine {
-            Engine::Tract => OnnxOptions::tract(2),
-            Engine::OnnxRuntime => {
-                OnnxOptions::onnxruntime(2, file("onnxruntime", "libonnxruntime.so"))
-            }
-        },
+        options: options.clone(),
         cache_dir: cache.to_path_buf(),
+        ocr: ocr.then(|| OcrSpec {
+            detection: "ppocr-v4-det".into(),
+            recognition: "ppocr-v4-rec".into(),
+            options,
+        }),
     }
 }
 
@@ -43,7 +52,7 @@ fn models() -> &'static VisionModels {
     static M: OnceLock<(tempfile::TempDir, VisionModels)> = OnceLock::new();
     &M.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tmp");
-        let m = VisionModels::load(&store(), &spec(Engine::OnnxRuntime, dir.path()))
+        let m = VisionModels::load(&store(), &spec(Engine::OnnxRuntime, dir.path(), true))
             .expect("vision models");
         (dir, m)
     })
@@ -161,12 +170,75 @@ fn real_photos_are_identified_or_rejected() {
     assert_eq!(s.len(), 9);
 }
 
+/// Label text read by OCR names the product: it outweighs what the picture
+/// looks like, and turns a photo the image model cannot place into a product.
+#[test]
+fn labels_read_by_ocr_identify_products() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cat = catalog(dir.path());
+    let scanner =
+        Scanner::build(models(), &cat, &dir.path().join("cache"), &mut |_, _| {}).expect("index");
+    let load =
+        |name: &str| aisle_vision::load_image(&photo(name), &Default::default()).expect("photo");
+    // (photo, label lines, text height, expected product, top-1 without the label)
+    let cases: &[(&str, &[&str], f32, &str, &str)] = &[
+        (
+            "astronaut.png",
+            &["Space Shuttle Model Kit", "Ages 8+"],
+            22.0,
+            "TOY-1",
+            "unknown",
+        ),
+        (
+            "chelsea.png",
+            &["Organic Bananas", "$0.69 / lb"],
+            26.0,
+            "BAN-1",
+            "CAT-1",
+        ),
+        (
+            "coffee.png",
+            &["Whole Milk", "1 gal"],
+            16.0,
+            "MLK-1",
+            "COF-1",
+        ),
+        ("rocket.jpg", &["SparklingWater"], 20.0, "WAT-1", "unknown"),
+    ];
+    for (name, lines, px, sku, before) in cases {
+        let plain = scanner.scan_image(&load(name), 3).expect("scan");
+        let seen_before = match plain.decision {
+            Decision::Identified => plain.matches[0].sku.as_str(),
+            Decision::Unknown => "unknown",
+        };
+        assert_eq!(seen_before, *before, "{name} without a label: {plain:#?}");
+        let mut img = load(name);
+        let (w, h) = img.dimensions();
+        label::draw_label(&mut img, w / 8, h / 3, lines, *px);
+        let r = scanner.scan_image(&img, 3).expect("scan");
+        println!(
+            "{name} + {lines:?}: {:?} {} conf {:.2}, read {:?}, ocr {:.1} ms",
+            r.decision,
+            r.matches[0].sku,
+            r.confidence,
+            r.ocr_text,
+            r.timings.ocr_us as f64 / 1000.0
+        );
+        assert_eq!(r.matches[0].sku, *sku, "{r:#?}");
+        assert_eq!(r.decision, Decision::Identified, "{r:#?}");
+        assert!(r.matches[0].contributed.contains(&"ocr"), "{r:#?}");
+        let text = r.ocr_text.as_deref().unwrap_or_default().replace(' ', "");
+        assert!(text.contains(&lines[0].replace(' ', "")), "{r:#?}");
+        assert!(!r.ocr_lines.is_empty() && r.timings.ocr_us > 0);
+    }
+}
+
 #[test]
 fn tract_and_onnxruntime_agree() {
     let dir = tempfile::tempdir().expect("tmp");
     let cat = catalog(dir.path());
-    let tract =
-        VisionModels::load(&store(), &spec(Engine::Tract, &dir.path().join("c"))).expect("tract");
+    let tract = VisionModels::load(&store(), &spec(Engine::Tract, &dir.path().join("c"), false))
+        .expect("tract");
     let a = Scanner::build(models(), &cat, &dir.path().join("c"), &mut |_, _| {}).expect("ort");
     let b = Scanner::build(&tract, &cat, &dir.path().join("c"), &mut |_, _| {}).expect("tract");
     for p in ["coffee.png", "chelsea.png", "rocket.jpg"] {
@@ -195,6 +267,8 @@ fn scan_and_enroll_from_the_cli() {
         "efficientnet-lite0-onnx",
         "imagenet-labels",
         "onnxruntime",
+        "ppocr-v4-det",
+        "ppocr-v4-rec",
     ] {
         own.copy_model_from(&store(), name).expect("copy model");
     }

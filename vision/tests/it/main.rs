@@ -14,6 +14,8 @@ pub(crate) fn data_dir() -> PathBuf {
 
 mod decode;
 mod image;
+mod label;
+mod ocr;
 
 pub(crate) fn store() -> aisle_models::Store {
     aisle_models::Store::open(&data_dir().join("models")).expect("store")
