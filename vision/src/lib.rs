@@ -16,6 +16,7 @@ pub mod matcher;
 pub mod ocr;
 pub mod onnx;
 pub mod preprocess;
+pub mod synth;
 pub mod text;
 
 pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};

@@ -1,6 +1,8 @@
 //! `aisle bench vision`: one scan's stages (decode, preprocess, embed, search) on
 //! both engines against Python onnxruntime + PIL on the same ONNX file, photos and
-//! threads; exact search at 50k and 1M products on synthetic vectors.
+//! threads; OCR (PP-OCRv4 detection + recognition) on both engines against
+//! RapidOCR on the same ONNX files, on product labels drawn onto the photos;
+//! exact search at 50k and 1M products on synthetic vectors.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,12 +10,67 @@ use std::time::Instant;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
+use aisle_vision::ocr::Ocr;
+use aisle_vision::synth::{LabelFont, draw_label};
 use aisle_vision::{EfficientNet, Engine, ImageLimits, load_image};
 use anyhow::Result;
 
 const PEER_SCRIPT: &str = include_str!("peer_onnxruntime_pil.py");
 const PEER_REQUIREMENTS: &[&str] = &["onnxruntime==1.32.0", "pillow==13.0.0", "numpy==2.4.6"];
 const PHOTOS: [&str; 4] = ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg"];
+const PEER_OCR_SCRIPT: &str = include_str!("peer_rapidocr.py");
+const PEER_OCR_REQUIREMENTS: &[&str] = &["rapidocr-onnxruntime==1.4.4", "onnxruntime==1.32.0"];
+/// Product labels drawn onto the photos for the OCR rows: lines, text height (px).
+const LABELS: [(&[&str], f32); 4] = [
+    (&["Espresso Roast Ground Coffee", "$8.99"], 24.0),
+    (&["Organic Peanut Butter", "Creamy 16 oz"], 26.0),
+    (&["Space Shuttle Model Kit", "Ages 8+"], 20.0),
+    (&["Sparkling Water", "12 x 355 ml"], 18.0),
+];
+
+/// OCR on one engine: load time, per-stage samples, the text read per image.
+struct OcrRun {
+    load_ms: f64,
+    detect: Vec<f64>,
+    recognise: Vec<f64>,
+    total: Vec<f64>,
+    text: Vec<Vec<String>>,
+}
+
+fn ocr_run(
+    det: &std::path::Path,
+    rec: &std::path::Path,
+    opts: &aisle_vision::OnnxOptions,
+    images: &[PathBuf],
+    runs: usize,
+) -> Result<OcrRun> {
+    let t = Instant::now();
+    let ocr = Ocr::load(det, rec, opts)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut r = OcrRun {
+        load_ms,
+        detect: Vec::new(),
+        recognise: Vec::new(),
+        total: Vec::new(),
+        text: Vec::new(),
+    };
+    for run in 0..=runs {
+        for p in images {
+            let t0 = Instant::now();
+            let img = load_image(p, &ImageLimits::default())?;
+            let out = ocr.read(&img)?;
+            let total = t0.elapsed().as_secs_f64() * 1e3;
+            if run > 0 {
+                r.detect.push(out.detect_us as f64 / 1e3);
+                r.recognise.push(out.recognise_us as f64 / 1e3);
+                r.total.push(total);
+            } else {
+                r.text.push(out.lines.into_iter().map(|l| l.text).collect());
+            }
+        }
+    }
+    Ok(r)
+}
 
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
@@ -117,6 +174,29 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
         engines.push((engine, load_ms, stages, top1));
     }
 
+    // OCR on product labels drawn onto the photos (real font, known text).
+    let label_dir = tempfile::tempdir()?;
+    let font = LabelFont::dejavu()?;
+    let mut labelled = Vec::new();
+    for (p, (lines, px)) in photos.iter().zip(LABELS) {
+        let mut img = load_image(p, &ImageLimits::default())?;
+        let (w, h) = img.dimensions();
+        draw_label(&font, &mut img, (w / 10, h / 2), lines, px);
+        let out = label_dir
+            .path()
+            .join(format!("label-{}.png", labelled.len()));
+        img.save(&out)?;
+        labelled.push(out);
+    }
+    let det_art = store.verify(&cfg.file.models.ocr_detection, &mut |_| {})?;
+    let rec_art = store.verify(&cfg.file.models.ocr_recognition, &mut |_| {})?;
+    let (det, rec) = (det_art.first_file()?.0, rec_art.first_file()?.0);
+    let mut ocr_runs = Vec::new();
+    for engine in [Engine::OnnxRuntime, Engine::Tract] {
+        let opts = crate::vision_cmd::onnx_options(&cfg_threads, engine)?;
+        ocr_runs.push(ocr_run(det, rec, &opts, &labelled, runs)?);
+    }
+
     // One whole scan on the demo store (ConSE, 49,689 products).
     let cat = crate::store_cmd::demo_store(cfg, true)?;
     let vision = crate::vision_cmd::load_models(&cfg_threads, Some(Engine::OnnxRuntime))?;
@@ -161,6 +241,81 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             &a,
         )?)
     };
+    let ocr_peer: Option<serde_json::Value> = if args.no_peer {
+        None
+    } else {
+        let python = aisle_models::ensure_venv(
+            &cfg.data_dir.join("tools/bench-venv-ocr"),
+            PEER_OCR_REQUIREMENTS,
+            "rapidocr_onnxruntime, onnxruntime",
+        )?;
+        let dir = tempfile::tempdir()?;
+        let mut a: Vec<std::ffi::OsString> = vec![
+            det.into(),
+            rec.into(),
+            threads.to_string().into(),
+            runs.to_string().into(),
+        ];
+        a.extend(labelled.iter().map(|p| p.clone().into_os_string()));
+        Some(crate::bench::run_peer(
+            &python,
+            dir.path(),
+            "peer_rapidocr.py",
+            PEER_OCR_SCRIPT,
+            &a,
+        )?)
+    };
+    let ocr_peer_ms = |k: &str| ocr_peer.as_ref().and_then(|p| p["median_ms"][k].as_f64());
+    let squash = |v: &[String]| v.concat().replace(' ', "");
+    let ocr_agree = ocr_peer.as_ref().map(|p| {
+        labelled
+            .iter()
+            .zip(&ocr_runs[0].text)
+            .filter(|(path, ours)| {
+                let theirs: Vec<String> = p["text"][path.to_string_lossy().as_ref()]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                squash(&theirs) == squash(ours)
+            })
+            .count()
+    });
+    let ocr_right = ocr_runs[0]
+        .text
+        .iter()
+        .zip(LABELS)
+        .filter(|(read, (lines, _))| {
+            squash(read) == squash(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>())
+        })
+        .count();
+    let ocr_rows: Vec<(&str, f64, f64, Option<f64>)> = {
+        let (o, t) = (&ocr_runs[0], &ocr_runs[1]);
+        let m = |v: &Vec<f64>| median(&mut v.clone());
+        vec![
+            (
+                "OCR detect (640x640)",
+                m(&o.detect),
+                m(&t.detect),
+                ocr_peer_ms("detect"),
+            ),
+            (
+                "OCR recognise (2 lines)",
+                m(&o.recognise),
+                m(&t.recognise),
+                ocr_peer_ms("recognise"),
+            ),
+            (
+                "OCR whole (decode + detect + recognise)",
+                m(&o.total),
+                m(&t.total),
+                ocr_peer_ms("total"),
+            ),
+        ]
+    };
     let peer_ms = |k: &str| peer.as_ref().and_then(|p| p["median_ms"][k].as_f64());
     let agree = peer.as_ref().map(|p| {
         photos
@@ -202,6 +357,15 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
                 "stages_ms": rows.iter().map(|(s, o, t, p)| serde_json::json!({
                     "stage": s, "aisle_onnxruntime": o, "aisle_tract": t, "peer": p,
                 })).collect::<Vec<_>>(),
+                "ocr_ms": ocr_rows.iter().map(|(s, o, t, p)| serde_json::json!({
+                    "stage": s, "aisle_onnxruntime": o, "aisle_tract": t, "peer": p,
+                })).collect::<Vec<_>>(),
+                "ocr_load_ms": { "onnxruntime": ocr_runs[0].load_ms, "tract": ocr_runs[1].load_ms, "peer": ocr_peer.as_ref().map(|p| p["load_ms"].clone()) },
+                "ocr_text": ocr_runs[0].text,
+                "ocr_exact": ocr_right,
+                "ocr_same_text_as_peer": ocr_agree,
+                "ocr_peer": ocr_peer.as_ref().map(|p| p["peer"].clone()),
+                "ocr_peer_peak_mib": ocr_peer.as_ref().map(|p| p["peak_mib"].clone()),
                 "load_ms": { "onnxruntime": engines[0].1, "tract": engines[1].1, "peer": peer.as_ref().map(|p| p["load_ms"].clone()) },
                 "scan_demo_store": { "products": products, "search_ms": median(&mut search), "total_ms": median(&mut scan_total) },
                 "exact_search_ms": { "50k": search_50k, "1m": search_1m },
@@ -246,7 +410,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     outln!(
         "| peak memory | {} | | {} | | |",
         our_peak.map_or("-".to_string(), |v| format!(
-            "{v:.0} MiB (both engines, MiniLM, {products}-product index)"
+            "{v:.0} MiB (whole bench: both engines, OCR, MiniLM, {products}-product index)"
         )),
         peer.as_ref()
             .and_then(|p| p["peak_mib"].as_f64())
@@ -259,8 +423,53 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             photos.len()
         );
     }
+    outln!();
+    let ocr_peer_name = ocr_peer
+        .as_ref()
+        .and_then(|p| p["peer"].as_str())
+        .unwrap_or("(peer skipped)")
+        .to_string();
     outln!(
-        "whole scan on the demo store ({products} products, ConSE + fusion): search {:.2} ms, end to end {:.2} ms",
+        "OCR, {} labelled photos x {runs} runs (median), {threads} threads, same ONNX files; peer: {ocr_peer_name}",
+        labelled.len()
+    );
+    outln!();
+    outln!(
+        "| stage | aisle, onnxruntime | aisle, tract | RapidOCR | onnxruntime/peer | tract/peer |"
+    );
+    outln!("|---|---|---|---|---|---|");
+    for (s, o, t, p) in &ocr_rows {
+        outln!(
+            "| {s} | {o:.2} ms | {t:.2} ms | {} | {} | {} |",
+            p.map_or("-".to_string(), |p| format!("{p:.2} ms")),
+            ratio(*o, *p),
+            ratio(*t, *p)
+        );
+    }
+    outln!(
+        "| models load + warm-up | {:.0} ms | {:.0} ms | {} | | |",
+        ocr_runs[0].load_ms,
+        ocr_runs[1].load_ms,
+        ocr_peer
+            .as_ref()
+            .and_then(|p| p["load_ms"].as_f64())
+            .map_or("-".to_string(), |v| format!("{v:.0} ms"))
+    );
+    outln!(
+        "| peak memory | (in the figure above) | | {} | | |",
+        ocr_peer
+            .as_ref()
+            .and_then(|p| p["peak_mib"].as_f64())
+            .map_or("-".to_string(), |v| format!("{v:.0} MiB"))
+    );
+    outln!();
+    outln!(
+        "labels read exactly (spaces aside): {ocr_right}/{}; same text as the peer: {}",
+        labelled.len(),
+        ocr_agree.map_or("-".to_string(), |a| format!("{a}/{}", labelled.len()))
+    );
+    outln!(
+        "whole scan on the demo store ({products} products, ConSE + OCR beside it + fusion): search {:.2} ms, end to end {:.2} ms",
         median(&mut search),
         median(&mut scan_total)
     );

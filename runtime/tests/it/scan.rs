@@ -6,12 +6,10 @@ use std::sync::OnceLock;
 use aisle_models::Store;
 use aisle_runtime::catalog::{self, Catalog, ImportOptions};
 use aisle_runtime::scan::{OcrSpec, ScanError, Scanner, VisionModels, VisionSpec};
+use aisle_vision::synth::{LabelFont, draw_label};
 use aisle_vision::{Decision, Engine, OnnxOptions};
 
 use crate::data_dir;
-
-#[path = "../../../vision/tests/it/label.rs"]
-mod label;
 
 fn store() -> Store {
     Store::open(&data_dir().join("models")).expect("model store")
@@ -180,6 +178,7 @@ fn labels_read_by_ocr_identify_products() {
         Scanner::build(models(), &cat, &dir.path().join("cache"), &mut |_, _| {}).expect("index");
     let load =
         |name: &str| aisle_vision::load_image(&photo(name), &Default::default()).expect("photo");
+    let font = LabelFont::dejavu().expect("DejaVu Sans Bold, installed by the test command");
     // (photo, label lines, text height, expected product, top-1 without the label)
     let cases: &[(&str, &[&str], f32, &str, &str)] = &[
         (
@@ -214,7 +213,7 @@ fn labels_read_by_ocr_identify_products() {
         assert_eq!(seen_before, *before, "{name} without a label: {plain:#?}");
         let mut img = load(name);
         let (w, h) = img.dimensions();
-        label::draw_label(&mut img, w / 8, h / 3, lines, *px);
+        draw_label(&font, &mut img, (w / 8, h / 3), lines, *px);
         let r = scanner.scan_image(&img, 3).expect("scan");
         println!(
             "{name} + {lines:?}: {:?} {} conf {:.2}, read {:?}, ocr {:.1} ms",

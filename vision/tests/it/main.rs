@@ -14,7 +14,6 @@ pub(crate) fn data_dir() -> PathBuf {
 
 mod decode;
 mod image;
-mod label;
 mod ocr;
 
 pub(crate) fn store() -> aisle_models::Store {

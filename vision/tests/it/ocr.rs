@@ -4,10 +4,10 @@
 use std::sync::OnceLock;
 
 use aisle_vision::ocr::{Ocr, OcrOutput};
+use aisle_vision::synth::{LabelFont, draw_label};
 use aisle_vision::{Engine, OnnxOptions};
 
 use crate::image::photo;
-use crate::label::draw_label;
 use crate::model_file;
 
 fn options(engine: Engine) -> OnnxOptions {
@@ -34,6 +34,11 @@ pub(crate) fn ocr(engine: Engine) -> &'static Ocr {
         )
         .expect("load PP-OCRv4")
     })
+}
+
+fn font() -> &'static LabelFont {
+    static F: OnceLock<LabelFont> = OnceLock::new();
+    F.get_or_init(|| LabelFont::dejavu().expect("DejaVu Sans Bold, installed by the test command"))
 }
 
 /// Character error rate: edit distance / reference length.
@@ -72,7 +77,7 @@ fn read_label(engine: Engine, i: usize) -> (Vec<String>, OcrOutput) {
     let (w, h) = img.dimensions();
     let x = w / 10;
     let y = h / 2;
-    draw_label(&mut img, x, y, lines, px);
+    draw_label(font(), &mut img, (x, y), lines, px);
     let out = ocr(engine).read(&img).expect("ocr");
     (lines.iter().map(|s| s.to_string()).collect(), out)
 }
@@ -132,10 +137,15 @@ fn engines_read_the_same_text() {
     for i in [0, 3] {
         let (_, ort) = read_label(Engine::OnnxRuntime, i);
         let (_, tract) = read_label(Engine::Tract, i);
-        let texts = |o: &OcrOutput| o.lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>();
+        // Spaces aside: tract reads every line padded to the fixed width, ONNX
+        // Runtime at the line's own width, and a narrow space can come and go.
+        let texts = |o: &OcrOutput| o.lines.iter().map(|l| squash(&l.text)).collect::<Vec<_>>();
         assert_eq!(texts(&ort), texts(&tract));
         for (a, b) in ort.lines.iter().zip(&tract.lines) {
-            assert!((a.confidence - b.confidence).abs() < 0.02, "{a:?} {b:?}");
+            assert!((a.confidence - b.confidence).abs() < 0.05, "{a:?} {b:?}");
+            // The detector sees the same image on a canvas padded differently.
+            let near = a.bbox.iter().zip(b.bbox).all(|(x, y)| x.abs_diff(y) <= 3);
+            assert!(near, "same region on both engines: {a:?} {b:?}");
         }
     }
 }
@@ -145,7 +155,13 @@ fn turned_labels_and_images_without_text() {
     let o = ocr(Engine::OnnxRuntime);
     // A label turned a quarter (a box on its side on the shelf) is read upright.
     let mut img = photo("coffee.png");
-    draw_label(&mut img, 60, 200, &["Espresso Roast Ground Coffee"], 24.0);
+    draw_label(
+        font(),
+        &mut img,
+        (60, 200),
+        &["Espresso Roast Ground Coffee"],
+        24.0,
+    );
     let turned = image::imageops::rotate90(&img);
     let out = o.read(&turned).expect("ocr");
     println!("{:?}", out.lines);

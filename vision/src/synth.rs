@@ -1,25 +1,46 @@
-//! Draws product labels (black text on a white card) onto photos with a real
-//! TrueType font, for the OCR tests. Shared by the vision and runtime tests.
+//! Synthetic product labels: black text on a white card drawn onto a photo with
+//! a real TrueType font, for OCR tests and the OCR benchmark (real photos, real
+//! text, known ground truth).
 
-use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use std::path::{Path, PathBuf};
+
+use ab_glyph::{Font, FontVec, PxScale, ScaleFont};
 use image::{Rgb, RgbImage};
 
-const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+/// DejaVu Sans Bold from Debian's `fonts-dejavu-core`.
+pub const DEJAVU_SANS_BOLD: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
-/// DejaVu Sans Bold (Debian `fonts-dejavu-core`, installed by the test command).
-pub fn font() -> FontRef<'static> {
-    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let bytes = BYTES.get_or_init(|| {
-        std::fs::read(FONT_PATH)
-            .unwrap_or_else(|e| panic!("{FONT_PATH}: {e} (Debian package fonts-dejavu-core)"))
-    });
-    FontRef::try_from_slice(bytes).expect("DejaVu Sans Bold parses")
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FontError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// A TrueType font to draw labels with.
+pub struct LabelFont(FontVec);
+
+impl LabelFont {
+    pub fn load(path: &Path) -> Result<Self, FontError> {
+        let err = |message: String| FontError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        FontVec::try_from_vec(bytes)
+            .map(LabelFont)
+            .map_err(|e| err(format!("not a TrueType font: {e}")))
+    }
+
+    /// DejaVu Sans Bold (Debian `fonts-dejavu-core`, installed by set-up).
+    pub fn dejavu() -> Result<Self, FontError> {
+        Self::load(Path::new(DEJAVU_SANS_BOLD))
+    }
 }
 
 /// Width of `text` at `px` pixels high.
-pub fn text_width(text: &str, px: f32) -> f32 {
-    let font = font();
-    let f = font.as_scaled(PxScale::from(px));
+pub fn text_width(font: &LabelFont, text: &str, px: f32) -> f32 {
+    let f = font.0.as_scaled(PxScale::from(px));
     let mut w = 0.0;
     let mut prev = None;
     for c in text.chars() {
@@ -34,8 +55,15 @@ pub fn text_width(text: &str, px: f32) -> f32 {
 }
 
 /// Draws `text` with its top-left corner at (`x`, `y`), `px` high, in `colour`.
-pub fn draw_text(img: &mut RgbImage, x: f32, y: f32, text: &str, px: f32, colour: [u8; 3]) {
-    let font = font();
+pub fn draw_text(
+    font: &LabelFont,
+    img: &mut RgbImage,
+    (x, y): (f32, f32),
+    text: &str,
+    px: f32,
+    colour: [u8; 3],
+) {
+    let font = &font.0;
     let f = font.as_scaled(PxScale::from(px));
     let mut pen = x;
     let mut prev = None;
@@ -67,12 +95,18 @@ pub fn draw_text(img: &mut RgbImage, x: f32, y: f32, text: &str, px: f32, colour
 
 /// A white card with `lines` of black text, `px` high, at (`x`, `y`); returns
 /// the card's `[x, y, w, h]`.
-pub fn draw_label(img: &mut RgbImage, x: u32, y: u32, lines: &[&str], px: f32) -> [u32; 4] {
+pub fn draw_label(
+    font: &LabelFont,
+    img: &mut RgbImage,
+    (x, y): (u32, u32),
+    lines: &[&str],
+    px: f32,
+) -> [u32; 4] {
     let pad = (px * 0.5).round() as u32;
     let line_h = (px * 1.3).round() as u32;
     let w = lines
         .iter()
-        .map(|l| text_width(l, px).ceil() as u32)
+        .map(|l| text_width(font, l, px).ceil() as u32)
         .max()
         .unwrap_or(0)
         + 2 * pad;
@@ -84,9 +118,9 @@ pub fn draw_label(img: &mut RgbImage, x: u32, y: u32, lines: &[&str], px: f32) -
     }
     for (i, l) in lines.iter().enumerate() {
         draw_text(
+            font,
             img,
-            (x + pad) as f32,
-            (y + pad + i as u32 * line_h) as f32,
+            ((x + pad) as f32, (y + pad + i as u32 * line_h) as f32),
             l,
             px,
             [20, 20, 20],
