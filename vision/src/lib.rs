@@ -7,9 +7,11 @@
 //! - [`encoder`]: the joint image/text embedding interface; EfficientNet-Lite0 +
 //!   ConSE into all-MiniLM-L6-v2's sentence space ([`text::MiniLm`]).
 //! - [`ocr`]: PP-OCRv4 text detection and recognition (labels, price tags).
+//! - [`ann`]: approximate search (IVF) for catalogs of 1M+ products.
 //! - [`matcher`]: fusion of photo, zero-shot and OCR evidence, calibrated
 //!   confidence, open-set rejection.
 
+pub mod ann;
 pub mod encoder;
 pub mod eval;
 pub mod matcher;

@@ -381,9 +381,21 @@ fn within_one_edit(a: &str, b: &str) -> bool {
 
 /// Ranks `entries` for `query` and decides.
 pub fn rank(entries: &[Entry], query: &Query<'_>, fusion: &Fusion, top_k: usize) -> Ranking {
-    let mut scored: Vec<(f32, usize, Signals)> = entries
-        .iter()
-        .enumerate()
+    rank_among(entries, 0..entries.len(), query, fusion, top_k)
+}
+
+/// Ranks only the entries at `candidates` (from an approximate index, say) and
+/// decides; the same as [`rank`] when every entry is a candidate.
+pub fn rank_among(
+    entries: &[Entry],
+    candidates: impl IntoIterator<Item = usize>,
+    query: &Query<'_>,
+    fusion: &Fusion,
+    top_k: usize,
+) -> Ranking {
+    let mut scored: Vec<(f32, usize, Signals)> = candidates
+        .into_iter()
+        .filter_map(|i| entries.get(i).map(|e| (i, e)))
         .map(|(i, e)| {
             let visual = (!e.references.is_empty() && !query.visual.is_empty()).then(|| {
                 e.references

@@ -151,9 +151,37 @@ fn real_photos_are_identified_or_rejected() {
 
     // Persisted: a rebuild loads the index and the enrolled photo without embedding.
     let mut rebuilt = 0;
-    let again = Scanner::build(models(), &cat, &cache, &mut |_, _| rebuilt += 1).expect("index");
+    let mut again =
+        Scanner::build(models(), &cat, &cache, &mut |_, _| rebuilt += 1).expect("index");
     assert_eq!(rebuilt, 0, "index loaded from the cache");
     assert_eq!(again.enrolled_photos(), 1);
+
+    // Through the approximate index (what catalogs of 200k+ products use) the
+    // decisions are the same; with a single cell read, a product with enrolled
+    // photos is still a candidate.
+    let exact: Vec<_> = ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg"]
+        .iter()
+        .map(|p| again.scan_path(&photo(p), 3).expect("scan"))
+        .collect();
+    assert!(!again.approximate());
+    assert!(again.use_approximate_search() > 1);
+    for (p, x) in ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg"]
+        .iter()
+        .zip(&exact)
+    {
+        let y = again.scan_path(&photo(p), 3).expect("scan");
+        assert_eq!(
+            (x.decision, &x.matches[0].sku),
+            (y.decision, &y.matches[0].sku),
+            "{p}"
+        );
+    }
+    again.probes = 1;
+    let r = again.scan_path(&photo("rocket.jpg"), 3).expect("scan");
+    assert_eq!(
+        (r.decision, r.matches[0].sku.as_str()),
+        (Decision::Identified, "TOY-1")
+    );
     // A catalog change rebuilds it.
     let more = dir.path().join("more.csv");
     std::fs::write(
