@@ -8,10 +8,12 @@
 //!   ConSE into all-MiniLM-L6-v2's sentence space ([`text::MiniLm`]).
 //! - [`ocr`]: PP-OCRv4 text detection and recognition (labels, price tags).
 //! - [`ann`]: approximate search (IVF) for catalogs of 1M+ products.
+//! - [`clip`]: the CLIP backend (ONNX encoders, BPE tokenizer) for stores with CLIP weights.
 //! - [`matcher`]: fusion of photo, zero-shot and OCR evidence, calibrated
 //!   confidence, open-set rejection.
 
 pub mod ann;
+pub mod clip;
 pub mod encoder;
 pub mod eval;
 pub mod matcher;

@@ -47,6 +47,14 @@ impl fmt::Display for Engine {
     }
 }
 
+/// Element type of a model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    F32,
+    /// Token ids (text encoders).
+    I64,
+}
+
 /// How to run a model.
 #[derive(Debug, Clone)]
 pub struct OnnxOptions {
@@ -153,6 +161,19 @@ impl OnnxModel {
         inputs: &[(&str, &[usize])],
         options: &OnnxOptions,
     ) -> Result<Self, OnnxError> {
+        let typed: Vec<(&str, &[usize], InputType)> = inputs
+            .iter()
+            .map(|(n, s)| (*n, *s, InputType::F32))
+            .collect();
+        Self::load_typed(path, &typed, options)
+    }
+
+    /// As [`Self::load`], with each input's element type.
+    pub fn load_typed(
+        path: &Path,
+        inputs: &[(&str, &[usize], InputType)],
+        options: &OnnxOptions,
+    ) -> Result<Self, OnnxError> {
         let engine = options.engine;
         let load_err = |message: String| OnnxError::Load {
             path: path.to_path_buf(),
@@ -165,9 +186,13 @@ impl OnnxModel {
                 let mut model = tract_onnx::onnx()
                     .model_for_path(path)
                     .map_err(|e| load_err(format!("{e:#}")))?;
-                for (i, (_, shape)) in inputs.iter().enumerate() {
+                for (i, (_, shape, ty)) in inputs.iter().enumerate() {
+                    let fact = match ty {
+                        InputType::F32 => f32::fact(shape.iter().copied()),
+                        InputType::I64 => i64::fact(shape.iter().copied()),
+                    };
                     model = model
-                        .with_input_fact(i, f32::fact(shape.iter().copied()).into())
+                        .with_input_fact(i, fact.into())
                         .map_err(|e| load_err(format!("input {i}: {e:#}")))?;
                 }
                 let typed = model
@@ -211,7 +236,7 @@ impl OnnxModel {
             inner,
             path: path.to_path_buf(),
             engine,
-            inputs: inputs.iter().map(|(n, _)| n.to_string()).collect(),
+            inputs: inputs.iter().map(|(n, _, _)| n.to_string()).collect(),
         })
     }
 
@@ -221,6 +246,56 @@ impl OnnxModel {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs a model with one int64 input (token ids) and returns every output.
+    pub fn run_i64(&self, input: ArrayViewD<'_, i64>) -> Result<Vec<ArrayD<f32>>, OnnxError> {
+        let run_err = |message: String| OnnxError::Run {
+            path: self.path.clone(),
+            engine: self.engine,
+            message,
+        };
+        if self.inputs.len() != 1 {
+            return Err(run_err(format!(
+                "the model takes {} inputs",
+                self.inputs.len()
+            )));
+        }
+        match &self.inner {
+            Inner::Tract(model) => {
+                let out = model
+                    .run(tvec![Tensor::from(input.to_owned()).into()])
+                    .map_err(|e| run_err(format!("{e:#}")))?;
+                out.iter()
+                    .map(|t| {
+                        t.to_plain_array_view::<f32>()
+                            .map(|v| v.to_owned())
+                            .map_err(|e| run_err(format!("{e:#}")))
+                    })
+                    .collect()
+            }
+            Inner::Ort(session) => {
+                let mut session = session
+                    .lock()
+                    .map_err(|_| run_err("session poisoned by an earlier panic".into()))?;
+                let t = ort::value::TensorRef::from_array_view(input)
+                    .map_err(|e| run_err(e.to_string()))?;
+                let values: Vec<(String, ort::session::SessionInputValue<'_>)> =
+                    vec![(self.inputs[0].clone(), t.into())];
+                let outputs = session.run(values).map_err(|e| run_err(e.to_string()))?;
+                let mut result = Vec::with_capacity(outputs.len());
+                for (_, v) in outputs.iter() {
+                    let a = v
+                        .try_extract_array::<f32>()
+                        .map_err(|e| run_err(e.to_string()))?;
+                    result.push(
+                        ArrayD::from_shape_vec(IxDyn(a.shape()), a.iter().copied().collect())
+                            .map_err(|e| run_err(e.to_string()))?,
+                    );
+                }
+                Ok(result)
+            }
+        }
     }
 
     /// Runs the model on `inputs` (same order and shapes as at load) and returns

@@ -232,6 +232,15 @@ fn to_rgb(img: DynamicImage) -> RgbImage {
     out
 }
 
+/// Resampling filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// PIL's BILINEAR (triangle), as the ImageNet models here were fed.
+    Bilinear,
+    /// PIL's BICUBIC (Catmull-Rom, a = -0.5), as CLIP was fed.
+    Bicubic,
+}
+
 /// How a model wants its input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Preprocess {
@@ -239,6 +248,7 @@ pub struct Preprocess {
     pub size: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    pub filter: Filter,
 }
 
 impl Preprocess {
@@ -248,6 +258,7 @@ impl Preprocess {
             size,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
+            filter: Filter::Bilinear,
         }
     }
 
@@ -269,8 +280,12 @@ impl Preprocess {
         let resized = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3)
             .map_err(|e| e.to_string())
             .and_then(|src| {
+                let filter = match self.filter {
+                    Filter::Bilinear => fr::FilterType::Bilinear,
+                    Filter::Bicubic => fr::FilterType::CatmullRom,
+                };
                 let opts = fr::ResizeOptions::new()
-                    .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+                    .resize_alg(fr::ResizeAlg::Convolution(filter))
                     .crop(left, top, side, side);
                 fr::Resizer::new()
                     .resize(&src, &mut dst, &opts)

@@ -12,6 +12,7 @@ pub(crate) fn data_dir() -> PathBuf {
         .expect("no data directory: set AISLE_DATA_DIR or HOME")
 }
 
+mod clip;
 mod decode;
 mod image;
 mod ocr;
