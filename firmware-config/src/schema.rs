@@ -220,6 +220,8 @@ pub struct ModelChoice {
     pub ocr_detection: String,
     /// Text recognition on labels and price tags.
     pub ocr_recognition: String,
+    /// CLIP's BPE vocabulary, used when `inference.image_text = "clip"`.
+    pub clip_tokenizer: String,
 }
 
 impl Default for ModelChoice {
@@ -232,6 +234,7 @@ impl Default for ModelChoice {
             image_embedding: "efficientnet-lite0-onnx".into(),
             ocr_detection: "ppocr-v4-det".into(),
             ocr_recognition: "ppocr-v4-rec".into(),
+            clip_tokenizer: "clip-bpe-vocab".into(),
         }
     }
 }
@@ -247,10 +250,28 @@ pub enum OnnxEngine {
     Tract,
 }
 
+/// Which joint image/text model recognises products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageText {
+    /// EfficientNet-Lite0 (`models.image_embedding`) + ConSE into the
+    /// all-MiniLM-L6-v2 sentence space (`models.text_embedding`).
+    #[default]
+    Conse,
+    /// A CLIP model: `models.image_embedding` names a store entry with
+    /// `image_encoder.onnx` and `text_encoder.onnx` (`aisle models add`).
+    Clip,
+}
+
 /// How the vision models run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Inference {
+    /// The image/text model: `conse` (default, weights installed here) or `clip`.
+    pub image_text: ImageText,
+    /// Input side of the CLIP image encoder, pixels (224 for ViT-B/32).
+    #[schemars(range(min = 8, max = 1024))]
+    pub clip_image_size: u32,
     /// Engine for the image embedding model.
     pub image_engine: OnnxEngine,
     /// Engine for the OCR models.
@@ -267,6 +288,8 @@ pub struct Inference {
 impl Default for Inference {
     fn default() -> Self {
         Self {
+            image_text: ImageText::Conse,
+            clip_image_size: 224,
             image_engine: OnnxEngine::Onnxruntime,
             ocr_engine: OnnxEngine::Onnxruntime,
             ocr: true,

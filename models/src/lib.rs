@@ -30,5 +30,5 @@ pub use catalog::{Catalog, CatalogEntry, PackageSource, Registry};
 pub use error::{ModelError, Result};
 pub use fetch::{FetchEvent, FetchObserver, FetchReport, Fetcher, Outcome};
 pub use import::efficientnet::ensure_venv;
-pub use manifest::Manifest;
+pub use manifest::{MANIFEST_SCHEMA, Manifest, ManifestFile};
 pub use store::{Store, VerifiedArtifact, VerifyReport};

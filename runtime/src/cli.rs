@@ -155,6 +155,23 @@ pub enum ModelsCmd {
     Verify { names: Vec<String> },
     /// Print the path of a verified model file.
     Path { name: String, file: Option<String> },
+    /// Add model files from disk under a name (a store's own CLIP encoders,
+    /// say): each file is hashed into the store, named by its file name.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "custom")]
+        task: String,
+        #[arg(long, default_value = "onnx")]
+        format: String,
+        #[arg(long, default_value = "unknown")]
+        license: String,
+        #[arg(long, default_value = "local")]
+        version: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -558,7 +575,7 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "vision",
-            "zero-shot + enrolled photos, open-set rejection: `aisle scan IMAGE`, `aisle catalog enroll`, `aisle eval vision` (OCR and CLIP backend to come, issue #4)",
+            "zero-shot + enrolled photos + label OCR, open-set rejection, CLIP backend by config: `aisle scan IMAGE`, `aisle catalog enroll`, `aisle eval vision`",
         ),
         (
             "assistant",

@@ -221,6 +221,65 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
                 Ok(ExitCode::FAILURE)
             }
         }
+        ModelsCmd::Add {
+            name,
+            files,
+            task,
+            format,
+            license,
+            version,
+            description,
+        } => {
+            let store = open_store(cfg)?;
+            if Catalog::default_set()?.get(name).is_ok() {
+                anyhow::bail!("{name} is a catalog model; add local files under another name");
+            }
+            let mut entries = Vec::new();
+            for f in files {
+                let file_name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("{}: not a file path", f.display()))?;
+                if entries
+                    .iter()
+                    .any(|e: &aisle_models::ManifestFile| e.name == file_name)
+                {
+                    anyhow::bail!("{}: two files named {file_name}", f.display());
+                }
+                let (sha256, size) = store.add_file(f, None, &mut |_| {})?;
+                entries.push(aisle_models::ManifestFile {
+                    name: file_name,
+                    sha256,
+                    size,
+                });
+            }
+            let manifest = aisle_models::Manifest {
+                schema: aisle_models::MANIFEST_SCHEMA,
+                name: name.clone(),
+                version: version.clone(),
+                task: task.clone(),
+                format: format.clone(),
+                license: license.clone(),
+                description: description.clone(),
+                source: None,
+                derived_from: None,
+                files: entries,
+                installed_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            store.write_manifest(&manifest)?;
+            let verified = store.verify(name, &mut |_| {})?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&verified.manifest)?);
+            } else {
+                outln!(
+                    "added {name}: {} file(s), verified",
+                    verified.manifest.files.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ModelsCmd::Path { name, file } => {
             let store = open_store(cfg)?;
             let artifact = store.verify(name, &mut |_| {})?;

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use aisle_models::{Store, hash::sha256_bytes};
 use aisle_vision::ann::{IvfIndex, IvfParams};
+use aisle_vision::clip::{Clip, ClipTokenizer};
 use aisle_vision::encoder::{Conse, EfficientNet, EfficientNetConse, ImageTextModel};
 use aisle_vision::matcher::{self, Candidate, Decision, Entry, Fusion, OcrIndex, Query};
 use aisle_vision::ocr::{Ocr, OcrError, TextLine};
@@ -32,6 +33,8 @@ pub enum ScanError {
     Text(#[from] aisle_vision::TextModelError),
     #[error(transparent)]
     Ocr(#[from] OcrError),
+    #[error(transparent)]
+    Clip(#[from] aisle_vision::clip::ClipError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -55,6 +58,16 @@ pub struct VisionSpec {
     pub cache_dir: PathBuf,
     /// Label reading; `None` scans without OCR.
     pub ocr: Option<OcrSpec>,
+    /// `Some`: `image_model` is a CLIP model (files `image_encoder.onnx` and
+    /// `text_encoder.onnx`) used instead of EfficientNet + ConSE + MiniLM.
+    pub clip: Option<ClipSpec>,
+}
+
+/// A CLIP model's tokenizer (model-store name) and input size.
+#[derive(Debug, Clone)]
+pub struct ClipSpec {
+    pub tokenizer: String,
+    pub image_size: u32,
 }
 
 /// The OCR models (model-store names) and how to run them.
@@ -65,18 +78,71 @@ pub struct OcrSpec {
     pub options: OnnxOptions,
 }
 
-/// The loaded models: MiniLM (text side), EfficientNet + ConSE (image side) and
-/// PP-OCRv4 (label text) when configured.
+/// The loaded models: the image/text backend (EfficientNet + ConSE + MiniLM by
+/// default, or CLIP) and PP-OCRv4 (label text) when configured.
 pub struct VisionModels {
-    pub minilm: MiniLm,
-    pub net: EfficientNet,
-    pub conse: Conse,
+    backend: Backend,
     pub ocr: Option<Ocr>,
-    minilm_sha: String,
+}
+
+// One per process, never moved around: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Conse {
+        minilm: MiniLm,
+        net: EfficientNet,
+        conse: Conse,
+        minilm_sha: String,
+    },
+    Clip(Clip),
 }
 
 impl VisionModels {
     pub fn load(store: &Store, spec: &VisionSpec) -> Result<Self> {
+        let backend = match &spec.clip {
+            Some(c) => Backend::Clip(Self::load_clip(store, spec, c)?),
+            None => Self::load_conse(store, spec)?,
+        };
+        let ocr = match &spec.ocr {
+            Some(o) => {
+                let det = store.verify(&o.detection, &mut |_| {})?;
+                let rec = store.verify(&o.recognition, &mut |_| {})?;
+                Some(Ocr::load(
+                    det.first_file()?.0,
+                    rec.first_file()?.0,
+                    &o.options,
+                )?)
+            }
+            None => None,
+        };
+        Ok(VisionModels { backend, ocr })
+    }
+
+    fn load_clip(store: &Store, spec: &VisionSpec, c: &ClipSpec) -> Result<Clip> {
+        let model = store.verify(&spec.image_model, &mut |_| {})?;
+        let vocab = store.verify(&c.tokenizer, &mut |_| {})?;
+        let tokenizer = ClipTokenizer::load(vocab.first_file()?.0)?;
+        let fingerprint = sha256_bytes(
+            model
+                .manifest
+                .files
+                .iter()
+                .map(|f| f.sha256.as_str())
+                .collect::<Vec<_>>()
+                .join("")
+                .as_bytes(),
+        );
+        Ok(Clip::load(
+            model.path("image_encoder.onnx")?,
+            model.path("text_encoder.onnx")?,
+            tokenizer,
+            c.image_size,
+            &fingerprint,
+            &spec.options,
+        )?)
+    }
+
+    fn load_conse(store: &Store, spec: &VisionSpec) -> Result<Backend> {
         let text = store.verify(&spec.text_model, &mut |_| {})?;
         let minilm_sha = text
             .manifest
@@ -112,30 +178,58 @@ impl VisionModels {
                 c
             }
         };
-        let ocr = match &spec.ocr {
-            Some(o) => {
-                let det = store.verify(&o.detection, &mut |_| {})?;
-                let rec = store.verify(&o.recognition, &mut |_| {})?;
-                Some(Ocr::load(
-                    det.first_file()?.0,
-                    rec.first_file()?.0,
-                    &o.options,
-                )?)
-            }
-            None => None,
-        };
-        Ok(VisionModels {
+        Ok(Backend::Conse {
             minilm,
             net,
             conse,
-            ocr,
             minilm_sha,
         })
     }
 
     /// The joint image/text model over these weights.
-    pub fn model(&self) -> EfficientNetConse<'_> {
-        EfficientNetConse::new(&self.net, &self.conse, &self.minilm, &self.minilm_sha)
+    pub fn model(&self) -> Box<dyn ImageTextModel + '_> {
+        match &self.backend {
+            Backend::Conse {
+                minilm,
+                net,
+                conse,
+                minilm_sha,
+            } => Box::new(EfficientNetConse::new(net, conse, minilm, minilm_sha)),
+            Backend::Clip(c) => Box::new(ClipRef(c)),
+        }
+    }
+
+    /// The ONNX engine the image model runs on.
+    pub fn image_engine(&self) -> aisle_vision::Engine {
+        match &self.backend {
+            Backend::Conse { net, .. } => net.onnx().engine(),
+            Backend::Clip(c) => c.engine(),
+        }
+    }
+}
+
+/// A borrowed CLIP model as an [`ImageTextModel`].
+struct ClipRef<'a>(&'a Clip);
+
+impl ImageTextModel for ClipRef<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn fingerprint(&self) -> String {
+        self.0.fingerprint()
+    }
+    fn embed_image(
+        &self,
+        img: &image::RgbImage,
+    ) -> std::result::Result<aisle_vision::ImageEmbedding, aisle_vision::encoder::EncoderError>
+    {
+        self.0.embed_image(img)
+    }
+    fn embed_text(&self, text: &str) -> Vec<f32> {
+        self.0.embed_text(text)
+    }
+    fn visual_fingerprint(&self) -> String {
+        self.0.visual_fingerprint()
     }
 }
 
@@ -255,7 +349,7 @@ pub struct ScanReport {
 
 /// The catalog's embedding index and the model, ready to scan.
 pub struct Scanner<'m> {
-    model: EfficientNetConse<'m>,
+    model: Box<dyn ImageTextModel + 'm>,
     /// Approximate index of the product texts, for catalogs above
     /// [`Scanner::APPROXIMATE_ABOVE`] products; exact search below.
     ann: Option<IvfIndex>,
@@ -293,12 +387,12 @@ impl<'m> Scanner<'m> {
         let vectors = match read_vectors(&cache) {
             Ok(v) if v.keys == skus => v.vectors,
             _ => {
-                let v = embed_all(&models.minilm, &texts, progress);
+                let v = embed_all(model.as_ref(), &texts, progress);
                 write_vectors(&cache, &skus, &v)?;
                 v
             }
         };
-        let photos = cat.reference_photos(model.net.fingerprint())?;
+        let photos = cat.reference_photos(&model.visual_fingerprint())?;
         let mut entries: Vec<Entry> = products
             .into_iter()
             .zip(vectors)
@@ -350,8 +444,8 @@ impl<'m> Scanner<'m> {
         self.entries.is_empty()
     }
 
-    pub fn model(&self) -> &EfficientNetConse<'m> {
-        &self.model
+    pub fn model(&self) -> &dyn ImageTextModel {
+        self.model.as_ref()
     }
 
     /// Catalogs larger than this are searched through an approximate index
@@ -513,20 +607,19 @@ impl<'m> Scanner<'m> {
         }
         let mut refs = Vec::with_capacity(photos.len());
         for (hash, img) in photos {
-            let out = self.model.net.run(img)?;
             refs.push(ReferencePhoto {
                 sku: sku.to_string(),
                 photo_sha256: hash.clone(),
-                embedding: out.embedding,
+                embedding: self.model.embed_visual(img)?,
             });
         }
         let known: std::collections::HashSet<String> = cat
-            .reference_photos(self.model.net.fingerprint())?
+            .reference_photos(&self.model.visual_fingerprint())?
             .into_iter()
             .filter(|r| r.sku == sku)
             .map(|r| r.photo_sha256)
             .collect();
-        let added = cat.add_reference_photos(self.model.net.fingerprint(), &refs)?;
+        let added = cat.add_reference_photos(&self.model.visual_fingerprint(), &refs)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.sku == sku) {
             e.references.extend(
                 refs.into_iter()
@@ -538,9 +631,9 @@ impl<'m> Scanner<'m> {
     }
 }
 
-/// MiniLM embeddings of `texts`, on all cores.
+/// Text embeddings of `texts`, on all cores.
 fn embed_all(
-    minilm: &MiniLm,
+    model: &dyn ImageTextModel,
     texts: &[String],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<Vec<f32>> {
@@ -557,7 +650,7 @@ fn embed_all(
                         c.chunks(64)
                             .flat_map(|b| {
                                 let b: Vec<&str> = b.iter().map(String::as_str).collect();
-                                minilm.embed_batch(&b)
+                                model.embed_texts(&b)
                             })
                             .collect::<Vec<_>>()
                     })

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aisle_firmware_config::{DeviceConfig, OnnxEngine};
+use aisle_firmware_config::{DeviceConfig, ImageText, OnnxEngine};
 use aisle_models::Store;
 use aisle_runtime::catalog::Catalog;
-use aisle_runtime::scan::{OcrSpec, ScanReport, Scanner, VisionModels, VisionSpec};
+use aisle_runtime::scan::{ClipSpec, OcrSpec, ScanReport, Scanner, VisionModels, VisionSpec};
 use aisle_vision::{Decision, Engine, OnnxOptions};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -54,6 +54,13 @@ pub fn vision_spec(cfg: &DeviceConfig, engine_override: Option<Engine>) -> Resul
         labels_model: "imagenet-labels".into(),
         options: onnx_options(cfg, engine)?,
         cache_dir: cache_dir(cfg),
+        clip: match cfg.file.inference.image_text {
+            ImageText::Conse => None,
+            ImageText::Clip => Some(ClipSpec {
+                tokenizer: cfg.file.models.clip_tokenizer.clone(),
+                image_size: cfg.file.inference.clip_image_size,
+            }),
+        },
         ocr: if cfg.file.inference.ocr {
             let engine = engine_override.unwrap_or(self::engine(cfg.file.inference.ocr_engine));
             Some(OcrSpec {
@@ -214,7 +221,7 @@ pub fn enroll(cfg: &DeviceConfig, sku: &str, photos: &[PathBuf], json: bool) -> 
     let mut scanner = scanner(cfg, &models, &cat, json)?;
     let added = scanner.enroll(&mut cat, sku, photos)?;
     let total = cat
-        .reference_photos(models.net.fingerprint())?
+        .reference_photos(&scanner.model().visual_fingerprint())?
         .iter()
         .filter(|p| p.sku == sku)
         .count();
@@ -249,7 +256,8 @@ pub fn eval(
     let test_x = eval::read_images(fm.path("t10k-images-idx3-ubyte.gz")?, limit)?;
     let test_y = eval::read_labels(fm.path("t10k-labels-idx1-ubyte.gz")?, limit)?;
     let models = load_models(cfg, engine_override)?;
-    let model = models.model();
+    let model_box = models.model();
+    let model = model_box.as_ref();
     // 10 training photos per class are all the enrolment needs.
     let mut pick = Vec::new();
     let mut per = [0usize; 10];
@@ -272,8 +280,8 @@ pub fn eval(
             .progress_chars("=> "),
     );
     let t0 = std::time::Instant::now();
-    let train = eval::embed_all(&model, &shots_x, &shots_y, &mut |_| bar.inc(1))?;
-    let test = eval::embed_all(&model, &test_x, &test_y, &mut |_| bar.inc(1))?;
+    let train = eval::embed_all(model, &shots_x, &shots_y, &mut |_| bar.inc(1))?;
+    let test = eval::embed_all(model, &test_x, &test_y, &mut |_| bar.inc(1))?;
     bar.finish_and_clear();
     let per_photo_ms =
         t0.elapsed().as_secs_f64() * 1000.0 / (shots_x.len() + test_x.len()).max(1) as f64;
@@ -297,7 +305,7 @@ pub fn eval(
     let refs5 = eval::shots(&train, 5);
     // The weight of zero-shot evidence against photo evidence: the one that ranks
     // best on the fitting half (5 shots).
-    let closed5 = eval::catalog(&model, &refs5, &all);
+    let closed5 = eval::catalog(model, &refs5, &all);
     let mut best = (f64::MIN, fusion);
     for zw in [0.0f32, 0.5, 1.0, 2.0, 4.0, 8.0] {
         let f = aisle_vision::Fusion {
@@ -311,8 +319,7 @@ pub fn eval(
         }
     }
     let fusion = best.1;
-    let (fitted, loss) =
-        eval::calibrate(&eval::catalog(&model, &refs5, &known), &fit_half, &fusion);
+    let (fitted, loss) = eval::calibrate(&eval::catalog(model, &refs5, &known), &fit_half, &fusion);
     let mut rows = Vec::new();
     for k in [0usize, 1, 5, 10] {
         let refs = eval::shots(&train, k);
@@ -322,8 +329,8 @@ pub fn eval(
             format!("{k}-shot (+ class names)")
         };
         let row = eval::evaluate(
-            &eval::catalog(&model, &refs, &all),
-            &eval::catalog(&model, &refs, &known),
+            &eval::catalog(model, &refs, &all),
+            &eval::catalog(model, &refs, &known),
             &held_out,
             &check_half,
             &fitted,
@@ -343,7 +350,7 @@ pub fn eval(
                 "calibration_log_loss": loss,
                 "rows": rows,
                 "per_photo_ms": per_photo_ms,
-                "engine": models.net.onnx().engine().name(),
+                "engine": models.image_engine().name(),
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -353,7 +360,7 @@ pub fn eval(
         test.labels.len(),
         fit_half.labels.len(),
         check_half.labels.len(),
-        models.net.onnx().engine(),
+        models.image_engine(),
         per_photo_ms
     );
     outln!(

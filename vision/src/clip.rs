@@ -357,6 +357,10 @@ impl Clip {
         self.dim
     }
 
+    pub fn engine(&self) -> crate::Engine {
+        self.image.engine()
+    }
+
     pub fn tokenizer(&self) -> &ClipTokenizer {
         &self.tokenizer
     }
@@ -420,6 +424,10 @@ fn first_row(out: Vec<ndarray::ArrayD<f32>>, path: &Path) -> Result<Vec<f32>, En
 impl ImageTextModel for Clip {
     fn name(&self) -> &str {
         "clip"
+    }
+
+    fn visual_fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 
     fn fingerprint(&self) -> String {

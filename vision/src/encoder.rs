@@ -59,6 +59,17 @@ pub trait ImageTextModel: Send + Sync {
     fn embed_image(&self, img: &RgbImage) -> Result<ImageEmbedding, EncoderError>;
     /// A text in the shared space, L2-normalised.
     fn embed_text(&self, text: &str) -> Vec<f32>;
+    /// Many texts (a catalog index build); backends batch where they can.
+    fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        texts.iter().map(|t| self.embed_text(t)).collect()
+    }
+    /// Identifies the visual embedding (enrolled reference photos are kept per
+    /// visual model).
+    fn visual_fingerprint(&self) -> String;
+    /// The visual embedding alone (enrolment), L2-normalised.
+    fn embed_visual(&self, img: &RgbImage) -> Result<Vec<f32>, EncoderError> {
+        Ok(self.embed_image(img)?.visual)
+    }
 }
 
 pub fn l2_normalise(v: &mut [f32]) {
@@ -318,5 +329,17 @@ impl ImageTextModel for EfficientNetConse<'_> {
 
     fn embed_text(&self, text: &str) -> Vec<f32> {
         self.minilm.embed(text)
+    }
+
+    fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        self.minilm.embed_batch(texts)
+    }
+
+    fn visual_fingerprint(&self) -> String {
+        self.net.fingerprint().to_string()
+    }
+
+    fn embed_visual(&self, img: &RgbImage) -> Result<Vec<f32>, EncoderError> {
+        Ok(self.net.run(img)?.embedding)
     }
 }

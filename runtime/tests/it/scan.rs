@@ -37,6 +37,7 @@ fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
         labels_model: "imagenet-labels".into(),
         options: options.clone(),
         cache_dir: cache.to_path_buf(),
+        clip: None,
         ocr: ocr.then(|| OcrSpec {
             detection: "ppocr-v4-det".into(),
             recognition: "ppocr-v4-rec".into(),
@@ -429,4 +430,98 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A store with CLIP weights: its encoders are added to the model store
+/// (`aisle models add`), the config selects the CLIP backend, and scanning and
+/// enrolment run through it. The weights are a tiny CLIP-architecture model the
+/// project generates (vision/tests/clip/make_tiny_clip.py), so recognition
+/// itself means nothing here; the plumbing does.
+#[test]
+fn clip_selected_in_the_config_scans_and_enrolls() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let own = Store::open(&data.join("models")).expect("store");
+    for name in ["onnxruntime", "clip-bpe-vocab"] {
+        own.copy_model_from(&store(), name).expect("copy model");
+    }
+    let tiny = dir.path().join("tiny");
+    let python = data_dir().join("tools/python-venv/bin/python");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vision/tests/clip/make_tiny_clip.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&tiny)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let d = data.to_string_lossy().into_owned();
+    let enc = |f: &str| tiny.join(f).to_string_lossy().into_owned();
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "models",
+        "add",
+        "tiny-clip",
+        &enc("image_encoder.onnx"),
+        &enc("text_encoder.onnx"),
+        "--task",
+        "image-text-embedding",
+        "--license",
+        "MIT",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    // A catalog model's name cannot be taken.
+    let out = crate::aisle(&[
+        "--data-dir",
+        &d,
+        "models",
+        "add",
+        "onnxruntime",
+        &enc("image_encoder.onnx"),
+    ]);
+    crate::assert_fails_with(&out, "is a catalog model");
+
+    let config = dir.path().join("clip.toml");
+    std::fs::write(
+        &config,
+        "[models]\nimage_embedding = \"tiny-clip\"\n\n[inference]\nimage_text = \"clip\"\nclip_image_size = 32\nocr = false\n",
+    )
+    .expect("config");
+    let c = config.to_string_lossy().into_owned();
+    let csv = dir.path().join("products.csv");
+    std::fs::write(&csv, CATALOG).expect("csv");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", &c, "--data-dir", &d];
+        all.extend_from_slice(args);
+        crate::aisle(&all)
+    };
+    let out = run(&["catalog", "import", &csv.to_string_lossy()]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let coffee = photo("coffee.png");
+    let scan = |what: &str| {
+        let out = run(&["--json", "scan", what, "--top", "3"]);
+        assert!(out.status.success(), "{}", crate::text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let v = scan(&coffee.to_string_lossy());
+    assert_eq!(v["matches"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(v["seen"], serde_json::json!([]), "CLIP has no classes: {v}");
+    assert!(v["ocr_text"].is_null(), "OCR off in this config: {v}");
+    let out = run(&[
+        "--json",
+        "catalog",
+        "enroll",
+        "COF-1",
+        &coffee.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v = scan(&coffee.to_string_lossy());
+    assert_eq!(v["matches"][0]["sku"], "COF-1", "{v}");
+    assert_eq!(v["decision"], "identified", "{v}");
+    let visual = v["matches"][0]["signals"]["visual"].as_f64().unwrap_or(0.0);
+    assert!(
+        visual > 0.999,
+        "the enrolled photo itself, through CLIP: {v}"
+    );
 }
