@@ -370,12 +370,18 @@ pub mod reference {
 
     /// PIL's bilinear resample of the centred square of `img` to `size`x`size`:
     /// triangle filter with support scaled by the reduction factor, normalised
-    /// weights, computed in f64, rounded.
+    /// weights, computed in f64; the intermediate (horizontal) pass is rounded
+    /// to 8 bits as PIL's is.
     pub fn resize_bilinear(img: &RgbImage, size: u32) -> RgbImage {
+        resize(img, size, super::Filter::Bilinear)
+    }
+
+    /// The same with `filter`; bicubic is PIL's (Keys' cubic, a = -0.5, support 2).
+    pub fn resize(img: &RgbImage, size: u32, filter: super::Filter) -> RgbImage {
         let (w, h) = img.dimensions();
         let (left, top, side) = super::Preprocess::crop_box(w, h);
-        let xs = weights(left, side, w, size);
-        let ys = weights(top, side, h, size);
+        let xs = weights(left, side, w, size, filter);
+        let ys = weights(top, side, h, size, filter);
         // Horizontal pass into f64 rows, then vertical.
         let mut tmp = vec![0f64; (h as usize) * (size as usize) * 3];
         for y in 0..h as usize {
@@ -385,7 +391,8 @@ pub mod reference {
                     for (k, wt) in ws.iter().enumerate() {
                         acc += wt * f64::from(img.get_pixel((start + k) as u32, y as u32)[c]);
                     }
-                    tmp[(y * size as usize + ox) * 3 + c] = acc;
+                    // PIL keeps the intermediate image in 8 bits.
+                    tmp[(y * size as usize + ox) * 3 + c] = acc.round().clamp(0.0, 255.0);
                 }
             }
         }
@@ -407,19 +414,36 @@ pub mod reference {
     }
 
     /// For each output pixel: first source index and normalised weights.
-    fn weights(offset: f64, len: f64, src: u32, dst: u32) -> Vec<(usize, Vec<f64>)> {
+    fn weights(
+        offset: f64,
+        len: f64,
+        src: u32,
+        dst: u32,
+        filter: super::Filter,
+    ) -> Vec<(usize, Vec<f64>)> {
         let scale = len / f64::from(dst);
-        let support = scale.max(1.0);
+        let filter_scale = scale.max(1.0);
+        let (radius, kernel): (f64, fn(f64) -> f64) = match filter {
+            super::Filter::Bilinear => (1.0, |x| (1.0 - x.abs()).max(0.0)),
+            super::Filter::Bicubic => (2.0, |x| {
+                let (a, x) = (-0.5, x.abs());
+                if x < 1.0 {
+                    ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * a
+                } else {
+                    0.0
+                }
+            }),
+        };
+        let support = radius * filter_scale;
         (0..dst)
             .map(|i| {
                 let center = offset + (f64::from(i) + 0.5) * scale;
                 let lo = ((center - support).floor().max(0.0)) as usize;
                 let hi = ((center + support).ceil() as usize).min(src as usize);
                 let mut ws: Vec<f64> = (lo..hi)
-                    .map(|j| {
-                        let x = (j as f64 + 0.5 - center) / support;
-                        (1.0 - x.abs()).max(0.0)
-                    })
+                    .map(|j| kernel((j as f64 + 0.5 - center) / filter_scale))
                     .collect();
                 let sum: f64 = ws.iter().sum();
                 if sum > 0.0 {
