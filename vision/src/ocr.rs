@@ -238,11 +238,17 @@ impl Ocr {
             (rw.div_ceil(32) * 32, rh.div_ceil(32) * 32)
         };
         let mut x = Array4::<f32>::zeros((1, 3, ch, cw));
-        for (i, p) in resized.as_raw().chunks_exact(3).enumerate() {
-            let (yy, xx) = (i / rw, i % rw);
-            for c in 0..3 {
-                // BGR: tensor channel c is the image's channel 2 - c.
-                x[[0, c, yy, xx]] = (f32::from(p[2 - c]) / 255.0 - DET_MEAN[c]) / DET_STD[c];
+        if let Some(flat) = x.as_slice_mut() {
+            let plane = cw * ch;
+            let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * DET_STD[c]));
+            let shift: [f32; 3] = std::array::from_fn(|c| DET_MEAN[c] / DET_STD[c]);
+            for (yy, row) in resized.as_raw().chunks_exact(rw * 3).enumerate() {
+                for (xx, p) in row.chunks_exact(3).enumerate() {
+                    for c in 0..3 {
+                        // BGR: tensor channel c is the image's channel 2 - c.
+                        flat[c * plane + yy * cw + xx] = f32::from(p[2 - c]) * scale[c] - shift[c];
+                    }
+                }
             }
         }
         let out = self.det.run(&[x.into_dyn().view()])?;
