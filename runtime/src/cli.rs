@@ -581,6 +581,9 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
             "assistant",
             "grammar + LLM fallback ready: `aisle ask [--image PHOTO]`, `aisle chat`",
         ),
-        ("ar", "not yet available (issue #6)"),
+        (
+            "ar",
+            "overlay layout ready (aisle-ar, tested); rendering and `aisle ar` to come (issue #6)",
+        ),
     ]
 }
