@@ -349,6 +349,8 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         ("models.image_embedding", &c.models.image_embedding),
         ("models.ocr_detection", &c.models.ocr_detection),
         ("models.ocr_recognition", &c.models.ocr_recognition),
+        ("models.ocr_orientation", &c.models.ocr_orientation),
+        ("models.clip_tokenizer", &c.models.clip_tokenizer),
         (
             "inference.onnxruntime_library",
             &c.inference.onnxruntime_library,

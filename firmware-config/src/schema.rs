@@ -220,6 +220,8 @@ pub struct ModelChoice {
     pub ocr_detection: String,
     /// Text recognition on labels and price tags.
     pub ocr_recognition: String,
+    /// Text-line orientation (upside-down labels), used when `inference.ocr_orientation`.
+    pub ocr_orientation: String,
     /// CLIP's BPE vocabulary, used when `inference.image_text = "clip"`.
     pub clip_tokenizer: String,
 }
@@ -234,6 +236,7 @@ impl Default for ModelChoice {
             image_embedding: "efficientnet-lite0-onnx".into(),
             ocr_detection: "ppocr-v4-det".into(),
             ocr_recognition: "ppocr-v4-rec".into(),
+            ocr_orientation: "ppocr-mobile-v2-cls".into(),
             clip_tokenizer: "clip-bpe-vocab".into(),
         }
     }
@@ -278,6 +281,8 @@ pub struct Inference {
     pub ocr_engine: OnnxEngine,
     /// Read label and price-tag text (PP-OCRv4) during scans.
     pub ocr: bool,
+    /// Turn upside-down text lines before reading them (one small model per line).
+    pub ocr_orientation: bool,
     /// Threads per model (0 = all cores).
     #[schemars(range(min = 0, max = 256))]
     pub threads: u32,
@@ -293,6 +298,7 @@ impl Default for Inference {
             image_engine: OnnxEngine::Onnxruntime,
             ocr_engine: OnnxEngine::Onnxruntime,
             ocr: true,
+            ocr_orientation: true,
             threads: 0,
             onnxruntime_library: "onnxruntime".into(),
         }

@@ -75,6 +75,8 @@ pub struct ClipSpec {
 pub struct OcrSpec {
     pub detection: String,
     pub recognition: String,
+    /// Text-line orientation classifier; `None` reads lines as they come.
+    pub orientation: Option<String>,
     pub options: OnnxOptions,
 }
 
@@ -107,9 +109,18 @@ impl VisionModels {
             Some(o) => {
                 let det = store.verify(&o.detection, &mut |_| {})?;
                 let rec = store.verify(&o.recognition, &mut |_| {})?;
-                Some(Ocr::load(
+                let cls = match &o.orientation {
+                    Some(name) => Some(store.verify(name, &mut |_| {})?),
+                    None => None,
+                };
+                let cls_path = match &cls {
+                    Some(a) => Some(a.first_file()?.0),
+                    None => None,
+                };
+                Some(Ocr::load_with_orientation(
                     det.first_file()?.0,
                     rec.first_file()?.0,
+                    cls_path,
                     &o.options,
                 )?)
             }

@@ -66,6 +66,11 @@ pub fn vision_spec(cfg: &DeviceConfig, engine_override: Option<Engine>) -> Resul
             Some(OcrSpec {
                 detection: cfg.file.models.ocr_detection.clone(),
                 recognition: cfg.file.models.ocr_recognition.clone(),
+                orientation: cfg
+                    .file
+                    .inference
+                    .ocr_orientation
+                    .then(|| cfg.file.models.ocr_orientation.clone()),
                 options: onnx_options(cfg, engine)?,
             })
         } else {

@@ -30,6 +30,9 @@ use crate::preprocess::resize_region;
 pub const DET_SIZE: usize = 640;
 /// Height of a text line fed to recognition.
 pub const REC_H: usize = 48;
+/// Width of the orientation classifier's input (48 px high).
+pub const CLS_W: usize = 192;
+
 /// Width of the recognition canvas: lines up to 10x wider than high keep their
 /// aspect, longer ones are squeezed (as PaddleOCR does past its maximum width).
 pub const REC_W: usize = 480;
@@ -109,6 +112,8 @@ impl Default for OcrParams {
 pub struct Ocr {
     det: OnnxModel,
     rec: OnnxModel,
+    /// Text-line orientation (0 or 180 degrees), when loaded.
+    cls: Option<OnnxModel>,
     /// Symbol of each class; 0 is the CTC blank (empty string).
     symbols: Vec<String>,
     pub params: OcrParams,
@@ -149,6 +154,33 @@ impl Ocr {
     /// Loads the detection and recognition models, checks the dictionary
     /// against the recogniser's output and warms both up.
     pub fn load(det_path: &Path, rec_path: &Path, options: &OnnxOptions) -> Result<Self, OcrError> {
+        Self::load_with_orientation(det_path, rec_path, None, options)
+    }
+
+    /// As [`Self::load`], plus PaddleOCR's text-line orientation classifier:
+    /// a line it reads as upside down (probability > 0.9) is turned before
+    /// recognition.
+    pub fn load_with_orientation(
+        det_path: &Path,
+        rec_path: &Path,
+        cls_path: Option<&Path>,
+        options: &OnnxOptions,
+    ) -> Result<Self, OcrError> {
+        let cls = match cls_path {
+            Some(p) => {
+                let m = OnnxModel::load(p, &[("x", &[1, 3, REC_H, CLS_W])], options)?;
+                let probe = Array4::<f32>::zeros((1, 3, REC_H, CLS_W)).into_dyn();
+                let out = m.run(&[probe.view()])?;
+                if out.first().map(|o| o.len()) != Some(2) {
+                    return Err(OcrError::Model {
+                        path: p.to_path_buf(),
+                        message: "not a two-class (0/180 degrees) orientation classifier".into(),
+                    });
+                }
+                Some(m)
+            }
+            None => None,
+        };
         let dict = read_dictionary(rec_path)?;
         let det = OnnxModel::load(det_path, &[("x", &[1, 3, DET_SIZE, DET_SIZE])], options)?;
         let rec = OnnxModel::load(rec_path, &[("x", &[1, 3, REC_H, REC_W])], options)?;
@@ -174,6 +206,7 @@ impl Ocr {
         Ok(Ocr {
             det,
             rec,
+            cls,
             symbols,
             params: OcrParams::default(),
         })
@@ -320,6 +353,32 @@ impl Ocr {
         }
     }
 
+    /// Whether the classifier reads this 48 px line as turned 180 degrees.
+    fn upside_down(&self, cls: &OnnxModel, crop: &RgbImage) -> Result<bool, OcrError> {
+        let (w, h) = crop.dimensions();
+        let width = (w as usize).clamp(1, CLS_W) as u32;
+        let small = resize_region(
+            crop,
+            (0.0, 0.0, f64::from(w), f64::from(h)),
+            width,
+            REC_H as u32,
+        );
+        let mut x = Array4::<f32>::zeros((1, 3, REC_H, CLS_W));
+        let cw = small.width() as usize;
+        for (i, p) in small.as_raw().chunks_exact(3).enumerate() {
+            let (yy, xx) = (i / cw, i % cw);
+            for c in 0..3 {
+                x[[0, c, yy, xx]] = f32::from(p[2 - c]) / 127.5 - 1.0;
+            }
+        }
+        let out = cls.run(&[x.into_dyn().view()])?;
+        let p: Vec<f32> = out
+            .first()
+            .map(|o| o.iter().copied().collect())
+            .unwrap_or_default();
+        Ok(p.len() == 2 && p[1] > p[0] && p[1] > 0.9)
+    }
+
     /// Reads the text in one region of `img`: (text, mean symbol probability).
     pub fn recognise(&self, img: &RgbImage, region: Region) -> Result<(String, f32), OcrError> {
         let mut v = self.recognise_all(img, &[region])?;
@@ -338,7 +397,14 @@ impl Ocr {
         if regions.is_empty() {
             return Ok(Vec::new());
         }
-        let crops: Vec<RgbImage> = regions.iter().map(|&r| Self::crop(img, r)).collect();
+        let mut crops: Vec<RgbImage> = regions.iter().map(|&r| Self::crop(img, r)).collect();
+        if let Some(cls) = &self.cls {
+            for crop in &mut crops {
+                if self.upside_down(cls, crop)? {
+                    *crop = image::imageops::rotate180(crop);
+                }
+            }
+        }
         let batches: Vec<(&[RgbImage], usize)> = crops
             .chunks(1)
             .map(|c| {

@@ -41,6 +41,7 @@ fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
         ocr: ocr.then(|| OcrSpec {
             detection: "ppocr-v4-det".into(),
             recognition: "ppocr-v4-rec".into(),
+            orientation: Some("ppocr-mobile-v2-cls".into()),
             options,
         }),
     }
@@ -297,6 +298,7 @@ fn scan_and_enroll_from_the_cli() {
         "onnxruntime",
         "ppocr-v4-det",
         "ppocr-v4-rec",
+        "ppocr-mobile-v2-cls",
     ] {
         own.copy_model_from(&store(), name).expect("copy model");
     }

@@ -27,9 +27,13 @@ pub(crate) fn ocr(engine: Engine) -> &'static Ocr {
         Engine::OnnxRuntime => &O,
     };
     cell.get_or_init(|| {
-        Ocr::load(
+        Ocr::load_with_orientation(
             &model_file("ppocr-v4-det", "ch_PP-OCRv4_det_infer.onnx"),
             &model_file("ppocr-v4-rec", "ch_PP-OCRv4_rec_infer.onnx"),
+            Some(&model_file(
+                "ppocr-mobile-v2-cls",
+                "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+            )),
             &options(engine),
         )
         .expect("load PP-OCRv4")
@@ -165,6 +169,17 @@ fn turned_labels_and_images_without_text() {
     let turned = image::imageops::rotate90(&img);
     let out = o.read(&turned).expect("ocr");
     println!("{:?}", out.lines);
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| squash(&l.text) == "EspressoRoastGroundCoffee"),
+        "{:?}",
+        out.lines
+    );
+    // Upside down (the product held the wrong way up): the orientation
+    // classifier turns each line before it is read.
+    let upside = image::imageops::rotate180(&img);
+    let out = o.read(&upside).expect("ocr");
     assert!(
         out.lines
             .iter()
