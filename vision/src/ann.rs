@@ -222,31 +222,30 @@ impl IvfIndex {
                 hits.push((dot(v, query), self.ids[i]));
             }
         }
-        let k = k.min(hits.len());
-        if k > 0 && k < hits.len() {
-            hits.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            hits.truncate(k);
-        }
-        hits.sort_by(|a, b| b.0.total_cmp(&a.0));
-        hits
+        best_k(hits, k)
     }
+}
+
+/// The `k` highest-scoring hits, best first.
+fn best_k(mut hits: Vec<(f32, u32)>, k: usize) -> Vec<(f32, u32)> {
+    let k = k.min(hits.len());
+    if k > 0 && k < hits.len() {
+        hits.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+    }
+    hits.truncate(k);
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0));
+    hits
 }
 
 /// Exact top `k` (inner product, row id) over `data`, best first.
 pub fn exact_search(data: ArrayView2<'_, f32>, query: &[f32], k: usize) -> Vec<(f32, u32)> {
-    let mut hits: Vec<(f32, u32)> = data
+    let hits: Vec<(f32, u32)> = data
         .rows()
         .into_iter()
         .enumerate()
         .map(|(i, r)| (r.as_slice().map_or(0.0, |r| dot(r, query)), i as u32))
         .collect();
-    let k = k.min(hits.len());
-    if k > 0 && k < hits.len() {
-        hits.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-        hits.truncate(k);
-    }
-    hits.sort_by(|a, b| b.0.total_cmp(&a.0));
-    hits
+    best_k(hits, k)
 }
 
 /// Share of the exact top-k ids that the approximate top-k found.

@@ -47,6 +47,12 @@ impl fmt::Display for Engine {
     }
 }
 
+/// One input value.
+enum Input<'a> {
+    F32(ArrayViewD<'a, f32>),
+    I64(ArrayViewD<'a, i64>),
+}
+
 /// Element type of a model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputType {
@@ -250,57 +256,17 @@ impl OnnxModel {
 
     /// Runs a model with one int64 input (token ids) and returns every output.
     pub fn run_i64(&self, input: ArrayViewD<'_, i64>) -> Result<Vec<ArrayD<f32>>, OnnxError> {
-        let run_err = |message: String| OnnxError::Run {
-            path: self.path.clone(),
-            engine: self.engine,
-            message,
-        };
-        if self.inputs.len() != 1 {
-            return Err(run_err(format!(
-                "the model takes {} inputs",
-                self.inputs.len()
-            )));
-        }
-        match &self.inner {
-            Inner::Tract(model) => {
-                let out = model
-                    .run(tvec![Tensor::from(input.to_owned()).into()])
-                    .map_err(|e| run_err(format!("{e:#}")))?;
-                out.iter()
-                    .map(|t| {
-                        t.to_plain_array_view::<f32>()
-                            .map(|v| v.to_owned())
-                            .map_err(|e| run_err(format!("{e:#}")))
-                    })
-                    .collect()
-            }
-            Inner::Ort(session) => {
-                let mut session = session
-                    .lock()
-                    .map_err(|_| run_err("session poisoned by an earlier panic".into()))?;
-                let t = ort::value::TensorRef::from_array_view(input)
-                    .map_err(|e| run_err(e.to_string()))?;
-                let values: Vec<(String, ort::session::SessionInputValue<'_>)> =
-                    vec![(self.inputs[0].clone(), t.into())];
-                let outputs = session.run(values).map_err(|e| run_err(e.to_string()))?;
-                let mut result = Vec::with_capacity(outputs.len());
-                for (_, v) in outputs.iter() {
-                    let a = v
-                        .try_extract_array::<f32>()
-                        .map_err(|e| run_err(e.to_string()))?;
-                    result.push(
-                        ArrayD::from_shape_vec(IxDyn(a.shape()), a.iter().copied().collect())
-                            .map_err(|e| run_err(e.to_string()))?,
-                    );
-                }
-                Ok(result)
-            }
-        }
+        self.run_inputs(&[Input::I64(input)])
     }
 
     /// Runs the model on `inputs` (same order and shapes as at load) and returns
     /// every output, in graph order.
     pub fn run(&self, inputs: &[ArrayViewD<'_, f32>]) -> Result<Vec<ArrayD<f32>>, OnnxError> {
+        let inputs: Vec<Input<'_>> = inputs.iter().map(|a| Input::F32(a.view())).collect();
+        self.run_inputs(&inputs)
+    }
+
+    fn run_inputs(&self, inputs: &[Input<'_>]) -> Result<Vec<ArrayD<f32>>, OnnxError> {
         let run_err = |message: String| OnnxError::Run {
             path: self.path.clone(),
             engine: self.engine,
@@ -317,7 +283,10 @@ impl OnnxModel {
             Inner::Tract(model) => {
                 let tensors: TVec<TValue> = inputs
                     .iter()
-                    .map(|a| Tensor::from(a.to_owned()).into())
+                    .map(|a| match a {
+                        Input::F32(v) => Tensor::from(v.to_owned()).into(),
+                        Input::I64(v) => Tensor::from(v.to_owned()).into(),
+                    })
                     .collect();
                 let out = model.run(tensors).map_err(|e| run_err(format!("{e:#}")))?;
                 out.iter()
@@ -335,9 +304,15 @@ impl OnnxModel {
                 let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
                     Vec::with_capacity(inputs.len());
                 for (name, a) in self.inputs.iter().zip(inputs) {
-                    let t = ort::value::TensorRef::from_array_view(a.view())
-                        .map_err(|e| run_err(e.to_string()))?;
-                    values.push((name.clone(), t.into()));
+                    let value: ort::session::SessionInputValue<'_> = match a {
+                        Input::F32(v) => ort::value::TensorRef::from_array_view(v.view())
+                            .map_err(|e| run_err(e.to_string()))?
+                            .into(),
+                        Input::I64(v) => ort::value::TensorRef::from_array_view(v.view())
+                            .map_err(|e| run_err(e.to_string()))?
+                            .into(),
+                    };
+                    values.push((name.clone(), value));
                 }
                 let outputs = session.run(values).map_err(|e| run_err(e.to_string()))?;
                 let mut result = Vec::with_capacity(outputs.len());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use aisle_vision::clip::{CONTEXT, Clip, ClipTokenizer};
-use aisle_vision::{Engine, ImageTextModel, OnnxOptions, cosine};
+use aisle_vision::{Engine, ImageTextModel, cosine};
 
 use crate::image::photo;
 use crate::{data_dir, model_file};
@@ -101,12 +101,7 @@ fn tiny() -> &'static (tempfile::TempDir, serde_json::Value) {
 
 fn load(engine: Engine) -> Clip {
     let (dir, expected) = tiny();
-    let options = match engine {
-        Engine::Tract => OnnxOptions::tract(2),
-        Engine::OnnxRuntime => {
-            OnnxOptions::onnxruntime(2, model_file("onnxruntime", "libonnxruntime.so"))
-        }
-    };
+    let options = crate::image::options(engine);
     Clip::load(
         &dir.path().join("image_encoder.onnx"),
         &dir.path().join("text_encoder.onnx"),

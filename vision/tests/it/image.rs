@@ -13,7 +13,7 @@ pub(crate) fn photo(name: &str) -> image::RgbImage {
     load_image(&model_file("sample-photos", name), &ImageLimits::default()).expect("photo")
 }
 
-fn options(engine: Engine) -> OnnxOptions {
+pub(crate) fn options(engine: Engine) -> OnnxOptions {
     match engine {
         Engine::Tract => OnnxOptions::tract(2),
         Engine::OnnxRuntime => {

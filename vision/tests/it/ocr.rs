@@ -3,21 +3,12 @@
 
 use std::sync::OnceLock;
 
+use aisle_vision::Engine;
 use aisle_vision::ocr::{Ocr, OcrOutput};
 use aisle_vision::synth::{LabelFont, draw_label};
-use aisle_vision::{Engine, OnnxOptions};
 
-use crate::image::photo;
+use crate::image::{options, photo};
 use crate::model_file;
-
-fn options(engine: Engine) -> OnnxOptions {
-    match engine {
-        Engine::Tract => OnnxOptions::tract(2),
-        Engine::OnnxRuntime => {
-            OnnxOptions::onnxruntime(2, model_file("onnxruntime", "libonnxruntime.so"))
-        }
-    }
-}
 
 pub(crate) fn ocr(engine: Engine) -> &'static Ocr {
     static T: OnceLock<Ocr> = OnceLock::new();
