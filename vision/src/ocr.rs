@@ -271,19 +271,9 @@ impl Ocr {
             (rw.div_ceil(32) * 32, rh.div_ceil(32) * 32)
         };
         let mut x = Array4::<f32>::zeros((1, 3, ch, cw));
-        if let Some(flat) = x.as_slice_mut() {
-            let plane = cw * ch;
-            let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * DET_STD[c]));
-            let shift: [f32; 3] = std::array::from_fn(|c| DET_MEAN[c] / DET_STD[c]);
-            for (yy, row) in resized.as_raw().chunks_exact(rw * 3).enumerate() {
-                for (xx, p) in row.chunks_exact(3).enumerate() {
-                    for c in 0..3 {
-                        // BGR: tensor channel c is the image's channel 2 - c.
-                        flat[c * plane + yy * cw + xx] = f32::from(p[2 - c]) * scale[c] - shift[c];
-                    }
-                }
-            }
-        }
+        let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * DET_STD[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| DET_MEAN[c] / DET_STD[c]);
+        fill_bgr(&mut x, 0, &resized, |v, c| f32::from(v) * mul[c] - shift[c]);
         let out = self.det.run(&[x.into_dyn().view()])?;
         let map = out.into_iter().next().ok_or_else(|| OcrError::Model {
             path: self.det.path().to_path_buf(),
@@ -364,13 +354,7 @@ impl Ocr {
             REC_H as u32,
         );
         let mut x = Array4::<f32>::zeros((1, 3, REC_H, CLS_W));
-        let cw = small.width() as usize;
-        for (i, p) in small.as_raw().chunks_exact(3).enumerate() {
-            let (yy, xx) = (i / cw, i % cw);
-            for c in 0..3 {
-                x[[0, c, yy, xx]] = f32::from(p[2 - c]) / 127.5 - 1.0;
-            }
-        }
+        fill_bgr(&mut x, 0, &small, unit_range);
         let out = cls.run(&[x.into_dyn().view()])?;
         let p: Vec<f32> = out
             .first()
@@ -421,16 +405,7 @@ impl Ocr {
         for (batch, width) in batches {
             let mut x = Array4::<f32>::zeros((batch.len(), 3, REC_H, width));
             for (n, crop) in batch.iter().enumerate() {
-                let cw = crop.width() as usize;
-                for (i, p) in crop.as_raw().chunks_exact(3).enumerate() {
-                    let (yy, xx) = (i / cw, i % cw);
-                    if xx >= width || yy >= REC_H {
-                        continue;
-                    }
-                    for c in 0..3 {
-                        x[[n, c, yy, xx]] = f32::from(p[2 - c]) / 127.5 - 1.0;
-                    }
-                }
+                fill_bgr(&mut x, n, crop, unit_range);
             }
             let probs = self
                 .rec
@@ -458,6 +433,30 @@ impl Ocr {
         }
         Ok(out)
     }
+}
+
+/// Writes `img` into sample `n` of the NCHW tensor `x` in BGR order (as
+/// PaddleOCR feeds its OpenCV images: tensor channel c is the image's 2 - c),
+/// each value through `f(value, channel)`; what lies outside the tensor is
+/// dropped, the rest of the tensor (the padding) is left as it is.
+fn fill_bgr(x: &mut Array4<f32>, n: usize, img: &RgbImage, f: impl Fn(u8, usize) -> f32) {
+    let (_, _, th, tw) = x.dim();
+    let iw = img.width() as usize;
+    if iw == 0 {
+        return;
+    }
+    for (yy, row) in img.as_raw().chunks_exact(iw * 3).enumerate().take(th) {
+        for (xx, p) in row.chunks_exact(3).enumerate().take(tw) {
+            for c in 0..3 {
+                x[[n, c, yy, xx]] = f(p[2 - c], c);
+            }
+        }
+    }
+}
+
+/// PaddleOCR's recogniser and classifier normalisation: `x / 127.5 - 1`.
+fn unit_range(v: u8, _channel: usize) -> f32 {
+    f32::from(v) / 127.5 - 1.0
 }
 
 /// `(x, y, width, height)` in image pixels.

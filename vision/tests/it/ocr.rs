@@ -57,6 +57,15 @@ fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
+/// `text` (spaces aside) is one of the lines read.
+fn assert_read(out: &OcrOutput, text: &str) {
+    assert!(
+        out.lines.iter().any(|l| squash(&l.text) == text),
+        "{text:?} not read: {:?}",
+        out.lines
+    );
+}
+
 /// Labels on real photos: (photo, lines, text height in px).
 const LABELS: &[(&str, &[&str], f32)] = &[
     ("chelsea.png", &["Organic Peanut Butter", "$4.49"], 26.0),
@@ -160,24 +169,12 @@ fn turned_labels_and_images_without_text() {
     let turned = image::imageops::rotate90(&img);
     let out = o.read(&turned).expect("ocr");
     println!("{:?}", out.lines);
-    assert!(
-        out.lines
-            .iter()
-            .any(|l| squash(&l.text) == "EspressoRoastGroundCoffee"),
-        "{:?}",
-        out.lines
-    );
+    assert_read(&out, "EspressoRoastGroundCoffee");
     // Upside down (the product held the wrong way up): the orientation
     // classifier turns each line before it is read.
     let upside = image::imageops::rotate180(&img);
     let out = o.read(&upside).expect("ocr");
-    assert!(
-        out.lines
-            .iter()
-            .any(|l| squash(&l.text) == "EspressoRoastGroundCoffee"),
-        "{:?}",
-        out.lines
-    );
+    assert_read(&out, "EspressoRoastGroundCoffee");
     // No text: a blank card, a 1x1 image, a photo of a cat.
     let blank = image::RgbImage::from_pixel(400, 300, image::Rgb([250, 250, 250]));
     assert!(o.read(&blank).expect("ocr").lines.is_empty());
