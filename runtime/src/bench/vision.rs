@@ -477,14 +477,19 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     );
     outln!("|---|---|---|---|---|---|");
     let ratio = |a: f64, p: Option<f64>| p.map_or("-".to_string(), |p| format!("{:.2}x", a / p));
-    for (s, o, t, p) in &rows {
-        outln!(
-            "| {s} | {o:.2} ms | {t:.2} ms | {} | {} | {} |",
-            p.map_or("-".to_string(), |p| format!("{p:.2} ms")),
-            ratio(*o, *p),
-            ratio(*t, *p)
-        );
-    }
+    // One row per stage: both engines, the peer, and each engine's ratio to it.
+    let stage_rows = |rows: &[(&str, f64, f64, Option<f64>)]| -> std::io::Result<()> {
+        for (s, o, t, p) in rows {
+            outln!(
+                "| {s} | {o:.2} ms | {t:.2} ms | {} | {} | {} |",
+                p.map_or("-".to_string(), |p| format!("{p:.2} ms")),
+                ratio(*o, *p),
+                ratio(*t, *p)
+            );
+        }
+        Ok(())
+    };
+    stage_rows(&rows)?;
     outln!(
         "| model load + warm-up | {:.0} ms | {:.0} ms | {} | | |",
         engines[0].1,
@@ -524,14 +529,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
         "| stage | aisle, onnxruntime | aisle, tract | RapidOCR | onnxruntime/peer | tract/peer |"
     );
     outln!("|---|---|---|---|---|---|");
-    for (s, o, t, p) in &ocr_rows {
-        outln!(
-            "| {s} | {o:.2} ms | {t:.2} ms | {} | {} | {} |",
-            p.map_or("-".to_string(), |p| format!("{p:.2} ms")),
-            ratio(*o, *p),
-            ratio(*t, *p)
-        );
-    }
+    stage_rows(&ocr_rows)?;
     outln!(
         "| models load + warm-up | {:.0} ms | {:.0} ms | {} | | |",
         ocr_runs[0].load_ms,
