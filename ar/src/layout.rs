@@ -230,13 +230,23 @@ pub struct Overlay {
     pub message: Option<String>,
 }
 
-/// Approximate advance of a character, as a share of the text height (a sans
-/// font's average; the renderer measures exactly, the layout leaves room).
-const CHAR_ADVANCE: f32 = 0.56;
+/// Widest average advance of a character, as a share of the font size, for the
+/// renderer's fonts (DejaVu Sans: up to 0.59 regular, 0.67 bold on product text),
+/// so that text never runs past its card.
+const CHAR_ADVANCE: f32 = 0.6;
+const BOLD_ADVANCE: f32 = 0.68;
+/// The stock badge's diameter, and the room the name line leaves for it, as shares
+/// of the text size.
+const BADGE: f32 = 0.7;
+const BADGE_ROOM: f32 = 1.1;
 const LINE_SPACING: f32 = 1.25;
 
-fn text_width(s: &str, px: f32) -> f32 {
-    s.chars().count() as f32 * px * CHAR_ADVANCE
+fn text_width(s: &str, px: f32, role: LineRole) -> f32 {
+    let advance = match role {
+        LineRole::Name | LineRole::Price | LineRole::Promotion => BOLD_ADVANCE,
+        LineRole::Stock | LineRole::Aisle => CHAR_ADVANCE,
+    };
+    s.chars().count() as f32 * px * advance
 }
 
 fn shorten(s: &str, max: usize) -> String {
@@ -261,7 +271,7 @@ fn card_content(
     let pad = px * 0.5;
     if compact {
         let price = (f.price.clone(), px, LineRole::Price);
-        let w = text_width(&price.0, px) + 2.0 * pad;
+        let w = text_width(&price.0, px, LineRole::Price) + px * BADGE_ROOM + 2.0 * pad;
         let h = px * LINE_SPACING + 2.0 * pad;
         return (vec![price], w, h);
     }
@@ -294,7 +304,15 @@ fn card_content(
     }
     let w = lines
         .iter()
-        .map(|(t, s, _)| text_width(t, *s))
+        .map(|(t, s, role)| {
+            // The name line leaves room for the stock badge at its right.
+            let badge = if *role == LineRole::Name {
+                px * BADGE_ROOM
+            } else {
+                0.0
+            };
+            text_width(t, *s, *role) + badge
+        })
         .fold(0.0, f32::max)
         + 2.0 * pad;
     let h = lines.iter().map(|(_, s, _)| s * LINE_SPACING).sum::<f32>() + 2.0 * pad;
@@ -462,10 +480,11 @@ pub fn layout(
             });
             y += size * LINE_SPACING;
         }
-        let badge_h = px * 0.9;
+        let badge_h = px * BADGE;
+        // Beside the name (first line), vertically centred on it.
         let badge = Rect::new(
-            rect.right() - badge_h - pad / 2.0,
-            rect.y + pad / 2.0,
+            rect.right() - pad - badge_h,
+            rect.y + pad + (px * LINE_SPACING - badge_h) / 2.0,
             badge_h,
             badge_h,
         );

@@ -350,6 +350,7 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         ("models.ocr_detection", &c.models.ocr_detection),
         ("models.ocr_recognition", &c.models.ocr_recognition),
         ("models.ocr_orientation", &c.models.ocr_orientation),
+        ("models.object_detection", &c.models.object_detection),
         ("models.clip_tokenizer", &c.models.clip_tokenizer),
         (
             "inference.onnxruntime_library",

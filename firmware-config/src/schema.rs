@@ -224,6 +224,8 @@ pub struct ModelChoice {
     pub ocr_orientation: String,
     /// CLIP's BPE vocabulary, used when `inference.image_text = "clip"`.
     pub clip_tokenizer: String,
+    /// Object localisation for AR overlays (where each product is in the frame).
+    pub object_detection: String,
 }
 
 impl Default for ModelChoice {
@@ -238,6 +240,7 @@ impl Default for ModelChoice {
             ocr_recognition: "ppocr-v4-rec".into(),
             ocr_orientation: "ppocr-mobile-v2-cls".into(),
             clip_tokenizer: "clip-bpe-vocab".into(),
+            object_detection: "ssd-mobilenetv2-oidv4".into(),
         }
     }
 }

@@ -64,6 +64,23 @@ pub enum Command {
     /// Evaluations that print a table (accuracy on real datasets).
     #[command(subcommand)]
     Eval(EvalCmd),
+    /// The tablet AR mode in a window: product cards drawn on the camera view (here a
+    /// folder of frames); tap a card to ask about its product. `aisle ar render` draws
+    /// one frame to a PNG without a window.
+    #[command(args_conflicts_with_subcommands = true)]
+    Ar {
+        #[command(subcommand)]
+        cmd: Option<ArCmd>,
+        /// Play the frames (PNG, JPEG, WebP) in this folder, in name order, looping.
+        #[arg(long, value_name = "DIR")]
+        frames: Option<PathBuf>,
+        /// Camera device (default: the first /dev/video*).
+        #[arg(long, value_name = "DEVICE", conflicts_with = "frames")]
+        camera: Option<String>,
+        /// Frames per second shown (each is located and identified first).
+        #[arg(long, default_value_t = 2.0)]
+        fps: f32,
+    },
     /// Ask the assistant one question (text or spoken); answers come from the store data.
     Ask {
         /// The question (or use --audio).
@@ -202,6 +219,21 @@ pub enum CatalogCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ArCmd {
+    /// Render the overlay for one camera frame to a PNG, without a window: the
+    /// products are located, identified, laid out and drawn over the frame.
+    Render {
+        image: PathBuf,
+        /// Where the PNG goes.
+        #[arg(long, value_name = "PNG")]
+        out: PathBuf,
+        /// Override inference.image_engine: onnxruntime or tract.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<aisle_vision::Engine>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EvalCmd {
     /// Fashion-MNIST: zero-shot and 1/5/10-shot accuracy, open-set rejection, calibration.
     Vision {
@@ -243,6 +275,8 @@ pub enum BenchCmd {
     Speech(BenchArgs),
     /// One scan's stages on both engines vs Python onnxruntime + PIL; search at 50k and 1M.
     Vision(BenchArgs),
+    /// AR overlays at 720p: layout, bevy render vs OpenCV drawing, detection vs LiteRT.
+    Ar(BenchArgs),
 }
 
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
@@ -294,6 +328,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::llm::run(&cfg, a, cli.json)
         }
+        Command::Bench(BenchCmd::Ar(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::ar::run(&cfg, a, cli.json)
+        }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::speech::run(&cfg, a, cli.json)
@@ -342,6 +380,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd::Vision { limit, engine }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::vision_cmd::eval(&cfg, *limit, *engine, cli.json)
+        }
+        Command::Ar {
+            cmd: Some(ArCmd::Render { image, out, engine }),
+            ..
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::ar_cmd::render(&cfg, image, out, *engine, cli.json)
+        }
+        Command::Ar {
+            cmd: None,
+            frames,
+            camera,
+            fps,
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::ar_cmd::live(&cfg, frames.as_deref(), camera.as_deref(), *fps)
         }
         Command::Scan { image, top, engine } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
@@ -583,7 +637,7 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "ar",
-            "overlay layout ready (aisle-ar, tested); rendering and `aisle ar` to come (issue #6)",
+            "products located (SSD MobileNetV2), identified, laid out and drawn with bevy: `aisle ar render IMAGE --out PNG`, `aisle ar --frames DIR` (window; tap a card to ask about it)",
         ),
     ]
 }

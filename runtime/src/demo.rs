@@ -21,6 +21,7 @@ pub struct DemoRun {
     pub transcript: String,
     pub answer: Answer,
     pub scan: aisle_runtime::scan::ScanReport,
+    pub overlay: OverlayPicture,
     /// (stage, milliseconds)
     pub stages: Vec<(&'static str, f64)>,
 }
@@ -69,6 +70,10 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
         (aisle_vision::Decision::Identified, Some(m)) => Some(m.sku.clone()),
         _ => None,
     };
+    // The overlay: the cup on a wider frame, located, identified and drawn.
+    let t = Instant::now();
+    let overlay = overlay_picture(cfg, &scanner, &cat, &img);
+    stages.push(("overlay (detect..render)", ms(t)));
     drop(scanner);
 
     let t = Instant::now();
@@ -105,8 +110,76 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
         transcript: transcript.text,
         answer,
         scan,
+        overlay,
         stages,
     })
+}
+
+/// The demo's AR picture: written to `<data dir>/demo/overlay.png`. A machine that
+/// cannot render (no Vulkan) still runs the rest of the demo and says why.
+#[derive(Debug, serde::Serialize)]
+pub struct OverlayPicture {
+    pub path: Option<std::path::PathBuf>,
+    /// The cards drawn: `sku: line | line | ...`.
+    pub cards: Vec<String>,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+fn overlay_picture(
+    cfg: &DeviceConfig,
+    scanner: &aisle_runtime::scan::Scanner<'_>,
+    cat: &aisle_runtime::catalog::Catalog,
+    photo: &image::RgbImage,
+) -> OverlayPicture {
+    let mut out = OverlayPicture {
+        path: None,
+        cards: vec![],
+        message: None,
+        error: None,
+    };
+    let result = (|| -> Result<()> {
+        let mut frame = image::RgbImage::from_fn(1280, 720, |x, y| {
+            let v = (70 + (x + y) * 40 / 2000) as u8;
+            image::Rgb([v, v, v.saturating_add(12)])
+        });
+        image::imageops::overlay(
+            &mut frame,
+            photo,
+            120,
+            720 - i64::from(photo.height()) - 120,
+        );
+        let detector = crate::ar_cmd::load_detector(cfg, None)?;
+        let located = crate::ar_cmd::overlay_for(
+            &detector,
+            scanner,
+            cat,
+            &frame,
+            crate::ar_cmd::profile(cfg),
+        )?;
+        out.cards = located
+            .overlay
+            .cards
+            .iter()
+            .map(|c| {
+                let lines: Vec<&str> = c.lines.iter().map(|l| l.text.as_str()).collect();
+                format!("{}: {}", c.sku, lines.join(" | "))
+            })
+            .collect();
+        out.message = located.overlay.message.clone();
+        let dir = cfg.data_dir.join("demo");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("overlay.png");
+        let mut renderer = aisle_ar::render::Renderer::headless()?;
+        crate::ar_cmd::write_png(&mut renderer, &frame, &located.overlay, &path)?;
+        out.path = Some(path);
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(error = %format!("{e:#}"), "the overlay picture was not drawn");
+        out.error = Some(format!("{e:#}"));
+    }
+    out
 }
 
 impl DemoRun {
@@ -114,6 +187,7 @@ impl DemoRun {
         serde_json::json!({
             "store_products": self.products,
             "scan": self.scan,
+            "overlay": self.overlay,
             "transcript": self.transcript,
             "answer": self.answer.text,
             "intents": self.answer.intents,
@@ -162,7 +236,22 @@ impl DemoRun {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        outln!("4. overlay   (AR rendering lands with issue #6)");
+        match (&self.overlay.path, &self.overlay.error) {
+            (Some(p), _) => outln!(
+                "4. overlay   {} ({})",
+                p.display(),
+                if self.overlay.cards.is_empty() {
+                    self.overlay
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "no card".into())
+                } else {
+                    self.overlay.cards.join("; ")
+                }
+            ),
+            (None, Some(e)) => outln!("4. overlay   not drawn: {e}"),
+            (None, None) => outln!("4. overlay   not drawn"),
+        }
         outln!();
         outln!("  {:<26} {:>10}", "stage", "ms");
         for (s, v) in &self.stages {

@@ -18,6 +18,7 @@ macro_rules! out {
     }};
 }
 
+mod ar_cmd;
 mod bench;
 mod cli;
 mod demo;

@@ -21,6 +21,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "pkg-config",
     // DejaVu Sans: the OCR tests draw product labels with a real font.
     "fonts-dejavu-core",
+    // Mesa's software Vulkan (lavapipe): bevy renders AR overlays without a GPU.
+    "mesa-vulkan-drivers",
 ];
 
 /// (probe command, Debian package that provides it), for tools that may also come

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use aisle_models::Store;
 
+mod ar;
 mod assistant;
 mod catalog_import;
 mod llm;

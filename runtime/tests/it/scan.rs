@@ -11,7 +11,7 @@ use aisle_vision::{Decision, Engine, OnnxOptions};
 
 use crate::data_dir;
 
-fn store() -> Store {
+pub(crate) fn store() -> Store {
     Store::open(&data_dir().join("models")).expect("model store")
 }
 
@@ -59,7 +59,7 @@ fn models() -> &'static VisionModels {
     .1
 }
 
-const CATALOG: &str = "sku,name,price,stock,aisle
+pub(crate) const CATALOG: &str = "sku,name,price,stock,aisle
 COF-1,Espresso Roast Ground Coffee,8.99,12,coffee
 CAT-1,Cat Food Chicken Recipe,1.29,40,cat food care
 TOY-1,Space Shuttle Model Kit,24.99,3,toys
@@ -78,7 +78,7 @@ fn catalog(dir: &Path) -> Catalog {
     cat
 }
 
-fn photo(name: &str) -> PathBuf {
+pub(crate) fn photo(name: &str) -> PathBuf {
     file("sample-photos", name)
 }
 
