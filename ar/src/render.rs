@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use bevy::app::PluginsState;
 use bevy::asset::RenderAssetUsages;
 use bevy::camera::RenderTarget;
+use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
 use bevy::render::RenderPlugin;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
@@ -327,6 +328,10 @@ impl Renderer {
                     ..default()
                 },
                 RenderTarget::Image(target.clone().into()),
+                // Flat UI over a photo: no multisampling, no tonemapping pass (each
+                // would cost a full-frame pass on a software renderer).
+                Msaa::Off,
+                Tonemapping::None,
             ))
             .id();
         Ok(Renderer {

@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender};
 
+use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
 use bevy::render::RenderPlugin;
 use bevy::text::{FontSize, FontSource};
@@ -85,7 +86,9 @@ fn setup(
     mut images: ResMut<Assets<Image>>,
     mut fonts: ResMut<Assets<Font>>,
 ) {
-    let camera = commands.spawn(Camera2d).id();
+    let camera = commands
+        .spawn((Camera2d, Msaa::Off, Tonemapping::None))
+        .id();
     let frame = images.add(rgba_image(&RgbImage::new(1, 1)));
     let fonts = Fonts::load(&mut fonts);
     let answer = commands

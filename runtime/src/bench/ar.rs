@@ -54,6 +54,20 @@ fn shelf(store: &Store) -> Result<image::RgbImage> {
     Ok(frame)
 }
 
+/// The objects found, each taken as one of the store's products (identification is
+/// measured by `aisle bench vision`; here it would only add the scanner's time).
+fn as_products(objects: &[aisle_vision::DetectedObject], facts: &[ProductFacts]) -> Vec<Detection> {
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| Detection {
+            sku: facts[i % facts.len()].sku.clone(),
+            bbox: Rect::new(o.bbox[0], o.bbox[1], o.bbox[2], o.bbox[3]),
+            confidence: o.score.max(0.7),
+        })
+        .collect()
+}
+
 /// Fifty product boxes in a grid, for the crowded-shelf row.
 fn crowded(facts: &[ProductFacts]) -> (Vec<Detection>, Vec<ProductFacts>) {
     let dets = (0..50)
@@ -111,15 +125,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
             detections = found;
         }
     }
-    let dets: Vec<Detection> = detections
-        .iter()
-        .enumerate()
-        .map(|(i, o)| Detection {
-            sku: facts[i % facts.len()].sku.clone(),
-            bbox: Rect::new(o.bbox[0], o.bbox[1], o.bbox[2], o.bbox[3]),
-            confidence: o.score.max(0.7),
-        })
-        .collect();
+    let dets = as_products(&detections, &facts);
     let layout = |d: &[Detection], f: &[ProductFacts]| -> Overlay {
         aisle_ar::layout(w, h, d, f, &params, &|_| None)
     };
@@ -135,16 +141,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
     let (crowd_render_ms, _) = time_ms(runs * 3, || Ok(renderer.render(&frame, &crowd_overlay)?))?;
     let detector = crate::ar_cmd::load_detector(cfg, Some(Engine::OnnxRuntime))?;
     let (frame_ms, _) = time_ms(runs, || {
-        let found = detector.detect(&frame)?;
-        let d: Vec<Detection> = found
-            .iter()
-            .enumerate()
-            .map(|(i, o)| Detection {
-                sku: facts[i % facts.len()].sku.clone(),
-                bbox: Rect::new(o.bbox[0], o.bbox[1], o.bbox[2], o.bbox[3]),
-                confidence: o.score.max(0.7),
-            })
-            .collect();
+        let d = as_products(&detector.detect(&frame)?, &facts);
         Ok(renderer.render(&frame, &layout(&d, &facts))?)
     })?;
     let our_peak = crate::bench::speech::peak_rss_mib();

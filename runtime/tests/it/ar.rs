@@ -1,13 +1,14 @@
 //! `aisle ar render` end to end: real detector, real scanner, the test catalog, bevy
 //! rendering off-screen (Mesa's software Vulkan here and in CI).
 
-use aisle_models::Store;
-
-use crate::scan::{CATALOG, photo, store};
+use crate::scan::{cli_data_dir, photo};
 
 /// The cup and the cat side by side on a 1280x720 grey "shelf".
 fn shelf(path: &std::path::Path) {
-    let load = |n: &str| image::open(photo(n)).expect("photo").to_rgb8();
+    // Store blobs have no file extension: decoded by content.
+    let load = |n: &str| {
+        aisle_vision::load_image(&photo(n), &aisle_vision::ImageLimits::default()).expect("photo")
+    };
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
     image::imageops::overlay(&mut canvas, &load("coffee.png"), 40, 180);
     image::imageops::overlay(&mut canvas, &load("chelsea.png"), 760, 210);
@@ -17,31 +18,8 @@ fn shelf(path: &std::path::Path) {
 #[test]
 fn ar_render_locates_identifies_and_draws_cards() {
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    let own = Store::open(&data.join("models")).expect("store");
-    for name in [
-        "all-minilm-l6-v2",
-        "efficientnet-lite0-onnx",
-        "imagenet-labels",
-        "onnxruntime",
-        "ppocr-v4-det",
-        "ppocr-v4-rec",
-        "ppocr-mobile-v2-cls",
-        "ssd-mobilenetv2-oidv4",
-    ] {
-        own.copy_model_from(&store(), name).expect("copy model");
-    }
+    let data = cli_data_dir(dir.path(), &["ssd-mobilenetv2-oidv4"]);
     let d = data.to_string_lossy().into_owned();
-    let csv = dir.path().join("products.csv");
-    std::fs::write(&csv, CATALOG).expect("csv");
-    let out = crate::aisle(&[
-        "--data-dir",
-        &d,
-        "catalog",
-        "import",
-        &csv.to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "{}", crate::text(&out.stderr));
 
     // Bad frames fail at once, naming the file.
     let cut = dir.path().join("cut.png");

@@ -11,7 +11,7 @@ use aisle_vision::{Decision, Engine, OnnxOptions};
 
 use crate::data_dir;
 
-pub(crate) fn store() -> Store {
+fn store() -> Store {
     Store::open(&data_dir().join("models")).expect("model store")
 }
 
@@ -59,7 +59,7 @@ fn models() -> &'static VisionModels {
     .1
 }
 
-pub(crate) const CATALOG: &str = "sku,name,price,stock,aisle
+const CATALOG: &str = "sku,name,price,stock,aisle
 COF-1,Espresso Roast Ground Coffee,8.99,12,coffee
 CAT-1,Cat Food Chicken Recipe,1.29,40,cat food care
 TOY-1,Space Shuttle Model Kit,24.99,3,toys
@@ -285,13 +285,12 @@ fn tract_and_onnxruntime_agree() {
     }
 }
 
-/// `aisle catalog enroll` and `aisle scan` end to end in a data directory of their own.
-#[test]
-fn scan_and_enroll_from_the_cli() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
+/// A data directory of its own under `dir` for the CLI: the vision models (and
+/// `extra`) copied from the real store, the test catalog imported. Returns its path.
+pub(crate) fn cli_data_dir(dir: &Path, extra: &[&str]) -> PathBuf {
+    let data = dir.join("data");
     let own = Store::open(&data.join("models")).expect("store");
-    for name in [
+    let base = [
         "all-minilm-l6-v2",
         "efficientnet-lite0-onnx",
         "imagenet-labels",
@@ -299,20 +298,29 @@ fn scan_and_enroll_from_the_cli() {
         "ppocr-v4-det",
         "ppocr-v4-rec",
         "ppocr-mobile-v2-cls",
-    ] {
+    ];
+    for name in base.iter().chain(extra) {
         own.copy_model_from(&store(), name).expect("copy model");
     }
-    let d = data.to_string_lossy().into_owned();
-    let csv = dir.path().join("products.csv");
+    let csv = dir.join("products.csv");
     std::fs::write(&csv, CATALOG).expect("csv");
     let out = crate::aisle(&[
         "--data-dir",
-        &d,
+        &data.to_string_lossy(),
         "catalog",
         "import",
         &csv.to_string_lossy(),
     ]);
     assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    data
+}
+
+/// `aisle catalog enroll` and `aisle scan` end to end in a data directory of their own.
+#[test]
+fn scan_and_enroll_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = cli_data_dir(dir.path(), &[]);
+    let d = data.to_string_lossy().into_owned();
 
     // Bad images fail at once, naming the file, exit 1.
     let empty = dir.path().join("empty.jpg");
