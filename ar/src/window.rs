@@ -38,9 +38,7 @@ struct Scene {
     camera: Entity,
     frame: Handle<Image>,
     fonts: Fonts,
-    root: Option<Entity>,
     answer: Entity,
-    frame_width: f32,
 }
 
 /// Whether a window can be opened here (an X11 or Wayland display).
@@ -119,16 +117,14 @@ fn setup(
         camera,
         frame,
         fonts,
-        root: None,
         answer,
-        frame_width: 1.0,
     });
 }
 
 fn show_frames(
     mut commands: Commands,
     link: Res<Link>,
-    mut scene: ResMut<Scene>,
+    scene: Res<Scene>,
     mut images: ResMut<Assets<Image>>,
     mut ui_scale: ResMut<UiScale>,
     windows: Query<&Window>,
@@ -145,19 +141,17 @@ fn show_frames(
     for e in &old {
         commands.entity(e).despawn();
     }
-    scene.frame_width = next.frame.width().max(1) as f32;
     // The overlay is in frame pixels: scale the UI to the window.
     if let Some(w) = windows.iter().next() {
-        ui_scale.0 = w.width() / scene.frame_width;
+        ui_scale.0 = w.width() / next.frame.width().max(1) as f32;
     }
-    let root = spawn_overlay(
+    spawn_overlay(
         &mut commands,
         scene.camera,
         scene.frame.clone(),
         &next.overlay,
         &scene.fonts,
     );
-    scene.root = Some(root);
 }
 
 fn taps(link: Res<Link>, cards: Query<(&Interaction, &CardSku), Changed<Interaction>>) {
