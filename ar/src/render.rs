@@ -1,7 +1,7 @@
 //! Rendering with bevy (wgpu underneath): the camera frame as a full-size image, the
 //! overlay's cards on top as bevy UI nodes placed at the layout's pixel positions.
 //!
-//! [`Renderer`] renders off-screen into an image and reads it back (`aisle ar render`,
+//! [`Renderer`] renders off-screen onto the frame and reads it back (`aisle ar render`,
 //! the demo's overlay picture, the golden-image tests, the benchmark). It works on any
 //! Vulkan, GL or Metal adapter wgpu finds, Mesa's software Vulkan (lavapipe) included.
 //! [`spawn_overlay`] builds the same scene for the windowed tablet mode.
@@ -94,12 +94,13 @@ fn abs(x: f32, y: f32, w: f32, h: f32) -> Node {
     }
 }
 
-/// Spawns the camera frame (`frame`, shown full size) and `overlay` as UI nodes for
-/// `camera`; returns the root, to despawn before the next frame.
+/// Spawns `overlay` as UI nodes for `camera`, over the camera frame `background` drawn
+/// full size when given (the window; off-screen, the frame is already in the target);
+/// returns the root, to despawn before the next frame.
 pub fn spawn_overlay(
     commands: &mut Commands,
     camera: Entity,
-    frame: Handle<Image>,
+    background: Option<Handle<Image>>,
     overlay: &Overlay,
     fonts: &Fonts,
 ) -> Entity {
@@ -112,9 +113,11 @@ pub fn spawn_overlay(
                 height: Val::Percent(100.0),
                 ..default()
             },
-            ImageNode::new(frame),
         ))
         .id();
+    if let Some(frame) = background {
+        commands.entity(root).insert(ImageNode::new(frame));
+    }
     let text = |s: &str, px: f32, font: &Handle<Font>, colour: Color| {
         (
             Text::new(s),
@@ -229,13 +232,19 @@ pub fn spawn_overlay(
     root
 }
 
+/// The frame's pixels as RGBA bytes (opaque).
+fn rgba_bytes(frame: &RgbImage) -> Vec<u8> {
+    let mut data = vec![255u8; frame.as_raw().len() / 3 * 4];
+    for (o, i) in data.chunks_exact_mut(4).zip(frame.as_raw().chunks_exact(3)) {
+        o[..3].copy_from_slice(i);
+    }
+    data
+}
+
 /// A camera frame as a bevy image (sRGB, opaque).
 pub fn rgba_image(frame: &RgbImage) -> Image {
     let (w, h) = frame.dimensions();
-    let mut data = Vec::with_capacity((w * h * 4) as usize);
-    for p in frame.pixels() {
-        data.extend_from_slice(&[p[0], p[1], p[2], 255]);
-    }
+    let data = rgba_bytes(frame);
     Image::new(
         Extent3d {
             width: w,
@@ -249,16 +258,98 @@ pub fn rgba_image(frame: &RgbImage) -> Image {
     )
 }
 
+/// Steps of the linear-to-sRGB table (fine enough that dark tones round right).
+const ENCODE_STEPS: usize = 1 << 14;
+
+/// sRGB decoding (byte to linear light) and encoding (linear light to byte) tables.
+struct SrgbTables {
+    decode: [f32; 256],
+    encode: Vec<u8>,
+}
+
+fn srgb_tables() -> &'static SrgbTables {
+    static TABLES: std::sync::OnceLock<SrgbTables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut decode = [0f32; 256];
+        for (v, d) in decode.iter_mut().enumerate() {
+            let c = v as f32 / 255.0;
+            *d = if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            };
+        }
+        let encode = (0..=ENCODE_STEPS)
+            .map(|i| {
+                let l = i as f32 / ENCODE_STEPS as f32;
+                let c = if l <= 0.003_130_8 {
+                    l * 12.92
+                } else {
+                    1.055 * l.powf(1.0 / 2.4) - 0.055
+                };
+                (c * 255.0 + 0.5) as u8
+            })
+            .collect();
+        SrgbTables { decode, encode }
+    })
+}
+
+/// Composites the rendered overlay layer (premultiplied alpha, sRGB-encoded, as the
+/// UI's blending leaves it over transparent black) onto the camera frame, in linear
+/// light as the GPU blends; in place, the layer becomes the picture.
+fn composite(frame: &RgbImage, layer: &mut [u8]) {
+    // Split by rows over the cores (the GPU side is idle by now).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let w = frame.width() as usize;
+    let rows = (frame.height() as usize).div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (l, f) in layer
+            .chunks_mut(rows * w * 4)
+            .zip(frame.as_raw().chunks(rows * w * 3))
+        {
+            s.spawn(move || composite_rows(l, f));
+        }
+    });
+}
+
+fn composite_rows(layer: &mut [u8], frame: &[u8]) {
+    let t = srgb_tables();
+    for (l, f) in layer.chunks_exact_mut(4).zip(frame.chunks_exact(3)) {
+        match l[3] {
+            0 => l[..3].copy_from_slice(f),
+            255 => {}
+            a => {
+                let keep = 1.0 - a as f32 / 255.0;
+                for c in 0..3 {
+                    let lin = t.decode[l[c] as usize] + t.decode[f[c] as usize] * keep;
+                    l[c] = t.encode[((lin.min(1.0) * ENCODE_STEPS as f32) + 0.5) as usize];
+                }
+            }
+        }
+        l[3] = 255;
+    }
+}
+
 /// Off-screen renderer: one bevy app, kept for many frames.
+///
+/// The camera draws only the overlay, on transparent black; the layer read back is
+/// composited onto the camera frame on the CPU (premultiplied alpha, in linear light
+/// as the GPU blends). A software renderer then never samples the whole frame as a
+/// texture, which cost ~10 ms per 720p frame on lavapipe (the window mode, which has
+/// no read-back, does draw the frame as its background texture). The camera renders
+/// once per frame; the updates that wait for the read-back run with it switched off.
 pub struct Renderer {
     app: App,
     camera: Entity,
     target: Handle<Image>,
-    frame: Handle<Image>,
     size: (u32, u32),
     fonts: Fonts,
     root: Option<Entity>,
     captured: Arc<Mutex<Option<Image>>>,
+}
+
+fn target_image(w: u32, h: u32) -> Image {
+    Image::new_target_texture(w, h, TextureFormat::Rgba8UnormSrgb, None)
 }
 
 impl std::fmt::Debug for Renderer {
@@ -309,22 +400,14 @@ impl Renderer {
         })?;
         let world = app.world_mut();
         let fonts = Fonts::load(&mut world.resource_mut::<Assets<Font>>());
-        let (target, frame) = {
-            let mut images = world.resource_mut::<Assets<Image>>();
-            let target = images.add(Image::new_target_texture(
-                1,
-                1,
-                TextureFormat::Rgba8UnormSrgb,
-                None,
-            ));
-            let frame = images.add(rgba_image(&RgbImage::new(1, 1)));
-            (target, frame)
-        };
+        let target = world
+            .resource_mut::<Assets<Image>>()
+            .add(target_image(1, 1));
         let camera = world
             .spawn((
                 Camera2d,
                 Camera {
-                    clear_color: ClearColorConfig::Custom(Color::BLACK),
+                    clear_color: ClearColorConfig::Custom(Color::NONE),
                     ..default()
                 },
                 RenderTarget::Image(target.clone().into()),
@@ -338,12 +421,17 @@ impl Renderer {
             app,
             camera,
             target,
-            frame,
             size: (1, 1),
             fonts,
             root: None,
             captured: Arc::new(Mutex::new(None)),
         })
+    }
+
+    fn set_camera_active(&mut self, active: bool) {
+        if let Some(mut camera) = self.app.world_mut().get_mut::<Camera>(self.camera) {
+            camera.is_active = active;
+        }
     }
 
     /// Renders `overlay` over `frame` (the overlay's coordinates are the frame's pixels).
@@ -356,19 +444,19 @@ impl Renderer {
         if !(1..=8192).contains(&w) || !(1..=8192).contains(&h) {
             return Err(RenderError::Size(w, h));
         }
-        let world = self.app.world_mut();
-        let resized = self.size != (w, h);
-        {
-            let mut images = world.resource_mut::<Assets<Image>>();
-            if resized {
-                let _ = images.insert(
-                    &self.target,
-                    Image::new_target_texture(w, h, TextureFormat::Rgba8UnormSrgb, None),
-                );
-                self.size = (w, h);
+        self.set_camera_active(true);
+        if self.size != (w, h) {
+            // A new target takes a frame to reach the camera (its size, its texture).
+            let world = self.app.world_mut();
+            let _ = world
+                .resource_mut::<Assets<Image>>()
+                .insert(&self.target, target_image(w, h));
+            self.size = (w, h);
+            for _ in 0..2 {
+                self.app.update();
             }
-            let _ = images.insert(&self.frame, rgba_image(frame));
         }
+        let world = self.app.world_mut();
         if let Some(root) = self.root.take() {
             world.entity_mut(root).despawn();
         }
@@ -376,19 +464,10 @@ impl Renderer {
         self.root = Some(spawn_overlay(
             &mut commands,
             self.camera,
-            self.frame.clone(),
+            None,
             overlay,
             &self.fonts,
         ));
-        world.flush();
-        if resized {
-            // A new target takes a frame to reach the camera (its size, its texture).
-            for _ in 0..2 {
-                self.app.update();
-            }
-        }
-        let world = self.app.world_mut();
-        let mut commands = world.commands();
         let slot = self.captured.clone();
         commands
             .spawn(Screenshot::image(self.target.clone()))
@@ -398,16 +477,37 @@ impl Renderer {
                 }
             });
         world.flush();
-        for _ in 0..MAX_UPDATES {
+        let mut result = Err(RenderError::Timeout(MAX_UPDATES));
+        for i in 0..MAX_UPDATES {
             self.app.update();
+            if i == 0 {
+                // Drawn and copied; the next updates only wait for the read-back.
+                self.set_camera_active(false);
+            }
             let got = self.captured.lock().ok().and_then(|mut s| s.take());
             if let Some(img) = got {
-                let dynamic = img
-                    .try_into_dynamic()
-                    .map_err(|e| RenderError::Readback(e.to_string()))?;
-                return Ok(dynamic.to_rgba8());
+                let size = img.size();
+                let format = img.texture_descriptor.format;
+                result = match img.data {
+                    Some(mut layer)
+                        if size == UVec2::new(w, h)
+                            && format == TextureFormat::Rgba8UnormSrgb
+                            && layer.len() == (w * h * 4) as usize =>
+                    {
+                        composite(frame, &mut layer);
+                        RgbaImage::from_raw(w, h, layer).ok_or_else(|| {
+                            RenderError::Readback("the picture's size changed".into())
+                        })
+                    }
+                    _ => Err(RenderError::Readback(format!(
+                        "expected {w}x{h} Rgba8UnormSrgb, got {}x{} {format:?}",
+                        size.x, size.y
+                    ))),
+                };
+                break;
             }
         }
-        Err(RenderError::Timeout(MAX_UPDATES))
+        self.set_camera_active(true);
+        result
     }
 }

@@ -1,7 +1,9 @@
-//! The tablet AR mode in a window: frames and their overlays arrive on a channel (the
-//! caller locates and identifies products on its own thread), are drawn as they come,
-//! and a tap or click on a card sends its sku back; the caller's answer is shown in a
-//! banner at the bottom.
+//! The tablet AR mode in a window: camera frames and overlays arrive on their own
+//! channels (the caller reads frames at the camera's pace and locates and identifies
+//! products on other threads, slower), the latest of each is drawn, the frame as the
+//! background texture and the overlay on top; a tap or click on a card sends its sku
+//! back; the caller's answer is shown in a banner at the bottom. The drawing rate is
+//! logged every few seconds.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender};
@@ -15,15 +17,12 @@ use image::RgbImage;
 use crate::layout::Overlay;
 use crate::render::{CardSku, Fonts, OverlayRoot, RenderError, rgba_image, spawn_overlay};
 
-/// One frame to show.
-pub struct WindowFrame {
-    pub frame: RgbImage,
-    pub overlay: Overlay,
-}
-
 /// The window's ends of the channels to the caller.
 pub struct WindowLink {
-    pub frames: Receiver<WindowFrame>,
+    /// Camera frames, shown as they come.
+    pub frames: Receiver<RgbImage>,
+    /// Overlays (in frame pixels), drawn over whichever frame is shown.
+    pub overlays: Receiver<Overlay>,
     /// Skus of tapped cards.
     pub taps: Sender<String>,
     /// Text to show in the answer banner.
@@ -40,6 +39,17 @@ struct Scene {
     fonts: Fonts,
     answer: Entity,
 }
+
+/// Counts for the rate log.
+#[derive(Resource, Default)]
+struct Rates {
+    since: Option<std::time::Instant>,
+    draws: u32,
+    frames: u32,
+    overlays: u32,
+}
+
+const RATE_LOG_SECS: f32 = 5.0;
 
 /// Whether a window can be opened here (an X11 or Wayland display).
 pub fn display_available() -> bool {
@@ -73,8 +83,12 @@ pub fn run_window(
             }),
     )
     .insert_resource(Link(Mutex::new(link)))
+    .init_resource::<Rates>()
     .add_systems(Startup, setup)
-    .add_systems(Update, (show_frames, taps, answers));
+    .add_systems(
+        Update,
+        (show_frames, show_overlays, taps, answers, log_rates),
+    );
     app.run();
     Ok(())
 }
@@ -89,6 +103,17 @@ fn setup(
         .id();
     let frame = images.add(rgba_image(&RgbImage::new(1, 1)));
     let fonts = Fonts::load(&mut fonts);
+    // The camera frame, full size, behind everything.
+    commands.spawn((
+        UiTargetCamera(camera),
+        GlobalZIndex(-1),
+        Node {
+            width: Val::Percent(100.0),
+            height: Val::Percent(100.0),
+            ..default()
+        },
+        ImageNode::new(frame.clone()),
+    ));
     let answer = commands
         .spawn((
             UiTargetCamera(camera),
@@ -122,36 +147,67 @@ fn setup(
 }
 
 fn show_frames(
-    mut commands: Commands,
     link: Res<Link>,
     scene: Res<Scene>,
     mut images: ResMut<Assets<Image>>,
     mut ui_scale: ResMut<UiScale>,
+    mut rates: ResMut<Rates>,
     windows: Query<&Window>,
-    old: Query<Entity, With<OverlayRoot>>,
 ) {
     let latest = match link.0.lock() {
         Ok(l) => l.frames.try_iter().last(),
         Err(_) => None,
     };
-    let Some(next) = latest else {
+    let Some(frame) = latest else {
         return;
     };
-    let _ = images.insert(&scene.frame, rgba_image(&next.frame));
+    rates.frames += 1;
+    // Same size as before: bevy writes into the existing texture.
+    let _ = images.insert(&scene.frame, rgba_image(&frame));
+    // The overlay is in frame pixels: scale the UI to the window.
+    if let Some(w) = windows.iter().next() {
+        ui_scale.0 = w.width() / frame.width().max(1) as f32;
+    }
+}
+
+fn show_overlays(
+    mut commands: Commands,
+    link: Res<Link>,
+    scene: Res<Scene>,
+    mut rates: ResMut<Rates>,
+    old: Query<Entity, With<OverlayRoot>>,
+) {
+    let latest = match link.0.lock() {
+        Ok(l) => l.overlays.try_iter().last(),
+        Err(_) => None,
+    };
+    let Some(overlay) = latest else {
+        return;
+    };
+    rates.overlays += 1;
     for e in &old {
         commands.entity(e).despawn();
     }
-    // The overlay is in frame pixels: scale the UI to the window.
-    if let Some(w) = windows.iter().next() {
-        ui_scale.0 = w.width() / next.frame.width().max(1) as f32;
+    spawn_overlay(&mut commands, scene.camera, None, &overlay, &scene.fonts);
+}
+
+fn log_rates(mut rates: ResMut<Rates>) {
+    rates.draws += 1;
+    let now = std::time::Instant::now();
+    let since = *rates.since.get_or_insert(now);
+    let secs = now.duration_since(since).as_secs_f32();
+    if secs >= RATE_LOG_SECS {
+        tracing::info!(
+            drawn_fps = format!("{:.1}", rates.draws as f32 / secs),
+            camera_fps = format!("{:.1}", rates.frames as f32 / secs),
+            overlays_per_s = format!("{:.1}", rates.overlays as f32 / secs),
+            "AR window"
+        );
+        *rates = Rates {
+            since: Some(now),
+            ..Rates::default()
+        };
     }
-    spawn_overlay(
-        &mut commands,
-        scene.camera,
-        scene.frame.clone(),
-        &next.overlay,
-        &scene.fonts,
-    );
 }
 
 fn taps(link: Res<Link>, cards: Query<(&Interaction, &CardSku), Changed<Interaction>>) {

@@ -1,8 +1,10 @@
-//! `aisle ar render`: the AR overlay for one camera frame, rendered without a window.
+//! `aisle ar render`: the AR overlay for one camera frame, rendered without a window;
+//! `aisle ar`: the tablet AR mode in a window, on a folder of frames, a video or a camera.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use aisle_ar::render::Renderer;
 use aisle_ar::{LayoutParams, Overlay, ProductFacts, Profile};
@@ -12,8 +14,9 @@ use aisle_runtime::ar::{self, LocateTimings, LocatedObject};
 use aisle_runtime::catalog::Catalog;
 use aisle_runtime::scan::Scanner;
 use aisle_vision::detect::ObjectDetector;
-use aisle_vision::{Engine, ImageLimits};
+use aisle_vision::{Engine, FrameInput, FrameOptions, FrameReader, ImageLimits};
 use anyhow::{Context, Result};
+use image::RgbImage;
 use serde::Serialize;
 
 /// The detector named by `models.object_detection`, on the configured image engine.
@@ -222,45 +225,137 @@ pub fn frame_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// The question a tap on a card asks about its product.
 pub const TAP_QUESTION: &str = "How much is this, do you have it in stock, and where is it?";
 
-/// `aisle ar`: the tablet AR mode in a window, on a folder of frames played at `fps`
-/// (looping). Products are located and identified on a worker thread; a tap on a card
-/// asks the assistant about that product and shows the answer.
+/// Where the AR mode's frames come from.
+pub enum FrameSource {
+    /// A folder of image files, played in name order at a fixed rate, looping; an
+    /// unreadable file is skipped.
+    Folder {
+        files: Vec<PathBuf>,
+        next: usize,
+        period: Duration,
+    },
+    /// A video file or a camera, decoded by ffmpeg at its own pace.
+    Stream(FrameReader),
+}
+
+/// A frame, or a frame that could not be read (the source goes on).
+pub enum SourceItem {
+    Frame(RgbImage),
+    Skipped(String),
+}
+
+impl FrameSource {
+    /// Opens the source the `aisle ar` flags name: a folder, a video file, or a camera
+    /// (the one given, else the first /dev/video*).
+    pub fn open(
+        frames: Option<&Path>,
+        video: Option<&Path>,
+        camera: Option<&str>,
+        fps: f32,
+    ) -> Result<Self> {
+        let limits = FrameOptions {
+            max_width: 1920,
+            max_height: 1080,
+            ..FrameOptions::default()
+        };
+        if let Some(dir) = frames {
+            return Ok(FrameSource::Folder {
+                files: frame_files(dir)?,
+                next: 0,
+                period: Duration::from_secs_f32(1.0 / fps.clamp(0.1, 60.0)),
+            });
+        }
+        if let Some(video) = video {
+            let opts = FrameOptions {
+                realtime: true,
+                looping: true,
+                ..limits
+            };
+            return Ok(FrameSource::Stream(FrameReader::open(
+                &FrameInput::Video(video.to_path_buf()),
+                &opts,
+            )?));
+        }
+        let device = match camera {
+            Some(d) => PathBuf::from(d),
+            None => first_camera().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no camera found (no /dev/video* device): use --frames DIR or --video FILE"
+                )
+            })?,
+        };
+        Ok(FrameSource::Stream(FrameReader::open(
+            &FrameInput::Camera(device),
+            &limits,
+        )?))
+    }
+
+    /// The next frame; `None` when a video or camera has ended. Folders wait out their
+    /// frame period here.
+    pub fn next(&mut self) -> Result<Option<SourceItem>> {
+        match self {
+            FrameSource::Folder {
+                files,
+                next,
+                period,
+            } => {
+                if *next > 0 {
+                    std::thread::sleep(*period);
+                }
+                let path = &files[*next % files.len()];
+                *next += 1;
+                Ok(Some(
+                    match aisle_vision::load_image(path, &ImageLimits::default()) {
+                        Ok(img) => SourceItem::Frame(img),
+                        Err(e) => SourceItem::Skipped(e.to_string()),
+                    },
+                ))
+            }
+            FrameSource::Stream(reader) => Ok(reader.next_frame()?.map(SourceItem::Frame)),
+        }
+    }
+}
+
+fn first_camera() -> Option<PathBuf> {
+    let mut devices: Vec<PathBuf> = std::fs::read_dir("/dev")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("video"))
+        })
+        .collect();
+    devices.sort();
+    devices.into_iter().next()
+}
+
+/// `aisle ar`: the tablet AR mode in a window. Frames come from a folder, a video file
+/// or a camera and are shown as they come; products are located and identified on
+/// another thread, on the latest frame whenever it is free, and their cards drawn
+/// over the frames; a tap on a card asks the assistant about that product and shows
+/// the answer.
 pub fn live(
     cfg: &DeviceConfig,
     frames: Option<&Path>,
+    video: Option<&Path>,
     camera: Option<&str>,
     fps: f32,
+    analyse_fps: Option<f32>,
 ) -> Result<ExitCode> {
+    // A bad video, a missing camera or an empty folder is named first.
+    let mut source = FrameSource::open(frames, video, camera, fps)?;
     if !aisle_ar::window::display_available() {
         return Err(aisle_ar::render::RenderError::NoDisplay.into());
     }
-    let files = match frames {
-        Some(dir) => frame_files(dir)?,
-        None => {
-            let devices: Vec<_> = std::fs::read_dir("/dev")
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            p.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.starts_with("video"))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            match (camera, devices.first()) {
-                (_, None) => anyhow::bail!(
-                    "no camera found (no /dev/video* device): use --frames DIR to play a folder of frames"
-                ),
-                (want, Some(first)) => anyhow::bail!(
-                    "camera {} found, but live capture from a V4L2 device is not built yet: use --frames DIR",
-                    want.map_or_else(|| first.display().to_string(), str::to_string)
-                ),
-            }
+    // The first frame sets the window's size.
+    let first = loop {
+        match source.next()? {
+            Some(SourceItem::Frame(f)) => break f,
+            Some(SourceItem::Skipped(e)) => tracing::warn!(error = %e, "frame skipped"),
+            None => anyhow::bail!("the source ended before its first frame"),
         }
     };
-    let first = aisle_vision::load_image(&files[0], &ImageLimits::default())?;
     let scale = (1280.0 / first.width() as f32)
         .min(800.0 / first.height() as f32)
         .min(1.0);
@@ -268,14 +363,61 @@ pub fn live(
         (first.width() as f32 * scale) as u32,
         (first.height() as f32 * scale) as u32,
     );
-    let (frame_tx, frame_rx) = std::sync::mpsc::channel();
-    let (tap_tx, tap_rx) = std::sync::mpsc::channel::<String>();
-    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
-    let worker_cfg = cfg.clone();
-    let period = std::time::Duration::from_secs_f32(1.0 / fps.clamp(0.1, 30.0));
+    let (frame_tx, frame_rx) = mpsc::channel();
+    let (overlay_tx, overlay_rx) = mpsc::channel();
+    // The analyser takes the newest frame whenever it is free; the others are only shown.
+    let latest = Arc::new(Latest::default());
+    let analyse_rx = latest.clone();
+    let (tap_tx, tap_rx) = mpsc::channel::<String>();
+    let (answer_tx, answer_rx) = mpsc::channel();
+
+    let answers = answer_tx.clone();
     std::thread::spawn(move || {
-        if let Err(e) = live_worker(&worker_cfg, &files, period, &frame_tx, &tap_rx, &answer_tx) {
-            tracing::error!(error = %format!("{e:#}"), "AR worker stopped");
+        let mut next = Some(first);
+        loop {
+            let frame = match next.take() {
+                Some(f) => f,
+                None => match source.next() {
+                    Ok(Some(SourceItem::Frame(f))) => f,
+                    Ok(Some(SourceItem::Skipped(e))) => {
+                        tracing::warn!(error = %e, "frame skipped");
+                        let _ = answers.send(format!("frame skipped: {e}"));
+                        continue;
+                    }
+                    Ok(None) => {
+                        let _ = answers.send("the video or camera has ended".into());
+                        latest.close();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "AR frames stopped");
+                        let _ = answers.send(format!("stopped: {e:#}"));
+                        latest.close();
+                        return;
+                    }
+                },
+            };
+            if !latest.put(frame.clone()) || frame_tx.send(frame).is_err() {
+                latest.close();
+                return; // the window was closed
+            }
+        }
+    });
+    let worker_cfg = cfg.clone();
+    let answers = answer_tx.clone();
+    let min_period = analyse_fps.map(|f| Duration::from_secs_f32(1.0 / f.clamp(0.01, 60.0)));
+    std::thread::spawn(move || {
+        let result = analyse(&worker_cfg, &analyse_rx, &overlay_tx, min_period);
+        analyse_rx.close();
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "AR analysis stopped");
+            let _ = answers.send(format!("stopped: {e:#}"));
+        }
+    });
+    let worker_cfg = cfg.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = answer_taps(&worker_cfg, &tap_rx, &answer_tx) {
+            tracing::error!(error = %format!("{e:#}"), "AR answers stopped");
             let _ = answer_tx.send(format!("stopped: {e:#}"));
         }
     });
@@ -285,6 +427,7 @@ pub fn live(
         h,
         aisle_ar::window::WindowLink {
             frames: frame_rx,
+            overlays: overlay_rx,
             taps: tap_tx,
             answers: answer_rx,
         },
@@ -292,70 +435,111 @@ pub fn live(
     Ok(ExitCode::SUCCESS)
 }
 
-fn live_worker(
+/// A slot holding the newest value: `put` replaces what is there, `take` waits for a
+/// value; `close` ends both sides.
+#[derive(Default)]
+struct Latest<T> {
+    slot: Mutex<(Option<T>, bool)>,
+    ready: Condvar,
+}
+
+impl<T> Latest<T> {
+    /// False once closed.
+    fn put(&self, v: T) -> bool {
+        let Ok(mut s) = self.slot.lock() else {
+            return false;
+        };
+        if s.1 {
+            return false;
+        }
+        s.0 = Some(v);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The newest value, waiting for one; `None` once closed.
+    fn take(&self) -> Option<T> {
+        let mut s = self.slot.lock().ok()?;
+        loop {
+            if s.1 {
+                return None;
+            }
+            if let Some(v) = s.0.take() {
+                return Some(v);
+            }
+            s = self.ready.wait(s).ok()?;
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut s) = self.slot.lock() {
+            s.1 = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// Locates and identifies products on each frame it is given (at most once per
+/// `min_period`), steadies the cards across frames and sends the overlays.
+fn analyse(
     cfg: &DeviceConfig,
-    files: &[std::path::PathBuf],
-    period: std::time::Duration,
-    frames: &std::sync::mpsc::Sender<aisle_ar::window::WindowFrame>,
-    taps: &std::sync::mpsc::Receiver<String>,
-    answers: &std::sync::mpsc::Sender<String>,
+    frames: &Latest<RgbImage>,
+    overlays: &mpsc::Sender<Overlay>,
+    min_period: Option<Duration>,
 ) -> Result<()> {
     let cat = crate::store_cmd::ready_catalog(cfg)?;
     let models = crate::vision_cmd::load_models(cfg, None)?;
     let scanner = crate::vision_cmd::scanner(cfg, &models, &cat, true)?;
     let detector = load_detector(cfg, None)?;
-    let engine = aisle_runtime::dialogue::Engine::new(&cat)?;
-    let mut session = aisle_runtime::dialogue::Session::default();
     let mut stabilizer = aisle_ar::Stabilizer::new(aisle_ar::Stability::default());
     let params = LayoutParams::for_profile(Profile::ArTablet);
     let today = aisle_runtime::catalog::today();
-    for path in files.iter().cycle() {
-        let due = Instant::now() + period;
-        match aisle_vision::load_image(path, &ImageLimits::default()) {
-            Ok(img) => {
-                let (objects, _) = ar::locate(&detector, &scanner, &img)?;
-                let detections = ar::detections(&objects);
-                let mut facts = Vec::new();
-                for d in &detections {
-                    if let Some(f) = ar::facts(&cat, &d.sku, &today)? {
-                        facts.push(f);
-                    }
-                }
-                let overlay = stabilizer.frame(
-                    img.width() as f32,
-                    img.height() as f32,
-                    &detections,
-                    &facts,
-                    &params,
-                );
-                if frames
-                    .send(aisle_ar::window::WindowFrame {
-                        frame: img,
-                        overlay,
-                    })
-                    .is_err()
-                {
-                    return Ok(()); // the window was closed
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "frame skipped");
-                let _ = answers.send(format!("frame skipped: {e}"));
+    let mut last: Option<Instant> = None;
+    loop {
+        if let (Some(last), Some(period)) = (last, min_period)
+            && let Some(left) = period.checked_sub(last.elapsed())
+        {
+            std::thread::sleep(left);
+        }
+        let Some(img) = frames.take() else {
+            return Ok(()); // the reader stopped
+        };
+        last = Some(Instant::now());
+        let (objects, _) = ar::locate(&detector, &scanner, &img)?;
+        let detections = ar::detections(&objects);
+        let mut facts = Vec::new();
+        for d in &detections {
+            if let Some(f) = ar::facts(&cat, &d.sku, &today)? {
+                facts.push(f);
             }
         }
-        // Taps are answered while waiting for the next frame.
-        while let Some(left) = due.checked_duration_since(Instant::now()) {
-            match taps.recv_timeout(left) {
-                Ok(sku) => {
-                    let answer = engine.ask(TAP_QUESTION, &mut session, Some(&sku))?;
-                    tracing::info!(sku = %sku, path = answer.path, "card tapped");
-                    if answers.send(answer.text).is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
+        let overlay = stabilizer.frame(
+            img.width() as f32,
+            img.height() as f32,
+            &detections,
+            &facts,
+            &params,
+        );
+        if overlays.send(overlay).is_err() {
+            return Ok(()); // the window was closed
+        }
+    }
+}
+
+/// Answers taps on cards: the assistant's answer about the tapped product.
+fn answer_taps(
+    cfg: &DeviceConfig,
+    taps: &mpsc::Receiver<String>,
+    answers: &mpsc::Sender<String>,
+) -> Result<()> {
+    let cat = crate::store_cmd::ready_catalog(cfg)?;
+    let engine = aisle_runtime::dialogue::Engine::new(&cat)?;
+    let mut session = aisle_runtime::dialogue::Session::default();
+    for sku in taps {
+        let answer = engine.ask(TAP_QUESTION, &mut session, Some(&sku))?;
+        tracing::info!(sku = %sku, path = answer.path, "card tapped");
+        if answers.send(answer.text).is_err() {
+            return Ok(());
         }
     }
     Ok(())

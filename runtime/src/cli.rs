@@ -64,22 +64,29 @@ pub enum Command {
     /// Evaluations that print a table (accuracy on real datasets).
     #[command(subcommand)]
     Eval(EvalCmd),
-    /// The tablet AR mode in a window: product cards drawn on the camera view (here a
-    /// folder of frames); tap a card to ask about its product. `aisle ar render` draws
-    /// one frame to a PNG without a window.
+    /// The tablet AR mode in a window: product cards drawn on the camera view (a camera,
+    /// a video file or a folder of frames); tap a card to ask about its product.
+    /// `aisle ar render` draws one frame to a PNG without a window.
     #[command(args_conflicts_with_subcommands = true)]
     Ar {
         #[command(subcommand)]
         cmd: Option<ArCmd>,
         /// Play the frames (PNG, JPEG, WebP) in this folder, in name order, looping.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["video", "camera"])]
         frames: Option<PathBuf>,
-        /// Camera device (default: the first /dev/video*).
-        #[arg(long, value_name = "DEVICE", conflicts_with = "frames")]
+        /// Play a video file (any format ffmpeg reads) at its own rate, looping.
+        #[arg(long, value_name = "FILE", conflicts_with = "camera")]
+        video: Option<PathBuf>,
+        /// Camera device (the default without --frames or --video: the first /dev/video*).
+        #[arg(long, value_name = "DEVICE")]
         camera: Option<String>,
-        /// Frames per second shown (each is located and identified first).
-        #[arg(long, default_value_t = 2.0)]
+        /// Frames per second for a folder of frames (videos and cameras keep their own).
+        #[arg(long, default_value_t = 10.0)]
         fps: f32,
+        /// Locate and identify products at most this often per second (default: as
+        /// often as the device manages), leaving the rest of the CPU to the view.
+        #[arg(long, value_name = "PER_SECOND")]
+        analyse_fps: Option<f32>,
     },
     /// Ask the assistant one question (text or spoken); answers come from the store data.
     Ask {
@@ -391,11 +398,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ar {
             cmd: None,
             frames,
+            video,
             camera,
             fps,
+            analyse_fps,
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::ar_cmd::live(&cfg, frames.as_deref(), camera.as_deref(), *fps)
+            crate::ar_cmd::live(
+                &cfg,
+                frames.as_deref(),
+                video.as_deref(),
+                camera.as_deref(),
+                *fps,
+                *analyse_fps,
+            )
         }
         Command::Scan { image, top, engine } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -18,6 +18,7 @@ pub mod clip;
 pub mod detect;
 pub mod encoder;
 pub mod eval;
+pub mod frames;
 pub mod matcher;
 pub mod ocr;
 pub mod onnx;
@@ -27,6 +28,7 @@ pub mod text;
 
 pub use detect::{DetectError, DetectedObject, ObjectDetector};
 pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};
+pub use frames::{FrameInput, FrameOptions, FrameReader, FramesError};
 pub use matcher::{Decision, Entry, Fusion, Ranking, Signals};
 pub use ocr::{Ocr, OcrError, OcrOutput, TextLine};
 pub use onnx::{Engine, OnnxError, OnnxModel, OnnxOptions};

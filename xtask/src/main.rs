@@ -23,6 +23,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
     // Mesa's software Vulkan (lavapipe): bevy renders AR overlays without a GPU.
     "mesa-vulkan-drivers",
+    // The AR mode reads video files and cameras through ffmpeg (and the tests encode
+    // a video with it).
+    "ffmpeg",
 ];
 
 /// (probe command, Debian package that provides it), for tools that may also come

@@ -149,4 +149,26 @@ fn ar_render_locates_identifies_and_draws_cards() {
         .output()
         .expect("run aisle");
     crate::assert_fails_with(&out, "no display");
+    // A broken video, a camera that is not there: named, before any window opens.
+    let broken = dir.path().join("broken.mp4");
+    std::fs::write(&broken, b"\x00\x00\x00\x18ftypmp42 not really a video").expect("write");
+    for (flag, input, says) in [
+        (
+            "--video",
+            broken.to_string_lossy().to_string(),
+            "broken.mp4",
+        ),
+        (
+            "--camera",
+            "/dev/video97".to_string(),
+            "camera /dev/video97",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"))
+            .args(["--data-dir", &d, "ar", flag, &input])
+            .env("DISPLAY", ":12345")
+            .output()
+            .expect("run aisle");
+        crate::assert_fails_with(&out, says);
+    }
 }

@@ -31,7 +31,7 @@ fn centre(o: &DetectedObject) -> (f32, f32) {
 }
 
 /// The two photos side by side on a grey 1280x720 "shelf".
-fn shelf() -> image::RgbImage {
+pub(crate) fn shelf() -> image::RgbImage {
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
     image::imageops::overlay(&mut canvas, &photo("coffee.png"), 40, 180);
     image::imageops::overlay(&mut canvas, &photo("chelsea.png"), 760, 210);

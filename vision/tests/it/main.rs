@@ -15,6 +15,7 @@ pub(crate) fn data_dir() -> PathBuf {
 mod clip;
 mod decode;
 mod detect;
+mod frames;
 mod image;
 mod ocr;
 
