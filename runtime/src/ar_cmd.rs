@@ -520,6 +520,10 @@ fn analyse(
             &facts,
             &params,
         );
+        for c in &overlay.cards {
+            let r = c.rect;
+            tracing::debug!(sku = %c.sku, x = r.x, y = r.y, w = r.w, h = r.h, "card shown");
+        }
         if overlays.send(overlay).is_err() {
             return Ok(()); // the window was closed
         }

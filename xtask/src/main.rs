@@ -26,6 +26,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // The AR mode reads video files and cameras through ffmpeg (and the tests encode
     // a video with it).
     "ffmpeg",
+    // The AR window test: a virtual X display and a scripted click.
+    "xvfb",
+    "xdotool",
 ];
 
 /// (probe command, Debian package that provides it), for tools that may also come

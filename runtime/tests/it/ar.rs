@@ -172,3 +172,176 @@ fn ar_render_locates_identifies_and_draws_cards() {
         crate::assert_fails_with(&out, says);
     }
 }
+
+/// Kills a child process when dropped (the test's display server and `aisle ar`).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Log text without terminal colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `name=value` from a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// The tablet mode in a real window on a virtual X display: a video of the shelf
+/// plays through ffmpeg, the cup and the cat get their cards, the drawing rate is
+/// logged, and a click on the cup's card asks the assistant about COF-1.
+#[test]
+fn ar_window_plays_a_video_and_a_click_asks_about_the_card() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = cli_data_dir(dir.path(), &["ssd-mobilenetv2-oidv4"]);
+    let frame = dir.path().join("shelf.png");
+    shelf(&frame);
+    let video = dir.path().join("shelf.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-framerate",
+            "10",
+        ])
+        .arg("-i")
+        .arg(&frame)
+        .args(["-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .status()
+        .expect("ffmpeg is installed by the test command");
+    assert!(status.success());
+
+    // A virtual display; Xvfb picks a free number and prints it.
+    let mut xvfb = KillOnDrop(
+        Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1600x1000x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed by the test command"),
+    );
+    let mut number = String::new();
+    BufReader::new(xvfb.0.stdout.take().expect("stdout"))
+        .read_line(&mut number)
+        .expect("display number");
+    let display = format!(":{}", number.trim());
+
+    let log = dir.path().join("ar.log");
+    let _aisle = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_aisle"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ar", "--video"])
+            .arg(&video)
+            .env("DISPLAY", &display)
+            .env("AISLE_LOG", "info,aisle::ar_cmd=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("run aisle ar"),
+    );
+    let read_log = || plain(&std::fs::read_to_string(&log).unwrap_or_default());
+    let xdotool = |args: &[&str]| {
+        Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &display)
+            .output()
+            .expect("xdotool is installed by the test command")
+    };
+
+    // Wait for the cup's card, then click its middle until the tap is answered.
+    let start = Instant::now();
+    let mut tapped = false;
+    let mut rates: Option<String> = None;
+    while start.elapsed() < Duration::from_secs(150) && !(tapped && rates.is_some()) {
+        std::thread::sleep(Duration::from_millis(700));
+        let text = read_log();
+        tapped = text
+            .lines()
+            .any(|l| l.contains("card tapped") && field(l, "sku") == Some("COF-1"));
+        rates = text
+            .lines()
+            .filter(|l| l.contains("AR window"))
+            .find(|l| field(l, "overlays_per_s").is_some_and(|v| v != "\"0.0\""))
+            .map(str::to_string);
+        let card = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("card shown") && field(l, "sku") == Some("COF-1"));
+        if let (false, Some(card)) = (tapped, card) {
+            let num = |n: &str| {
+                field(card, n)
+                    .and_then(|v| v.parse::<f32>().ok())
+                    .unwrap_or(-1.0)
+            };
+            let (x, y) = (num("x") + num("w") / 2.0, num("y") + num("h") / 2.0);
+            let search = xdotool(&["search", "--name", "aisle AR"]);
+            let window = crate::text(&search.stdout);
+            if let Some(w) = window.lines().next() {
+                let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
+                xdotool(&["mousemove", "--window", w, &x, &y]);
+                xdotool(&["mousedown", "1"]);
+                xdotool(&["mouseup", "1"]);
+            }
+        }
+    }
+    let text = read_log();
+    assert!(
+        tapped,
+        "no tap on the cup's card was answered; log:\n{text}"
+    );
+    let rates = rates.unwrap_or_else(|| panic!("no rates with overlays logged:\n{text}"));
+    let rate = |n: &str| {
+        field(&rates, n)
+            .map(|v| v.trim_matches('"'))
+            .and_then(|v| v.parse::<f32>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        rate("drawn_fps") > 1.0 && rate("camera_fps") > 1.0,
+        "{rates}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("card shown") && field(l, "sku") == Some("CAT-1")),
+        "the cat's card too:\n{text}"
+    );
+    assert!(!text.contains("stopped"), "{text}");
+}
