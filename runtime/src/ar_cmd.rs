@@ -343,19 +343,29 @@ pub fn live(
     fps: f32,
     analyse_fps: Option<f32>,
 ) -> Result<ExitCode> {
-    // A bad video, a missing camera or an empty folder is named first.
+    // A bad video, a missing camera or a folder without a readable frame is named
+    // before any window opens.
     let mut source = FrameSource::open(frames, video, camera, fps)?;
-    if !aisle_ar::window::display_available() {
-        return Err(aisle_ar::render::RenderError::NoDisplay.into());
-    }
     // The first frame sets the window's size.
+    let mut skipped = Vec::new();
     let first = loop {
         match source.next()? {
             Some(SourceItem::Frame(f)) => break f,
-            Some(SourceItem::Skipped(e)) => tracing::warn!(error = %e, "frame skipped"),
-            None => anyhow::bail!("the source ended before its first frame"),
+            Some(SourceItem::Skipped(e)) => {
+                tracing::warn!(error = %e, "frame skipped");
+                skipped.push(e);
+                if let FrameSource::Folder { files, .. } = &source
+                    && skipped.len() >= files.len()
+                {
+                    anyhow::bail!("no readable frame: {}", skipped.join("; "));
+                }
+            }
+            None => anyhow::bail!("the video or camera ended before its first frame"),
         }
     };
+    if !aisle_ar::window::display_available() {
+        return Err(aisle_ar::render::RenderError::NoDisplay.into());
+    }
     let scale = (1280.0 / first.width() as f32)
         .min(800.0 / first.height() as f32)
         .min(1.0);

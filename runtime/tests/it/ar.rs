@@ -149,10 +149,19 @@ fn ar_render_locates_identifies_and_draws_cards() {
         .output()
         .expect("run aisle");
     crate::assert_fails_with(&out, "no display");
-    // A broken video, a camera that is not there: named, before any window opens.
+    // A folder of unreadable frames, a broken video, a camera that is not there: named,
+    // before any window opens.
     let broken = dir.path().join("broken.mp4");
     std::fs::write(&broken, b"\x00\x00\x00\x18ftypmp42 not really a video").expect("write");
+    let unreadable = dir.path().join("unreadable");
+    std::fs::create_dir(&unreadable).expect("mkdir");
+    std::fs::copy(&cut, unreadable.join("cut.png")).expect("copy");
     for (flag, input, says) in [
+        (
+            "--frames",
+            unreadable.to_string_lossy().to_string(),
+            "no readable frame",
+        ),
         (
             "--video",
             broken.to_string_lossy().to_string(),
