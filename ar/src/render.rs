@@ -14,8 +14,8 @@ use bevy::camera::RenderTarget;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
 use bevy::render::RenderPlugin;
-use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
-use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::render::gpu_readback::{Readback, ReadbackComplete};
+use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat, TextureUsages};
 use bevy::text::{FontSize, FontSource};
 use bevy::window::ExitCondition;
 use image::{RgbImage, RgbaImage};
@@ -297,7 +297,8 @@ fn srgb_tables() -> &'static SrgbTables {
 /// Composites the rendered overlay layer (premultiplied alpha, sRGB-encoded, as the
 /// UI's blending leaves it over transparent black) onto the camera frame, in linear
 /// light as the GPU blends; in place, the layer becomes the picture.
-fn composite(frame: &RgbImage, layer: &mut [u8]) {
+fn composite(frame: &RgbImage, layer: &mut RgbaImage) {
+    let layer: &mut [u8] = layer;
     // Split by rows over the cores (the GPU side is idle by now).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let w = frame.width() as usize;
@@ -330,6 +331,25 @@ fn composite_rows(layer: &mut [u8], frame: &[u8]) {
     }
 }
 
+/// The read-back's rows without the padding the copy needs (rows of 256-byte
+/// multiples), as an RGBA image.
+fn unpad(data: Vec<u8>, w: u32, h: u32) -> Result<RgbaImage, RenderError> {
+    let row = w as usize * 4;
+    let padded = row.next_multiple_of(256);
+    let data = if padded != row && data.len() == padded * h as usize {
+        data.chunks_exact(padded)
+            .flat_map(|r| &r[..row])
+            .copied()
+            .collect()
+    } else {
+        data
+    };
+    let len = data.len();
+    RgbaImage::from_raw(w, h, data).ok_or_else(|| {
+        RenderError::Readback(format!("{len} bytes read back for a {w}x{h} RGBA picture"))
+    })
+}
+
 /// Off-screen renderer: one bevy app, kept for many frames.
 ///
 /// The camera draws only the overlay, on transparent black; the layer read back is
@@ -345,11 +365,14 @@ pub struct Renderer {
     size: (u32, u32),
     fonts: Fonts,
     root: Option<Entity>,
-    captured: Arc<Mutex<Option<Image>>>,
+    captured: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 fn target_image(w: u32, h: u32) -> Image {
-    Image::new_target_texture(w, h, TextureFormat::Rgba8UnormSrgb, None)
+    let mut image = Image::new_target_texture(w, h, TextureFormat::Rgba8UnormSrgb, None);
+    // Read back by a plain copy.
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    image
 }
 
 impl std::fmt::Debug for Renderer {
@@ -469,13 +492,16 @@ impl Renderer {
             &self.fonts,
         ));
         let slot = self.captured.clone();
-        commands
-            .spawn(Screenshot::image(self.target.clone()))
-            .observe(move |shot: On<ScreenshotCaptured>| {
+        // A straight copy of the target into a buffer (a screenshot would first draw
+        // the whole target again through a pipeline: ~10 ms more on lavapipe).
+        let readback = commands
+            .spawn(Readback::texture(self.target.clone()))
+            .observe(move |done: On<ReadbackComplete>| {
                 if let Ok(mut s) = slot.lock() {
-                    *s = Some(shot.image.clone());
+                    *s = Some(done.data.clone());
                 }
-            });
+            })
+            .id();
         world.flush();
         let mut result = Err(RenderError::Timeout(MAX_UPDATES));
         for i in 0..MAX_UPDATES {
@@ -485,28 +511,15 @@ impl Renderer {
                 self.set_camera_active(false);
             }
             let got = self.captured.lock().ok().and_then(|mut s| s.take());
-            if let Some(img) = got {
-                let size = img.size();
-                let format = img.texture_descriptor.format;
-                result = match img.data {
-                    Some(mut layer)
-                        if size == UVec2::new(w, h)
-                            && format == TextureFormat::Rgba8UnormSrgb
-                            && layer.len() == (w * h * 4) as usize =>
-                    {
-                        composite(frame, &mut layer);
-                        RgbaImage::from_raw(w, h, layer).ok_or_else(|| {
-                            RenderError::Readback("the picture's size changed".into())
-                        })
-                    }
-                    _ => Err(RenderError::Readback(format!(
-                        "expected {w}x{h} Rgba8UnormSrgb, got {}x{} {format:?}",
-                        size.x, size.y
-                    ))),
-                };
+            if let Some(data) = got {
+                result = unpad(data, w, h).map(|mut layer| {
+                    composite(frame, &mut layer);
+                    layer
+                });
                 break;
             }
         }
+        self.app.world_mut().entity_mut(readback).despawn();
         self.set_camera_active(true);
         result
     }

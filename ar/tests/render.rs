@@ -292,6 +292,33 @@ fn overlays_render_headless_where_the_layout_puts_them() {
     assert!(crowded.cards.len() >= 40, "{}", crowded.cards.len());
     r.render(&big, &crowded).expect("render fifty");
 
+    // Odd sizes (rows the read-back pads to 256 bytes): the picture is the frame's
+    // size and the frame comes through where nothing is drawn, at every row.
+    for (w, h) in [(333u32, 211u32), (1u32, 1u32)] {
+        let f = frame(w, h);
+        let got = r
+            .render(
+                &f,
+                &layout(
+                    w as f32,
+                    h as f32,
+                    &[],
+                    &[],
+                    &LayoutParams::for_profile(Profile::ArTablet),
+                    &|_| None,
+                ),
+            )
+            .expect("render odd size");
+        assert_eq!(got.dimensions(), (w, h));
+        for (x, y) in [(0, 0), (w - 1, h / 3), (w / 2, h / 5), (w - 1, 0)] {
+            let want = f.get_pixel(x, y).0;
+            assert!(
+                close(px(&got, x as f32, y as f32), want, 3),
+                "{w}x{h} at {x},{y}"
+            );
+        }
+    }
+
     // A frame that cannot be rendered is an error, not a crash.
     assert!(matches!(
         r.render(&RgbImage::new(0, 0), &empty),

@@ -653,7 +653,7 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "ar",
-            "products located (SSD MobileNetV2), identified, laid out and drawn with bevy: `aisle ar render IMAGE --out PNG`, `aisle ar --frames DIR` (window; tap a card to ask about it)",
+            "products located (SSD MobileNetV2), identified, laid out and drawn with bevy: `aisle ar render IMAGE --out PNG`, `aisle ar` on a camera, `--video FILE` or `--frames DIR` (window; tap a card to ask about it)",
         ),
     ]
 }
