@@ -32,6 +32,16 @@ pub struct WindowLink {
 #[derive(Resource)]
 struct Link(Mutex<WindowLink>);
 
+impl Link {
+    /// The newest message waiting on one of the link's channels (older ones dropped).
+    fn latest<T>(&self, channel: impl Fn(&WindowLink) -> &Receiver<T>) -> Option<T> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|l| channel(&l).try_iter().last())
+    }
+}
+
 #[derive(Resource)]
 struct Scene {
     camera: Entity,
@@ -154,10 +164,7 @@ fn show_frames(
     mut rates: ResMut<Rates>,
     windows: Query<&Window>,
 ) {
-    let latest = match link.0.lock() {
-        Ok(l) => l.frames.try_iter().last(),
-        Err(_) => None,
-    };
+    let latest = link.latest(|l| &l.frames);
     let Some(frame) = latest else {
         return;
     };
@@ -177,10 +184,7 @@ fn show_overlays(
     mut rates: ResMut<Rates>,
     old: Query<Entity, With<OverlayRoot>>,
 ) {
-    let latest = match link.0.lock() {
-        Ok(l) => l.overlays.try_iter().last(),
-        Err(_) => None,
-    };
+    let latest = link.latest(|l| &l.overlays);
     let Some(overlay) = latest else {
         return;
     };
@@ -221,10 +225,7 @@ fn taps(link: Res<Link>, cards: Query<(&Interaction, &CardSku), Changed<Interact
 }
 
 fn answers(link: Res<Link>, scene: Res<Scene>, mut q: Query<(&mut Text, &mut Node)>) {
-    let latest = match link.0.lock() {
-        Ok(l) => l.answers.try_iter().last(),
-        Err(_) => None,
-    };
+    let latest = link.latest(|l| &l.answers);
     if let Some(text) = latest
         && let Ok((mut t, mut node)) = q.get_mut(scene.answer)
     {
