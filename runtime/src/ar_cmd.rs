@@ -253,11 +253,8 @@ impl FrameSource {
         camera: Option<&str>,
         fps: f32,
     ) -> Result<Self> {
-        let limits = FrameOptions {
-            max_width: 1920,
-            max_height: 1080,
-            ..FrameOptions::default()
-        };
+        // Frames past 1920x1080 are scaled down (the default limits).
+        let limits = FrameOptions::default();
         if let Some(dir) = frames {
             return Ok(FrameSource::Folder {
                 files: frame_files(dir)?,
