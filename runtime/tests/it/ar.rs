@@ -20,36 +20,29 @@ fn ar_render_locates_identifies_and_draws_cards() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = cli_data_dir(dir.path(), &["ssd-mobilenetv2-oidv4"]);
     let d = data.to_string_lossy().into_owned();
+    // `aisle [--json] ar render IMAGE --out PNG` on the test data directory.
+    let render = |image: &std::path::Path, out: &std::path::Path, json: bool| {
+        let (image, out) = (image.to_string_lossy(), out.to_string_lossy());
+        let mut args = vec!["--data-dir", &d];
+        if json {
+            args.push("--json");
+        }
+        args.extend(["ar", "render", &image, "--out", &out]);
+        crate::aisle(&args)
+    };
 
     // Bad frames fail at once, naming the file.
     let cut = dir.path().join("cut.png");
     let bytes = std::fs::read(photo("coffee.png")).expect("read");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
     let png = dir.path().join("out.png");
-    let out = crate::aisle(&[
-        "--data-dir",
-        &d,
-        "ar",
-        "render",
-        &cut.to_string_lossy(),
-        "--out",
-        &png.to_string_lossy(),
-    ]);
+    let out = render(&cut, &png, false);
     crate::assert_fails_with(&out, "cut.png");
     assert!(!png.exists());
 
     let frame = dir.path().join("shelf.png");
     shelf(&frame);
-    let out = crate::aisle(&[
-        "--data-dir",
-        &d,
-        "--json",
-        "ar",
-        "render",
-        &frame.to_string_lossy(),
-        "--out",
-        &png.to_string_lossy(),
-    ]);
+    let out = render(&frame, &png, true);
     assert!(out.status.success(), "{}", crate::text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let cards = v["overlay"]["cards"].as_array().expect("cards");
@@ -108,15 +101,7 @@ fn ar_render_locates_identifies_and_draws_cards() {
     image::RgbImage::from_pixel(640, 480, image::Rgb([200, 200, 200]))
         .save(&blank)
         .expect("blank");
-    let out = crate::aisle(&[
-        "--data-dir",
-        &d,
-        "ar",
-        "render",
-        &blank.to_string_lossy(),
-        "--out",
-        &png.to_string_lossy(),
-    ]);
+    let out = render(&blank, &png, false);
     assert!(out.status.success(), "{}", crate::text(&out.stderr));
     let stdout = crate::text(&out.stdout);
     assert!(
@@ -125,15 +110,7 @@ fn ar_render_locates_identifies_and_draws_cards() {
     );
     // The output cannot be written: the error names the path.
     let nowhere = dir.path().join("no/such/dir/out.png");
-    let out = crate::aisle(&[
-        "--data-dir",
-        &d,
-        "ar",
-        "render",
-        &blank.to_string_lossy(),
-        "--out",
-        &nowhere.to_string_lossy(),
-    ]);
+    let out = render(&blank, &nowhere, false);
     crate::assert_fails_with(&out, "no/such/dir/out.png");
     // No display: the window mode says so instead of crashing.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"))
