@@ -172,7 +172,24 @@ fn demo(extra: &[String]) -> Result<()> {
     run(Command::new(&bin).arg("demo").args(extra))
 }
 
+/// Prints the free space where the build goes: a full disk fails deep inside a C++
+/// build script, and this line says why at a glance.
+fn report_disk(stage: &str) {
+    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| ".".into());
+    if let Ok(out) = Command::new("df")
+        .args(["-h", "--output=avail,size"])
+        .arg(&target)
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().nth(1) {
+            eprintln!("disk {stage}: available, size: {}", line.trim());
+        }
+    }
+}
+
 fn test() -> Result<()> {
+    report_disk("before the build");
     install_system_packages()?;
     run(Command::new(env!("CARGO")).args(["fmt", "--all", "--", "--check"]))?;
     run(Command::new(env!("CARGO")).args([
@@ -184,6 +201,9 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     let bin = setup(false)?;
+    report_disk("after the build");
     run(Command::new(&bin).args(["models", "verify"]))?;
-    run(Command::new(env!("CARGO")).args(["test", "--workspace"]))
+    let result = run(Command::new(env!("CARGO")).args(["test", "--workspace"]));
+    report_disk("after the tests");
+    result
 }
