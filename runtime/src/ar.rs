@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use aisle_ar::{Detection, ProductFacts, Rect, Stock};
-use aisle_vision::detect::{DetectedObject, ObjectDetector};
+use aisle_vision::detect::{DetectedObject, ObjectDetector, iou};
 use aisle_vision::{Decision, DetectError};
 use image::RgbImage;
 use serde::Serialize;
@@ -50,6 +50,18 @@ pub struct LocateTimings {
     pub identify_us: u64,
 }
 
+/// The objects in `img` that may be products (the detector alone, people left out).
+pub fn detect_products(
+    detector: &ObjectDetector,
+    img: &RgbImage,
+) -> Result<Vec<DetectedObject>, ArError> {
+    Ok(detector
+        .detect(img)?
+        .into_iter()
+        .filter(|o| !NOT_PRODUCTS.contains(&o.label.as_str()))
+        .collect())
+}
+
 /// Finds the objects in `img` and identifies each against the catalog.
 pub fn locate(
     detector: &ObjectDetector,
@@ -57,11 +69,7 @@ pub fn locate(
     img: &RgbImage,
 ) -> Result<(Vec<LocatedObject>, LocateTimings), ArError> {
     let t0 = Instant::now();
-    let objects: Vec<DetectedObject> = detector
-        .detect(img)?
-        .into_iter()
-        .filter(|o| !NOT_PRODUCTS.contains(&o.label.as_str()))
-        .collect();
+    let objects = detect_products(detector, img)?;
     let t1 = Instant::now();
     let (w, h) = (img.width() as f32, img.height() as f32);
     let mut out = Vec::with_capacity(objects.len());
@@ -115,6 +123,90 @@ pub fn detections(objects: &[LocatedObject]) -> Vec<Detection> {
         .collect()
 }
 
+/// Keeps identified products on their objects between identifications.
+///
+/// Identifying (a crop per object through the scanner) takes far longer than
+/// detecting, so in the live view the detector alone runs on the frames in between,
+/// and each identified product follows the detected box that overlaps its own most
+/// (greedy by intersection over union, whatever the class: the detector may call the
+/// same cup "Mug" in one frame and "Coffee cup" in the next). A product whose object
+/// is not found for a few passes is dropped; the next identification starts afresh.
+#[derive(Debug, Clone, Default)]
+pub struct Follower {
+    tracks: Vec<Followed>,
+}
+
+#[derive(Debug, Clone)]
+struct Followed {
+    sku: String,
+    bbox: [f32; 4],
+    confidence: f32,
+    missed: u32,
+}
+
+impl Follower {
+    /// Least overlap (intersection over union) for a box to be the same object.
+    pub const MIN_IOU: f32 = 0.3;
+    /// Detector passes a product may go without its object before it is dropped.
+    pub const MAX_MISSED: u32 = 3;
+
+    /// After an identification: the identified objects are what is followed.
+    pub fn reset(&mut self, objects: &[LocatedObject]) {
+        self.tracks = detections(objects)
+            .into_iter()
+            .map(|d| Followed {
+                sku: d.sku,
+                bbox: [d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h],
+                confidence: d.confidence,
+                missed: 0,
+            })
+            .collect();
+    }
+
+    /// One detector pass: each product moves to the box it overlaps most.
+    pub fn follow(&mut self, detected: &[DetectedObject]) {
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (i, t) in self.tracks.iter().enumerate() {
+            for (j, d) in detected.iter().enumerate() {
+                let iou = iou(&t.bbox, &d.bbox);
+                if iou >= Self::MIN_IOU {
+                    pairs.push((iou, i, j));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut track_done = vec![false; self.tracks.len()];
+        let mut det_done = vec![false; detected.len()];
+        for (_, i, j) in pairs {
+            if track_done[i] || det_done[j] {
+                continue;
+            }
+            track_done[i] = true;
+            det_done[j] = true;
+            self.tracks[i].bbox = detected[j].bbox;
+            self.tracks[i].missed = 0;
+        }
+        for (t, done) in self.tracks.iter_mut().zip(&track_done) {
+            if !done {
+                t.missed += 1;
+            }
+        }
+        self.tracks.retain(|t| t.missed <= Self::MAX_MISSED);
+    }
+
+    /// The products followed, where they were last found, for the layout.
+    pub fn detections(&self) -> Vec<Detection> {
+        self.tracks
+            .iter()
+            .map(|t| Detection {
+                sku: t.sku.clone(),
+                bbox: Rect::new(t.bbox[0], t.bbox[1], t.bbox[2], t.bbox[3]),
+                confidence: t.confidence,
+            })
+            .collect()
+    }
+}
+
 /// What a product's card shows, from the catalog: name, price (the promotional one
 /// when an offer runs `today`), stock and aisle.
 pub fn facts(cat: &Catalog, sku: &str, today: &str) -> Result<Option<ProductFacts>, ArError> {
@@ -154,4 +246,88 @@ pub fn facts(cat: &Catalog, sku: &str, today: &str) -> Result<Option<ProductFact
             }
         }),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn located(sku: Option<&str>, bbox: [f32; 4], decision: Decision) -> LocatedObject {
+        LocatedObject {
+            label: "Bottle".into(),
+            score: 0.8,
+            bbox,
+            decision,
+            sku: sku.map(str::to_string),
+            name: None,
+            confidence: 0.9,
+        }
+    }
+
+    fn detected(label: &str, bbox: [f32; 4]) -> DetectedObject {
+        DetectedObject {
+            label: label.into(),
+            score: 0.7,
+            bbox,
+        }
+    }
+
+    fn boxes(f: &Follower) -> Vec<(String, [f32; 4])> {
+        f.detections()
+            .into_iter()
+            .map(|d| (d.sku, [d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h]))
+            .collect()
+    }
+
+    #[test]
+    fn follows_the_most_overlapping_box_whatever_its_class() {
+        let mut f = Follower::default();
+        f.reset(&[
+            located(Some("A"), [0.0, 0.0, 100.0, 100.0], Decision::Identified),
+            located(Some("B"), [50.0, 0.0, 100.0, 100.0], Decision::Identified),
+            // Not identified: no card, nothing to follow.
+            located(Some("C"), [400.0, 0.0, 100.0, 100.0], Decision::Unknown),
+        ]);
+        assert_eq!(boxes(&f).len(), 2);
+        // Both shift right by 10; given in the other order, with another class for A:
+        // each keeps its own object, though B's old box overlaps A's new one too
+        // (IoU 0.43).
+        f.follow(&[
+            detected("Box", [60.0, 0.0, 100.0, 100.0]),
+            detected("Mug", [10.0, 0.0, 100.0, 100.0]),
+        ]);
+        assert_eq!(
+            boxes(&f),
+            [
+                ("A".to_string(), [10.0, 0.0, 100.0, 100.0]),
+                ("B".to_string(), [60.0, 0.0, 100.0, 100.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_product_not_found_stays_a_few_passes_then_goes() {
+        let mut f = Follower::default();
+        f.reset(&[located(
+            Some("A"),
+            [0.0, 0.0, 100.0, 100.0],
+            Decision::Identified,
+        )]);
+        // A box too far away (IoU < 0.3) is another object.
+        let far = [detected("Bottle", [80.0, 0.0, 100.0, 100.0])];
+        for _ in 0..Follower::MAX_MISSED {
+            f.follow(&far);
+            assert_eq!(boxes(&f), [("A".to_string(), [0.0, 0.0, 100.0, 100.0])]);
+        }
+        f.follow(&[]);
+        assert!(boxes(&f).is_empty());
+        // Degenerate boxes never match.
+        f.reset(&[located(
+            Some("A"),
+            [0.0, 0.0, 0.0, 0.0],
+            Decision::Identified,
+        )]);
+        f.follow(&[detected("Bottle", [0.0, 0.0, 0.0, 0.0])]);
+        assert_eq!(boxes(&f), [("A".to_string(), [0.0, 0.0, 0.0, 0.0])]);
+    }
 }

@@ -486,8 +486,11 @@ impl<T> Latest<T> {
     }
 }
 
-/// Locates and identifies products on each frame it is given (at most once per
-/// `min_period`), steadies the cards across frames and sends the overlays.
+/// Locates and identifies the products in the newest frame, then, until the next
+/// identification, keeps their cards on them with the detector alone (each frame it
+/// is given, see [`ar::Follower`]); steadies the cards and sends the overlays.
+/// Identification takes at most half of this thread's time, and starts at most once
+/// per `min_period`.
 fn analyse(
     cfg: &DeviceConfig,
     frames: &Latest<RgbImage>,
@@ -501,35 +504,53 @@ fn analyse(
     let mut stabilizer = aisle_ar::Stabilizer::new(aisle_ar::Stability::default());
     let params = LayoutParams::for_profile(Profile::ArTablet);
     let today = aisle_runtime::catalog::today();
-    let mut last: Option<Instant> = None;
+    let mut follower = ar::Follower::default();
+    let mut facts: Vec<ProductFacts> = Vec::new();
+    // The soonest the next identification may start.
+    let mut next_identification: Option<Instant> = None;
+    let mut last_rate = Instant::now();
+    let (mut identifications, mut followed) = (0u32, 0u32);
     loop {
-        if let (Some(last), Some(period)) = (last, min_period)
-            && let Some(left) = period.checked_sub(last.elapsed())
-        {
-            std::thread::sleep(left);
-        }
         let Some(img) = frames.take() else {
             return Ok(()); // the reader stopped
         };
-        last = Some(Instant::now());
-        let (objects, _) = ar::locate(&detector, &scanner, &img)?;
-        let detections = ar::detections(&objects);
-        let mut facts = Vec::new();
-        for d in &detections {
-            if let Some(f) = ar::facts(&cat, &d.sku, &today)? {
-                facts.push(f);
+        let now = Instant::now();
+        if next_identification.is_none_or(|next| now >= next) {
+            let (objects, _) = ar::locate(&detector, &scanner, &img)?;
+            follower.reset(&objects);
+            facts.clear();
+            for d in follower.detections() {
+                if let Some(f) = ar::facts(&cat, &d.sku, &today)? {
+                    facts.push(f);
+                }
             }
+            let took = now.elapsed();
+            next_identification = Some((now + 2 * took).max(now + min_period.unwrap_or_default()));
+            identifications += 1;
+        } else {
+            follower.follow(&ar::detect_products(&detector, &img)?);
+            followed += 1;
         }
         let overlay = stabilizer.frame(
             img.width() as f32,
             img.height() as f32,
-            &detections,
+            &follower.detections(),
             &facts,
             &params,
         );
         for c in &overlay.cards {
             let r = c.rect;
             tracing::debug!(sku = %c.sku, x = r.x, y = r.y, w = r.w, h = r.h, "card shown");
+        }
+        if last_rate.elapsed() >= Duration::from_secs(5) {
+            let secs = last_rate.elapsed().as_secs_f32();
+            tracing::info!(
+                identified_per_s = format!("{:.1}", identifications as f32 / secs),
+                followed_per_s = format!("{:.1}", followed as f32 / secs),
+                "AR analysis"
+            );
+            (identifications, followed) = (0, 0);
+            last_rate = Instant::now();
         }
         if overlays.send(overlay).is_err() {
             return Ok(()); // the window was closed

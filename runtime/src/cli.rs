@@ -83,8 +83,9 @@ pub enum Command {
         /// Frames per second for a folder of frames (videos and cameras keep their own).
         #[arg(long, default_value_t = 10.0)]
         fps: f32,
-        /// Locate and identify products at most this often per second (default: as
-        /// often as the device manages), leaving the rest of the CPU to the view.
+        /// Identify the products in view at most this often per second (default: as
+        /// often as half of the analysis thread's time allows); between
+        /// identifications the detector alone keeps the cards on their products.
         #[arg(long, value_name = "PER_SECOND")]
         analyse_fps: Option<f32>,
     },

@@ -115,7 +115,8 @@ pub fn ssd_anchors() -> Vec<[f32; 4]> {
     out
 }
 
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two `[x, y, w, h]` boxes (0 when they do not overlap).
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
     let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
     if ix <= 0.0 || iy <= 0.0 {

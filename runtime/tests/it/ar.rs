@@ -3,16 +3,94 @@
 
 use crate::scan::{cli_data_dir, photo};
 
-/// The cup and the cat side by side on a 1280x720 grey "shelf".
-fn shelf(path: &std::path::Path) {
+/// The cup and the cat (where given) on a 1280x720 grey "shelf".
+fn scene(cup: (i64, i64), cat: Option<(i64, i64)>) -> image::RgbImage {
     // Store blobs have no file extension: decoded by content.
     let load = |n: &str| {
         aisle_vision::load_image(&photo(n), &aisle_vision::ImageLimits::default()).expect("photo")
     };
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
-    image::imageops::overlay(&mut canvas, &load("coffee.png"), 40, 180);
-    image::imageops::overlay(&mut canvas, &load("chelsea.png"), 760, 210);
-    canvas.save(path).expect("write shelf");
+    image::imageops::overlay(&mut canvas, &load("coffee.png"), cup.0, cup.1);
+    if let Some((x, y)) = cat {
+        image::imageops::overlay(&mut canvas, &load("chelsea.png"), x, y);
+    }
+    canvas
+}
+
+/// The cup and the cat side by side.
+fn shelf(path: &std::path::Path) {
+    scene((40, 180), Some((760, 210)))
+        .save(path)
+        .expect("write shelf");
+}
+
+/// Between identifications the live view moves each card with the detector alone:
+/// real detector, real scanner, both products moving, then one leaving.
+#[test]
+fn cards_follow_their_products_between_identifications() {
+    use aisle_runtime::ar::{self, Follower};
+    let dir = tempfile::tempdir().expect("tmp");
+    let cat = crate::scan::catalog(dir.path());
+    let scanner = aisle_runtime::scan::Scanner::build(
+        crate::scan::models(),
+        &cat,
+        &dir.path().join("cache"),
+        &mut |_, _| {},
+    )
+    .expect("index");
+    let file = |n| crate::scan::file("ssd-mobilenetv2-oidv4", n);
+    let options = aisle_vision::OnnxOptions::onnxruntime(
+        2,
+        crate::scan::file("onnxruntime", "libonnxruntime.so"),
+    );
+    let detector = aisle_vision::detect::ObjectDetector::load(
+        &file("model.onnx"),
+        &file("labels.txt"),
+        &options,
+    )
+    .expect("detector");
+    let at = |f: &Follower, sku: &str| {
+        f.detections()
+            .into_iter()
+            .find(|d| d.sku == sku)
+            .map(|d| (d.bbox.x, d.bbox.y))
+    };
+
+    let (objects, _) =
+        ar::locate(&detector, &scanner, &scene((40, 180), Some((760, 210)))).expect("locate");
+    let mut follower = Follower::default();
+    follower.reset(&objects);
+    let cup0 = at(&follower, "COF-1").expect("the cup identified");
+    let cat0 = at(&follower, "CAT-1").expect("the cat food identified");
+
+    // The cup moves right and down, the cat left, 4 frames of 25 and 20 px.
+    let (mut cup, mut can) = ((40, 180), (760, 210));
+    for _ in 0..4 {
+        cup = (cup.0 + 25, cup.1 + 8);
+        can.0 -= 20;
+        let detected = ar::detect_products(&detector, &scene(cup, Some(can))).expect("detect");
+        follower.follow(&detected);
+    }
+    let moved = |now: (f32, f32), then: (f32, f32), want: (f32, f32)| {
+        (now.0 - then.0 - want.0).abs() < 10.0 && (now.1 - then.1 - want.1).abs() < 10.0
+    };
+    let cup1 = at(&follower, "COF-1").expect("the cup followed");
+    assert!(moved(cup1, cup0, (100.0, 32.0)), "{cup0:?} -> {cup1:?}");
+    let cat1 = at(&follower, "CAT-1").expect("the cat food followed");
+    assert!(moved(cat1, cat0, (-80.0, 0.0)), "{cat0:?} -> {cat1:?}");
+
+    // The cat food leaves the view: its card goes after a few frames, the cup's stays.
+    for pass in 0..=Follower::MAX_MISSED {
+        let detected = ar::detect_products(&detector, &scene(cup, None)).expect("detect");
+        follower.follow(&detected);
+        assert_eq!(
+            at(&follower, "CAT-1").is_some(),
+            pass < Follower::MAX_MISSED,
+            "pass {pass}"
+        );
+    }
+    let cup2 = at(&follower, "COF-1").expect("the cup still followed");
+    assert!(moved(cup2, cup1, (0.0, 0.0)), "{cup1:?} -> {cup2:?}");
 }
 
 #[test]

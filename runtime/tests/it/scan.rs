@@ -15,7 +15,7 @@ fn store() -> Store {
     Store::open(&data_dir().join("models")).expect("model store")
 }
 
-fn file(model: &str, name: &str) -> PathBuf {
+pub(crate) fn file(model: &str, name: &str) -> PathBuf {
     store()
         .verify(model, &mut |_| {})
         .unwrap_or_else(|e| panic!("{model} installed by the test command: {e}"))
@@ -48,7 +48,7 @@ fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
 }
 
 /// Loaded once per test binary.
-fn models() -> &'static VisionModels {
+pub(crate) fn models() -> &'static VisionModels {
     static M: OnceLock<(tempfile::TempDir, VisionModels)> = OnceLock::new();
     &M.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tmp");
@@ -70,7 +70,7 @@ DOG-1,Dog Treats,4.99,25,dog food care
 WAT-1,Sparkling Water,0.99,60,water seltzer sparkling water
 ";
 
-fn catalog(dir: &Path) -> Catalog {
+pub(crate) fn catalog(dir: &Path) -> Catalog {
     let csv = dir.join("products.csv");
     std::fs::write(&csv, CATALOG).expect("write csv");
     let mut cat = Catalog::open(&dir.join("store.sqlite")).expect("catalog");
