@@ -5,14 +5,18 @@ use crate::scan::{cli_data_dir, photo};
 
 /// The cup and the cat (where given) on a 1280x720 grey "shelf".
 fn scene(cup: (i64, i64), cat: Option<(i64, i64)>) -> image::RgbImage {
-    // Store blobs have no file extension: decoded by content.
-    let load = |n: &str| {
-        aisle_vision::load_image(&photo(n), &aisle_vision::ImageLimits::default()).expect("photo")
-    };
+    // Decoded once per test binary; store blobs have no file extension: by content.
+    static PHOTOS: std::sync::OnceLock<[image::RgbImage; 2]> = std::sync::OnceLock::new();
+    let [coffee, chelsea] = PHOTOS.get_or_init(|| {
+        ["coffee.png", "chelsea.png"].map(|n| {
+            aisle_vision::load_image(&photo(n), &aisle_vision::ImageLimits::default())
+                .expect("photo")
+        })
+    });
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
-    image::imageops::overlay(&mut canvas, &load("coffee.png"), cup.0, cup.1);
+    image::imageops::overlay(&mut canvas, coffee, cup.0, cup.1);
     if let Some((x, y)) = cat {
-        image::imageops::overlay(&mut canvas, &load("chelsea.png"), x, y);
+        image::imageops::overlay(&mut canvas, chelsea, x, y);
     }
     canvas
 }
