@@ -347,9 +347,6 @@ pub struct Dialogue {
     pub language: String,
     /// Ask the on-device LLM when the intent grammar does not match.
     pub llm_fallback: bool,
-    /// Longest LLM answer, in tokens.
-    #[schemars(range(min = 1, max = 2048))]
-    pub max_answer_tokens: u32,
     /// Turns of history kept in a conversation.
     #[schemars(range(min = 1, max = 100))]
     pub max_history_turns: u32,
@@ -363,7 +360,6 @@ impl Default for Dialogue {
         Self {
             language: "en".into(),
             llm_fallback: true,
-            max_answer_tokens: 96,
             max_history_turns: 20,
             session_timeout_s: 120,
         }
@@ -377,9 +373,6 @@ pub struct Privacy {
     pub persist_audio: bool,
     /// Write raw camera frames to disk (debugging only).
     pub persist_images: bool,
-    /// How long transcripts are kept after a session ends, in seconds (0: not kept).
-    #[schemars(range(min = 0, max = 2592000))]
-    pub transcript_retention_s: u32,
     /// Replace transcripts in logs with their length.
     pub redact_transcripts_in_logs: bool,
     /// Show a consent prompt before the microphone or camera is used.
@@ -391,7 +384,6 @@ impl Default for Privacy {
         Self {
             persist_audio: false,
             persist_images: false,
-            transcript_retention_s: 0,
             redact_transcripts_in_logs: true,
             consent_prompt: true,
         }

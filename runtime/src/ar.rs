@@ -10,7 +10,7 @@ use aisle_vision::{Decision, DetectError};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, format_price};
+use crate::catalog::{CatalogError, CatalogView, format_price};
 use crate::scan::{ScanError, Scanner};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ pub fn detect_products(
 /// Finds the objects in `img` and identifies each against the catalog.
 pub fn locate(
     detector: &ObjectDetector,
-    scanner: &Scanner<'_>,
+    scanner: &Scanner,
     img: &RgbImage,
 ) -> Result<(Vec<LocatedObject>, LocateTimings), ArError> {
     let t0 = Instant::now();
@@ -209,14 +209,9 @@ impl Follower {
 
 /// What a product's card shows, from the catalog: name, price (the promotional one
 /// when an offer runs `today`), stock and aisle.
-pub fn facts(cat: &Catalog, sku: &str, today: &str) -> Result<Option<ProductFacts>, ArError> {
-    let Some(p) = cat.product(sku)? else {
-        return Ok(None);
-    };
-    let promo = cat
-        .promotions(sku)?
-        .into_iter()
-        .find(|x| x.active_on(today));
+pub fn facts(view: &CatalogView, sku: &str, today: &str) -> Option<ProductFacts> {
+    let p = view.product(sku)?;
+    let promo = view.active_promotion(sku, today);
     let base = format_price(p.price_cents, &p.currency);
     let (price, promotion) = match &promo {
         Some(pr) => (
@@ -225,13 +220,13 @@ pub fn facts(cat: &Catalog, sku: &str, today: &str) -> Result<Option<ProductFact
         ),
         None => (base, None),
     };
-    let n = cat.total_stock(sku)?;
+    let n = view.total_stock(sku);
     let stock = match n {
         n if n <= 0 => Stock::Out,
         n if n <= LOW_STOCK => Stock::Low(n),
         n => Stock::InStock(n),
     };
-    Ok(Some(ProductFacts {
+    Some(ProductFacts {
         sku: p.sku.clone(),
         name: p.name.clone(),
         price,
@@ -245,7 +240,66 @@ pub fn facts(cat: &Catalog, sku: &str, today: &str) -> Result<Option<ProductFact
                 p.aisle.clone()
             }
         }),
-    }))
+    })
+}
+
+/// One frame's products and the cards laid out for them.
+#[derive(Debug, Serialize)]
+pub struct FrameOverlay {
+    pub objects: Vec<LocatedObject>,
+    pub overlay: aisle_ar::Overlay,
+    pub timings: FrameTimings,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FrameTimings {
+    #[serde(flatten)]
+    pub locate: LocateTimings,
+    pub layout_us: u64,
+}
+
+/// Locates and identifies the products in `img` and lays out their cards.
+pub fn overlay_for(
+    detector: &ObjectDetector,
+    scanner: &Scanner,
+    view: &CatalogView,
+    img: &RgbImage,
+    profile: aisle_ar::Profile,
+    today: &str,
+) -> Result<FrameOverlay, ArError> {
+    let (objects, locate) = self::locate(detector, scanner, img)?;
+    let t = Instant::now();
+    let detections = self::detections(&objects);
+    let mut facts: Vec<ProductFacts> = Vec::new();
+    for d in &detections {
+        if facts.iter().any(|f| f.sku == d.sku) {
+            continue;
+        }
+        facts.extend(self::facts(view, &d.sku, today));
+    }
+    let mut overlay = aisle_ar::layout(
+        img.width() as f32,
+        img.height() as f32,
+        &detections,
+        &facts,
+        &aisle_ar::LayoutParams::for_profile(profile),
+        &|_| None,
+    );
+    if detections.is_empty() && !objects.is_empty() {
+        overlay.message = Some(format!(
+            "{} item(s) in view not recognised: hold the label to the camera",
+            objects.len()
+        ));
+    }
+    let timings = FrameTimings {
+        locate,
+        layout_us: t.elapsed().as_micros() as u64,
+    };
+    Ok(FrameOverlay {
+        objects,
+        overlay,
+        timings,
+    })
 }
 
 #[cfg(test)]

@@ -9,101 +9,20 @@ use std::time::{Duration, Instant};
 use aisle_ar::render::Renderer;
 use aisle_ar::{LayoutParams, Overlay, ProductFacts, Profile};
 use aisle_firmware_config::DeviceConfig;
-use aisle_models::Store;
-use aisle_runtime::ar::{self, LocateTimings, LocatedObject};
-use aisle_runtime::catalog::Catalog;
-use aisle_runtime::scan::Scanner;
+use aisle_runtime::ar::{self, FrameOverlay};
+use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
 use aisle_vision::detect::ObjectDetector;
 use aisle_vision::{Engine, FrameInput, FrameOptions, FrameReader, ImageLimits};
 use anyhow::{Context, Result};
 use image::RgbImage;
-use serde::Serialize;
 
 /// The detector named by `models.object_detection`, on the configured image engine.
 pub fn load_detector(
     cfg: &DeviceConfig,
     engine_override: Option<Engine>,
 ) -> Result<ObjectDetector> {
-    let engine =
-        engine_override.unwrap_or(crate::vision_cmd::engine(cfg.file.inference.image_engine));
-    let options = crate::vision_cmd::onnx_options(cfg, engine)?;
-    let name = &cfg.file.models.object_detection;
-    let store = Store::open(&cfg.model_dir)?;
-    let a = store
-        .verify(name, &mut |_| {})
-        .with_context(|| format!("object detector `{name}` (models.object_detection)"))?;
-    Ok(ObjectDetector::load(
-        a.path("model.onnx")?,
-        a.path("labels.txt")?,
-        &options,
-    )?)
-}
-
-#[derive(Debug, Serialize)]
-pub struct FrameOverlay {
-    pub objects: Vec<LocatedObject>,
-    pub overlay: Overlay,
-    pub timings: FrameTimings,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct FrameTimings {
-    #[serde(flatten)]
-    pub locate: LocateTimings,
-    pub layout_us: u64,
-}
-
-/// Locates and identifies the products in `img` and lays out their cards.
-pub fn overlay_for(
-    detector: &ObjectDetector,
-    scanner: &Scanner<'_>,
-    cat: &Catalog,
-    img: &image::RgbImage,
-    profile: Profile,
-) -> Result<FrameOverlay> {
-    let (objects, locate) = ar::locate(detector, scanner, img)?;
-    let t = Instant::now();
-    let detections = ar::detections(&objects);
-    let today = aisle_runtime::catalog::today();
-    let mut facts: Vec<ProductFacts> = Vec::new();
-    for d in &detections {
-        if facts.iter().any(|f| f.sku == d.sku) {
-            continue;
-        }
-        if let Some(f) = ar::facts(cat, &d.sku, &today)? {
-            facts.push(f);
-        }
-    }
-    let mut overlay = aisle_ar::layout(
-        img.width() as f32,
-        img.height() as f32,
-        &detections,
-        &facts,
-        &LayoutParams::for_profile(profile),
-        &|_| None,
-    );
-    if detections.is_empty() && !objects.is_empty() {
-        overlay.message = Some(format!(
-            "{} item(s) in view not recognised: hold the label to the camera",
-            objects.len()
-        ));
-    }
-    let timings = FrameTimings {
-        locate,
-        layout_us: t.elapsed().as_micros() as u64,
-    };
-    Ok(FrameOverlay {
-        objects,
-        overlay,
-        timings,
-    })
-}
-
-pub fn profile(cfg: &DeviceConfig) -> Profile {
-    match cfg.file.device.profile {
-        aisle_firmware_config::Profile::Kiosk => Profile::Kiosk,
-        aisle_firmware_config::Profile::ArTablet => Profile::ArTablet,
-    }
+    let store = crate::vision_cmd::open_store(cfg)?;
+    Ok(kiosk::detector(cfg, &store, engine_override)?)
 }
 
 /// Renders `frame` with `overlay` and writes the PNG to `out`; returns the render time.
@@ -131,11 +50,12 @@ pub fn render(
 ) -> Result<ExitCode> {
     // Bad frames fail at once, before any model work.
     let img = aisle_vision::load_image(image, &ImageLimits::default())?;
-    let cat = crate::store_cmd::ready_catalog(cfg)?;
-    let models = crate::vision_cmd::load_models(cfg, engine_override)?;
-    let scanner = crate::vision_cmd::scanner(cfg, &models, &cat, json)?;
-    let detector = load_detector(cfg, engine_override)?;
-    let frame = overlay_for(&detector, &scanner, &cat, &img, profile(cfg))?;
+    let parts = Parts {
+        detector: true,
+        ..Parts::vision(engine_override)
+    };
+    let kiosk = Kiosk::load_with(cfg, parts, &mut crate::vision_cmd::index_bar(json))?;
+    let frame = kiosk.overlay(&img)?;
     let mut renderer = Renderer::headless()?;
     let render_us = write_png(&mut renderer, &img, &frame.overlay, out)?;
     if json {
@@ -411,20 +331,38 @@ pub fn live(
         }
     });
     let worker_cfg = cfg.clone();
-    let answers = answer_tx.clone();
     let min_period = analyse_fps.map(|f| Duration::from_secs_f32(1.0 / f.clamp(0.01, 60.0)));
     std::thread::spawn(move || {
-        let result = analyse(&worker_cfg, &analyse_rx, &overlay_tx, min_period);
+        // One kiosk for the analyser and the taps: the full assistant (MiniLM, the
+        // LLM) answers taps, in one conversation.
+        let parts = Parts {
+            detector: true,
+            dialogue_models: true,
+            quiet: true,
+            ..Parts::vision(None)
+        };
+        let kiosk = match Kiosk::load(&worker_cfg, parts) {
+            Ok(k) => Arc::new(k),
+            Err(e) => {
+                tracing::error!(error = %e, "AR analysis stopped");
+                let _ = answer_tx.send(format!("stopped: {e}"));
+                analyse_rx.close();
+                return;
+            }
+        };
+        {
+            let (kiosk, answer_tx) = (kiosk.clone(), answer_tx.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = answer_taps(&kiosk, &tap_rx, &answer_tx) {
+                    tracing::error!(error = %format!("{e:#}"), "AR answers stopped");
+                    let _ = answer_tx.send(format!("stopped: {e:#}"));
+                }
+            });
+        }
+        let result = analyse(&kiosk, &analyse_rx, &overlay_tx, min_period);
         analyse_rx.close();
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "AR analysis stopped");
-            let _ = answers.send(format!("stopped: {e:#}"));
-        }
-    });
-    let worker_cfg = cfg.clone();
-    std::thread::spawn(move || {
-        if let Err(e) = answer_taps(&worker_cfg, &tap_rx, &answer_tx) {
-            tracing::error!(error = %format!("{e:#}"), "AR answers stopped");
             let _ = answer_tx.send(format!("stopped: {e:#}"));
         }
     });
@@ -492,18 +430,14 @@ impl<T> Latest<T> {
 /// Identification takes at most half of this thread's time, and starts at most once
 /// per `min_period`.
 fn analyse(
-    cfg: &DeviceConfig,
+    kiosk: &Kiosk,
     frames: &Latest<RgbImage>,
     overlays: &mpsc::Sender<Overlay>,
     min_period: Option<Duration>,
 ) -> Result<()> {
-    let cat = crate::store_cmd::ready_catalog(cfg)?;
-    let models = crate::vision_cmd::load_models(cfg, None)?;
-    let scanner = crate::vision_cmd::scanner(cfg, &models, &cat, true)?;
-    let detector = load_detector(cfg, None)?;
+    let detector = kiosk.detector()?.clone();
     let mut stabilizer = aisle_ar::Stabilizer::new(aisle_ar::Stability::default());
     let params = LayoutParams::for_profile(Profile::ArTablet);
-    let today = aisle_runtime::catalog::today();
     let mut follower = ar::Follower::default();
     let mut facts: Vec<ProductFacts> = Vec::new();
     // The soonest the next identification may start.
@@ -516,13 +450,18 @@ fn analyse(
         };
         let now = Instant::now();
         if next_identification.is_none_or(|next| now >= next) {
-            let (objects, _) = ar::locate(&detector, &scanner, &img)?;
+            // The newest catalog: an import while the window is open shows.
+            let snap = kiosk.snapshot()?;
+            let scanner = snap
+                .scanner
+                .as_ref()
+                .context("the vision models are not loaded")?;
+            let (objects, _) = ar::locate(&detector, scanner, &img)?;
             follower.reset(&objects);
             facts.clear();
+            let today = kiosk.clock().today();
             for d in follower.detections() {
-                if let Some(f) = ar::facts(&cat, &d.sku, &today)? {
-                    facts.push(f);
-                }
+                facts.extend(ar::facts(snap.view(), &d.sku, &today));
             }
             let took = now.elapsed();
             next_identification = Some((now + 2 * took).max(now + min_period.unwrap_or_default()));
@@ -560,15 +499,20 @@ fn analyse(
 
 /// Answers taps on cards: the assistant's answer about the tapped product.
 fn answer_taps(
-    cfg: &DeviceConfig,
+    kiosk: &Kiosk,
     taps: &mpsc::Receiver<String>,
     answers: &mpsc::Sender<String>,
 ) -> Result<()> {
-    let cat = crate::store_cmd::ready_catalog(cfg)?;
-    let engine = aisle_runtime::dialogue::Engine::new(&cat)?;
-    let mut session = aisle_runtime::dialogue::Session::default();
+    let session = kiosk.new_session();
     for sku in taps {
-        let answer = engine.ask(TAP_QUESTION, &mut session, Some(&sku))?;
+        let answer = kiosk
+            .ask(&AskRequest {
+                text: TAP_QUESTION,
+                session: Some(session.as_str()),
+                sku: Some(&sku),
+                image: None,
+            })?
+            .answer;
         tracing::info!(sku = %sku, path = answer.path, "card tapped");
         if answers.send(answer.text).is_err() {
             return Ok(());

@@ -119,6 +119,12 @@ pub enum Command {
         #[arg(long, requires = "voice", value_name = "WAV")]
         file: Option<PathBuf>,
     },
+    /// Serve the kiosk's HTTP + WebSocket API: every model loaded once, many requests.
+    Serve {
+        /// Address and port (default: service.bind; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR:PORT")]
+        bind: Option<String>,
+    },
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -347,6 +353,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Vision(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::vision::run(&cfg, a, cli.json)
+        }
+        Command::Serve { bind } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::serve_cmd::serve(&cfg, bind.as_deref(), cli.json)
         }
         Command::Transcribe {
             file,

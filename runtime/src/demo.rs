@@ -42,7 +42,7 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
     let vision = crate::vision_cmd::load_models(cfg, None)?;
     stages.push(("vision models load", ms(t)));
     let t = Instant::now();
-    let mut scanner = crate::vision_cmd::scanner(cfg, &vision, &cat, false)?;
+    let mut scanner = crate::vision_cmd::scanner(cfg, vision, &cat, false)?;
     stages.push(("product embedding index", ms(t)));
     let photo = aisle_models::Store::open(&cfg.model_dir)?
         .verify("sample-photos", &mut |_| {})?
@@ -128,7 +128,7 @@ pub struct OverlayPicture {
 
 fn overlay_picture(
     cfg: &DeviceConfig,
-    scanner: &aisle_runtime::scan::Scanner<'_>,
+    scanner: &aisle_runtime::scan::Scanner,
     cat: &aisle_runtime::catalog::Catalog,
     photo: &image::RgbImage,
 ) -> OverlayPicture {
@@ -150,12 +150,14 @@ fn overlay_picture(
             720 - i64::from(photo.height()) - 120,
         );
         let detector = crate::ar_cmd::load_detector(cfg, None)?;
-        let located = crate::ar_cmd::overlay_for(
+        let view = aisle_runtime::catalog::CatalogView::load(cat)?;
+        let located = aisle_runtime::ar::overlay_for(
             &detector,
             scanner,
-            cat,
+            &view,
             &frame,
-            crate::ar_cmd::profile(cfg),
+            aisle_runtime::kiosk::profile(cfg),
+            &aisle_runtime::clock::Clock::today(&aisle_runtime::clock::SystemClock),
         )?;
         out.cards = located
             .overlay

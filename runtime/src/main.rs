@@ -24,6 +24,7 @@ mod cli;
 mod demo;
 mod models_cmd;
 mod progress;
+mod serve_cmd;
 mod speech_cmd;
 mod store_cmd;
 mod vision_cmd;

@@ -358,32 +358,48 @@ pub struct ScanReport {
     pub timings: Timings,
 }
 
-/// The catalog's embedding index and the model, ready to scan.
-pub struct Scanner<'m> {
-    model: Box<dyn ImageTextModel + 'm>,
+/// The catalog's embedding index and the models, ready to scan. Owns a share of the
+/// loaded models, so a running kiosk keeps one and rebuilds it when the catalog
+/// changes without loading any model again.
+pub struct Scanner {
+    models: std::sync::Arc<VisionModels>,
     /// Approximate index of the product texts, for catalogs above
     /// [`Scanner::APPROXIMATE_ABOVE`] products; exact search below.
     ann: Option<IvfIndex>,
     /// Cells of the approximate index read per scan.
     pub probes: usize,
-    ocr: Option<&'m Ocr>,
     ocr_index: OcrIndex,
     entries: Vec<Entry>,
     pub fusion: Fusion,
     pub limits: ImageLimits,
 }
 
-impl<'m> Scanner<'m> {
+impl Scanner {
     /// Builds (or loads from the cache) the index of `cat`'s products.
     /// `progress(done, total)` is called while product texts are embedded.
     pub fn build(
-        models: &'m VisionModels,
+        models: std::sync::Arc<VisionModels>,
         cat: &Catalog,
         cache_dir: &Path,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
-        let model = models.model();
         let products = cat.products()?;
+        let photos = {
+            let model = models.model();
+            cat.reference_photos(&model.visual_fingerprint())?
+        };
+        Self::build_from(models, products, photos, cache_dir, progress)
+    }
+
+    /// [`Self::build`] over products and enrolled photos already read.
+    pub fn build_from(
+        models: std::sync::Arc<VisionModels>,
+        products: Vec<Product>,
+        photos: Vec<ReferencePhoto>,
+        cache_dir: &Path,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let model = models.model();
         let texts: Vec<String> = products.iter().map(product_text).collect();
         let mut key_src = model.fingerprint();
         for (p, t) in products.iter().zip(&texts) {
@@ -403,7 +419,7 @@ impl<'m> Scanner<'m> {
                 v
             }
         };
-        let photos = cat.reference_photos(&model.visual_fingerprint())?;
+        drop(model);
         let mut entries: Vec<Entry> = products
             .into_iter()
             .zip(vectors)
@@ -425,10 +441,9 @@ impl<'m> Scanner<'m> {
             }
         }
         let mut scanner = Scanner {
-            model,
+            models,
             ann: None,
             probes: 32,
-            ocr: models.ocr.as_ref(),
             ocr_index: OcrIndex::build(&entries),
             entries,
             fusion: Fusion::default(),
@@ -455,8 +470,13 @@ impl<'m> Scanner<'m> {
         self.entries.is_empty()
     }
 
-    pub fn model(&self) -> &dyn ImageTextModel {
-        self.model.as_ref()
+    pub fn model(&self) -> Box<dyn ImageTextModel + '_> {
+        self.models.model()
+    }
+
+    /// The loaded models this scanner runs.
+    pub fn models(&self) -> &std::sync::Arc<VisionModels> {
+        &self.models
     }
 
     /// Catalogs larger than this are searched through an approximate index
@@ -518,8 +538,12 @@ impl<'m> Scanner<'m> {
     pub fn scan_image(&self, img: &image::RgbImage, top_k: usize) -> Result<ScanReport> {
         let t0 = Instant::now();
         let (e, ocr) = std::thread::scope(|s| {
-            let reader = self.ocr.map(|o| s.spawn(move || o.read(img)));
-            let e = self.model.embed_image(img);
+            let reader = self
+                .models
+                .ocr
+                .as_ref()
+                .map(|o| s.spawn(move || o.read(img)));
+            let e = self.model().embed_image(img);
             let ocr = reader.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             (e, ocr)
         });
@@ -613,33 +637,43 @@ impl<'m> Scanner<'m> {
         sku: &str,
         photos: &[(String, image::RgbImage)],
     ) -> Result<usize> {
-        if cat.product(sku)?.is_none() {
-            return Err(ScanError::UnknownSku(sku.to_string()));
-        }
-        let mut refs = Vec::with_capacity(photos.len());
-        for (hash, img) in photos {
-            refs.push(ReferencePhoto {
-                sku: sku.to_string(),
-                photo_sha256: hash.clone(),
-                embedding: self.model.embed_visual(img)?,
-            });
-        }
-        let known: std::collections::HashSet<String> = cat
-            .reference_photos(&self.model.visual_fingerprint())?
-            .into_iter()
-            .filter(|r| r.sku == sku)
-            .map(|r| r.photo_sha256)
-            .collect();
-        let added = cat.add_reference_photos(&self.model.visual_fingerprint(), &refs)?;
+        let (added, new) = store_references(self.models.model().as_ref(), cat, sku, photos)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.sku == sku) {
-            e.references.extend(
-                refs.into_iter()
-                    .filter(|r| !known.contains(&r.photo_sha256))
-                    .map(|r| r.embedding),
-            );
+            e.references.extend(new.into_iter().map(|r| r.embedding));
         }
         Ok(added)
     }
+}
+
+/// Embeds reference photos of `sku` and stores them (all or none; only embeddings
+/// are kept). Returns how many were new and the new ones.
+pub fn store_references(
+    model: &dyn ImageTextModel,
+    cat: &mut Catalog,
+    sku: &str,
+    photos: &[(String, image::RgbImage)],
+) -> Result<(usize, Vec<ReferencePhoto>)> {
+    if cat.product(sku)?.is_none() {
+        return Err(ScanError::UnknownSku(sku.to_string()));
+    }
+    let mut refs = Vec::with_capacity(photos.len());
+    for (hash, img) in photos {
+        refs.push(ReferencePhoto {
+            sku: sku.to_string(),
+            photo_sha256: hash.clone(),
+            embedding: model.embed_visual(img)?,
+        });
+    }
+    let fingerprint = model.visual_fingerprint();
+    let known: std::collections::HashSet<String> = cat
+        .reference_photos(&fingerprint)?
+        .into_iter()
+        .filter(|r| r.sku == sku)
+        .map(|r| r.photo_sha256)
+        .collect();
+    let added = cat.add_reference_photos(&fingerprint, &refs)?;
+    refs.retain(|r| !known.contains(&r.photo_sha256));
+    Ok((added, refs))
 }
 
 /// Text embeddings of `texts`, on all cores.

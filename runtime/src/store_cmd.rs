@@ -1,42 +1,18 @@
 //! `aisle catalog ...`, `aisle ask`, `aisle chat`.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
 use aisle_runtime::catalog::{self, Catalog, ImportOptions, format_price};
-use aisle_runtime::dialogue::{Answer, Engine, Session};
+use aisle_runtime::dialogue::Session;
+use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
 use anyhow::{Context, Result, bail};
 
-pub fn catalog_path(cfg: &DeviceConfig) -> PathBuf {
-    cfg.data_dir.join("catalog").join("store.sqlite")
-}
-
 pub fn open_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
-    Ok(Catalog::open(&catalog_path(cfg))?)
-}
-
-/// The catalog, with something in it: the configured catalog file or the demo store.
-pub fn ready_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
-    let mut cat = open_catalog(cfg)?;
-    if cat.product_count()? == 0 {
-        match &cfg.file.paths.catalog {
-            Some(file) => {
-                let opts = ImportOptions {
-                    default_currency: cfg.file.device.currency.clone(),
-                    ..Default::default()
-                };
-                catalog::import_file(&mut cat, file, &opts)?;
-            }
-            None => bail!(
-                "the store catalog is empty ({}): run `aisle catalog import FILE` or `aisle catalog demo`",
-                cat.path().display()
-            ),
-        }
-    }
-    Ok(cat)
+    Ok(Catalog::open(&kiosk::catalog_path(cfg))?)
 }
 
 pub fn import(
@@ -182,117 +158,12 @@ fn save_session(path: &Path, s: &Session) -> Result<()> {
     Ok(())
 }
 
-/// The text embedding model for lookup by meaning, when the store has it.
-pub fn load_meaning(cfg: &DeviceConfig) -> Option<aisle_vision::MiniLm> {
-    let name = &cfg.file.models.text_embedding;
-    let store = Store::open(&cfg.model_dir).ok()?;
-    let loaded = store
-        .verify(name, &mut |_| {})
-        .map_err(anyhow::Error::from)
-        .and_then(|a| Ok(aisle_vision::MiniLm::load(&a)?));
-    match loaded {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::warn!(model = %name, error = %e, "no lookup by meaning");
-            None
-        }
-    }
-}
-
-/// The models the dialogue engine can use; each is optional (the grammar answers
-/// without them), and one that cannot be loaded is reported, not fatal.
-pub struct DialogueModels {
-    pub meaning: Option<aisle_vision::MiniLm>,
-    pub llm: Option<aisle_runtime::llm::Llm>,
-}
-
-impl DialogueModels {
-    pub fn load(cfg: &DeviceConfig) -> Self {
-        Self {
-            meaning: load_meaning(cfg),
-            llm: cfg
-                .file
-                .dialogue
-                .llm_fallback
-                .then(|| load_llm(cfg))
-                .flatten(),
-        }
-    }
-
-    pub fn engine<'a>(&'a self, cat: &'a Catalog) -> Result<Engine<'a>> {
-        let mut engine = Engine::new(cat)?;
-        if let Some(m) = &self.meaning {
-            engine = engine.with_meaning(m);
-        }
-        if let Some(l) = &self.llm {
-            engine = engine.with_llm(l);
-        }
-        Ok(engine)
-    }
-}
-
-/// Context the LLM gets: the cached prompt (~420 tokens) and a question fit easily.
-pub const LLM_CONTEXT: u32 = 1024;
-
-/// The configured LLM (`models.llm`), verified; `None` with a warning when it or the
-/// engine library is missing.
-pub fn load_llm(cfg: &DeviceConfig) -> Option<aisle_runtime::llm::Llm> {
-    let loaded = llm_model_path(cfg).and_then(|path| {
-        Ok(aisle_runtime::llm::Llm::load(
-            &path,
-            crate::speech_cmd::default_threads(),
-            LLM_CONTEXT,
-        )?)
-    });
-    match loaded {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::warn!(model = %cfg.file.models.llm, error = %e, "no LLM fallback");
-            None
-        }
-    }
-}
-
-/// The verified GGUF file of the configured LLM (`models.llm`).
-pub fn llm_model_path(cfg: &DeviceConfig) -> Result<PathBuf> {
-    let name = &cfg.file.models.llm;
-    let store = Store::open(&cfg.model_dir)
-        .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))?;
-    let a = store.verify(name, &mut |_| {})?;
-    let gguf = a
-        .manifest
-        .files
-        .iter()
-        .find(|f| f.name.ends_with(".gguf"))
-        .with_context(|| format!("model {name} has no .gguf file"))?;
-    Ok(a.path(&gguf.name)?.to_path_buf())
-}
-
 pub struct AskInput<'a> {
     pub text: Option<&'a str>,
     pub audio: Option<&'a Path>,
     pub image: Option<&'a Path>,
     pub sku: Option<&'a str>,
     pub session: Option<&'a Path>,
-}
-
-pub fn answer_json(
-    a: &Answer,
-    transcript: Option<&str>,
-    timings: &serde_json::Value,
-) -> serde_json::Value {
-    serde_json::json!({
-        "answer": a.text,
-        "intent": a.intent,
-        "intents": a.intents,
-        "products": a.products,
-        "facts": a.facts,
-        "path": a.path,
-        "llm": a.llm,
-        "staff_requested": a.staff_requested,
-        "transcript": transcript,
-        "timings_ms": timings,
-    })
 }
 
 pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode> {
@@ -305,72 +176,57 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
         .image
         .map(|p| aisle_vision::load_image(p, &aisle_vision::ImageLimits::default()))
         .transpose()?;
-    let (question, transcript, asr_ms) = match (input.text, input.audio) {
-        (Some(t), None) => (t.to_string(), None, None),
-        (None, Some(wav)) => {
-            let t0 = std::time::Instant::now();
-            let tr = crate::speech_cmd::load_transcriber(cfg, None)?;
-            let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            let (_, t) = tr.transcribe_file(wav, None)?;
-            (
-                t.text.clone(),
-                Some(t.text),
-                Some((load_ms, t.processing_ms as f64)),
-            )
-        }
-        (Some(_), Some(_)) => bail!("give the question as TEXT or --audio WAV, not both"),
-        (None, None) => bail!("give a question: TEXT or --audio WAV"),
-    };
+    if input.text.is_some() && input.audio.is_some() {
+        bail!("give the question as TEXT or --audio WAV, not both");
+    }
+    if input.text.is_none() && input.audio.is_none() {
+        bail!("give a question: TEXT or --audio WAV");
+    }
     let t0 = std::time::Instant::now();
-    let cat = ready_catalog(cfg)?;
-    let models = DialogueModels::load(cfg);
-    let engine = models.engine(&cat)?;
+    let parts = Parts {
+        speech: input.audio.is_some(),
+        vision: photo.is_some(),
+        ..Parts::dialogue()
+    };
+    let kiosk = Kiosk::load_with(cfg, parts, &mut crate::vision_cmd::index_bar(json))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let mut session = load_session(input.session)?;
-    if let Some(sku) = input.sku
-        && cat.product(sku)?.is_none()
-    {
-        bail!("no product with sku {sku:?} in {}", cat.path().display());
+    let (question, transcript, asr_ms) = match (input.text, input.audio) {
+        (Some(t), _) => (t.to_string(), None, None),
+        (None, Some(wav)) => {
+            let bytes =
+                std::fs::read(wav).with_context(|| format!("cannot read {}", wav.display()))?;
+            let (_, t) = kiosk.transcribe_wav(&bytes, wav, None)?;
+            (t.text.clone(), Some(t.text), Some(t.processing_ms as f64))
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    let session = load_session(input.session)?;
+    let id = kiosk.resume(session);
+    let mut asked = kiosk.ask(&AskRequest {
+        text: &question,
+        session: Some(id.as_str()),
+        sku: input.sku,
+        image: photo.as_ref(),
+    })?;
+    if let (Some(r), Some(path)) = (asked.scan.as_mut(), input.image) {
+        r.image = path.display().to_string();
     }
-    // The product in the photo, if recognised; an unknown product leaves the
-    // question without one (the assistant then asks which product is meant).
-    let t_scan = std::time::Instant::now();
-    let scan = match (&photo, input.image) {
-        (Some(img), Some(path)) => {
-            let vision = crate::vision_cmd::load_models(cfg, None)?;
-            let scanner = crate::vision_cmd::scanner(cfg, &vision, &cat, json)?;
-            let mut r = scanner.scan_image(img, 3)?;
-            r.image = path.display().to_string();
-            Some(r)
-        }
-        _ => None,
-    };
-    let scan_ms = scan
-        .as_ref()
-        .map(|_| t_scan.elapsed().as_secs_f64() * 1000.0);
-    let scanned: Option<String> = match &scan {
-        Some(r) if r.decision == aisle_vision::Decision::Identified => {
-            r.matches.first().map(|m| m.sku.clone())
-        }
-        Some(_) => None,
-        None => input.sku.map(str::to_string),
-    };
-    let answer = engine.ask(&question, &mut session, scanned.as_deref())?;
     if let Some(p) = input.session {
-        save_session(p, &session)?;
+        save_session(
+            p,
+            &kiosk.session(asked.session.as_str()).unwrap_or_default(),
+        )?;
     }
-    let timings = serde_json::json!({
-        "speech_model_load": asr_ms.map(|a| a.0),
-        "transcribe": asr_ms.map(|a| a.1),
-        "catalog_load": load_ms,
-        "scan": scan_ms,
-        "answer": answer.elapsed_us as f64 / 1000.0,
-        "total": t_total.elapsed().as_secs_f64() * 1000.0,
-    });
+    asked.transcript = transcript.clone();
+    asked.timings.insert("load".into(), load_ms.into());
+    asked.timings.insert("transcribe".into(), asr_ms.into());
+    asked.timings.insert(
+        "total".into(),
+        (t_total.elapsed().as_secs_f64() * 1000.0).into(),
+    );
+    let (answer, scan) = (&asked.answer, &asked.scan);
     if json {
-        let mut v = answer_json(&answer, transcript.as_deref(), &timings);
-        v["scan"] = serde_json::to_value(&scan)?;
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&asked.to_json())?);
     } else {
         if let Some(r) = &scan {
             match (r.decision, r.matches.first()) {
@@ -417,10 +273,14 @@ pub fn chat_voice(
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let cat = ready_catalog(cfg)?;
-    let models = DialogueModels::load(cfg);
-    let engine = models.engine(&cat)?;
-    let transcriber = crate::speech_cmd::load_transcriber(cfg, None)?;
+    let kiosk = Kiosk::load(
+        cfg,
+        Parts {
+            speech: true,
+            ..Parts::dialogue()
+        },
+    )?;
+    let transcriber = kiosk.transcriber()?.clone();
     let mut source = crate::speech_cmd::open_source(cfg, input)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -435,7 +295,7 @@ pub fn chat_voice(
             source.describe()
         );
     }
-    let mut session = Session::default();
+    let session = kiosk.new_session();
     let mut failure: Option<anyhow::Error> = None;
     let mut on_event = |ev: aisle_speech::ListenEvent| {
         use std::io::Write as _;
@@ -446,8 +306,13 @@ pub fn chat_voice(
             }
             aisle_speech::ListenEvent::Final(u) => {
                 let t = std::time::Instant::now();
-                let a = match engine.ask(&u.text, &mut session, None) {
-                    Ok(a) => a,
+                let asked = kiosk.ask(&AskRequest {
+                    text: &u.text,
+                    session: Some(session.as_str()),
+                    ..Default::default()
+                });
+                let a = match asked {
+                    Ok(a) => a.answer,
                     Err(e) => {
                         failure.get_or_insert(e.into());
                         stop.store(true, Ordering::Relaxed);
@@ -456,7 +321,7 @@ pub fn chat_voice(
                 };
                 let answer_ms = t.elapsed().as_secs_f64() * 1000.0;
                 if json {
-                    answer_json(
+                    kiosk::answer_json(
                         &a,
                         Some(&u.text),
                         &serde_json::json!({
@@ -493,14 +358,12 @@ aisle: {}
 }
 
 pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
-    let cat = ready_catalog(cfg)?;
-    let models = DialogueModels::load(cfg);
-    let engine = models.engine(&cat)?;
-    let mut session = Session::default();
+    let kiosk = Kiosk::load(cfg, Parts::dialogue())?;
+    let session = kiosk.new_session();
     if !json {
         eprintln!(
             "aisle chat: ask about products in this store ({} products). Empty line or Ctrl-D ends.",
-            cat.product_count()?
+            kiosk.product_count()?
         );
     }
     let stdin = std::io::stdin();
@@ -509,11 +372,17 @@ pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
         if line.trim().is_empty() {
             break;
         }
-        let a = engine.ask(&line, &mut session, None)?;
+        let a = kiosk
+            .ask(&AskRequest {
+                text: &line,
+                session: Some(session.as_str()),
+                ..Default::default()
+            })?
+            .answer;
         if json {
             outln!(
                 "{}",
-                answer_json(
+                kiosk::answer_json(
                     &a,
                     None,
                     &serde_json::json!({ "answer": a.elapsed_us as f64 / 1000.0 })

@@ -3,100 +3,41 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aisle_firmware_config::{DeviceConfig, ImageText, OnnxEngine};
+use std::sync::Arc;
+
+use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
 use aisle_runtime::catalog::Catalog;
-use aisle_runtime::scan::{ClipSpec, OcrSpec, ScanReport, Scanner, VisionModels, VisionSpec};
+use aisle_runtime::kiosk::{self, Kiosk, Parts};
+use aisle_runtime::scan::{ScanReport, Scanner, VisionModels};
 use aisle_vision::{Decision, Engine, OnnxOptions};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub fn engine(e: OnnxEngine) -> Engine {
-    match e {
-        OnnxEngine::Onnxruntime => Engine::OnnxRuntime,
-        OnnxEngine::Tract => Engine::Tract,
-    }
-}
-
-/// Threads per model: the configured count, or every core.
-pub fn threads(cfg: &DeviceConfig) -> usize {
-    match cfg.file.inference.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n as usize,
-    }
-}
-
 /// ONNX options for `engine`, the ONNX Runtime library taken from the model store.
 pub fn onnx_options(cfg: &DeviceConfig, engine: Engine) -> Result<OnnxOptions> {
-    let threads = threads(cfg);
-    Ok(match engine {
-        Engine::Tract => OnnxOptions::tract(threads),
-        Engine::OnnxRuntime => {
-            let name = &cfg.file.inference.onnxruntime_library;
-            let store = Store::open(&cfg.model_dir)?;
-            let lib = store
-                .verify(name, &mut |_| {})
-                .with_context(|| {
-                    format!(
-                        "ONNX Runtime library `{name}` (set inference.image_engine = \"tract\" to run without it)"
-                    )
-                })?;
-            OnnxOptions::onnxruntime(threads, lib.first_file()?.0.to_path_buf())
-        }
-    })
+    Ok(kiosk::onnx_options(cfg, &open_store(cfg)?, engine)?)
 }
 
-pub fn vision_spec(cfg: &DeviceConfig, engine_override: Option<Engine>) -> Result<VisionSpec> {
-    let engine = engine_override.unwrap_or(engine(cfg.file.inference.image_engine));
-    Ok(VisionSpec {
-        image_model: cfg.file.models.image_embedding.clone(),
-        text_model: cfg.file.models.text_embedding.clone(),
-        labels_model: "imagenet-labels".into(),
-        options: onnx_options(cfg, engine)?,
-        cache_dir: cache_dir(cfg),
-        clip: match cfg.file.inference.image_text {
-            ImageText::Conse => None,
-            ImageText::Clip => Some(ClipSpec {
-                tokenizer: cfg.file.models.clip_tokenizer.clone(),
-                image_size: cfg.file.inference.clip_image_size,
-            }),
-        },
-        ocr: if cfg.file.inference.ocr {
-            let engine = engine_override.unwrap_or(self::engine(cfg.file.inference.ocr_engine));
-            Some(OcrSpec {
-                detection: cfg.file.models.ocr_detection.clone(),
-                recognition: cfg.file.models.ocr_recognition.clone(),
-                orientation: cfg
-                    .file
-                    .inference
-                    .ocr_orientation
-                    .then(|| cfg.file.models.ocr_orientation.clone()),
-                options: onnx_options(cfg, engine)?,
-            })
-        } else {
-            None
-        },
-    })
+pub fn open_store(cfg: &DeviceConfig) -> Result<Store> {
+    Store::open(&cfg.model_dir)
+        .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))
 }
 
-pub fn cache_dir(cfg: &DeviceConfig) -> PathBuf {
-    cfg.data_dir.join("cache").join("vision")
-}
-
-pub fn load_models(cfg: &DeviceConfig, engine_override: Option<Engine>) -> Result<VisionModels> {
-    let spec = vision_spec(cfg, engine_override)?;
-    let store = Store::open(&cfg.model_dir)?;
-    Ok(VisionModels::load(&store, &spec)?)
-}
-
-/// The scanner over `cat`, with a progress bar while product texts are embedded
-/// (the first time, or after the catalog or a model changed).
-pub fn scanner<'m>(
+pub fn load_models(
     cfg: &DeviceConfig,
-    models: &'m VisionModels,
-    cat: &Catalog,
-    quiet: bool,
-) -> Result<Scanner<'m>> {
+    engine_override: Option<Engine>,
+) -> Result<Arc<VisionModels>> {
+    Ok(Arc::new(kiosk::vision_models(
+        cfg,
+        &open_store(cfg)?,
+        engine_override,
+    )?))
+}
+
+/// A progress bar on stderr while product texts are embedded (hidden when quiet or
+/// not a terminal).
+pub fn index_bar(quiet: bool) -> impl FnMut(usize, usize) {
     let bar = if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden())
     } else {
@@ -109,7 +50,7 @@ pub fn scanner<'m>(
     );
     bar.set_message("embedding product texts");
     let mut logged = false;
-    let mut s = Scanner::build(models, cat, &cache_dir(cfg), &mut |done, total| {
+    move |done, total| {
         if !logged {
             tracing::info!(
                 products = total,
@@ -119,8 +60,26 @@ pub fn scanner<'m>(
         }
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The scanner over `cat`, with a progress bar while product texts are embedded
+/// (the first time, or after the catalog or a model changed).
+pub fn scanner(
+    cfg: &DeviceConfig,
+    models: Arc<VisionModels>,
+    cat: &Catalog,
+    quiet: bool,
+) -> Result<Scanner> {
+    let mut s = Scanner::build(
+        models,
+        cat,
+        &kiosk::vision_cache_dir(cfg),
+        &mut index_bar(quiet),
+    )?;
     s.fusion.threshold = cfg.file.thresholds.match_confidence as f32;
     Ok(s)
 }
@@ -209,10 +168,8 @@ pub fn scan(
     let t0 = std::time::Instant::now();
     let img = aisle_vision::load_image(image, &aisle_vision::ImageLimits::default())?;
     let decode_us = t0.elapsed().as_micros() as u64;
-    let cat = crate::store_cmd::ready_catalog(cfg)?;
-    let models = load_models(cfg, engine_override)?;
-    let scanner = scanner(cfg, &models, &cat, json)?;
-    let mut report = scanner.scan_image(&img, top.max(1))?;
+    let kiosk = Kiosk::load_with(cfg, Parts::vision(engine_override), &mut index_bar(json))?;
+    let mut report = kiosk.scan_image(&img, top.max(1))?;
     report.image = image.display().to_string();
     report.timings.decode_us = decode_us;
     report.timings.total_us += decode_us;
@@ -221,15 +178,17 @@ pub fn scan(
 }
 
 pub fn enroll(cfg: &DeviceConfig, sku: &str, photos: &[PathBuf], json: bool) -> Result<ExitCode> {
-    let mut cat = crate::store_cmd::ready_catalog(cfg)?;
-    let models = load_models(cfg, None)?;
-    let mut scanner = scanner(cfg, &models, &cat, json)?;
-    let added = scanner.enroll(&mut cat, sku, photos)?;
-    let total = cat
-        .reference_photos(&scanner.model().visual_fingerprint())?
-        .iter()
-        .filter(|p| p.sku == sku)
-        .count();
+    // Every photo is read and decoded before anything is stored.
+    let mut decoded = Vec::with_capacity(photos.len());
+    for path in photos {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read photo {}", path.display()))?;
+        let img = aisle_vision::decode_image(&bytes, path, &aisle_vision::ImageLimits::default())?;
+        decoded.push((aisle_models::hash::sha256_bytes(&bytes), img));
+    }
+    let kiosk = Kiosk::load_with(cfg, Parts::vision(None), &mut index_bar(json))?;
+    let added = kiosk.enroll(sku, &decoded)?;
+    let total = kiosk.enrolled_photos(sku)?;
     if json {
         outln!(
             "{}",

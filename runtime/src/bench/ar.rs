@@ -106,13 +106,15 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
 
     // Facts: real products of the demo store, one per object found.
     let cat = crate::store_cmd::demo_store(cfg, true)?;
-    let today = aisle_runtime::catalog::today();
-    let mut facts = Vec::new();
-    for p in cat.products()?.iter().step_by(997).take(8) {
-        if let Some(f) = aisle_runtime::ar::facts(&cat, &p.sku, &today)? {
-            facts.push(f);
-        }
-    }
+    let view = aisle_runtime::catalog::CatalogView::load(&cat)?;
+    let today = aisle_runtime::clock::Clock::today(&aisle_runtime::clock::SystemClock);
+    let facts: Vec<_> = view
+        .products()
+        .iter()
+        .step_by(997)
+        .take(8)
+        .filter_map(|p| aisle_runtime::ar::facts(&view, &p.sku, &today))
+        .collect();
     anyhow::ensure!(!facts.is_empty(), "the demo store has no products");
 
     let mut det_rows = Vec::new();

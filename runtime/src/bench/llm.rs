@@ -85,10 +85,15 @@ fn peer_gen(v: &serde_json::Value) -> Gen {
 
 pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
-    let model = crate::store_cmd::llm_model_path(cfg)?;
+    let store = crate::vision_cmd::open_store(cfg)?;
+    let model = aisle_runtime::kiosk::llm_model_path(cfg, &store)?;
 
     let t = Instant::now();
-    let llm = Llm::load(&model, threads, crate::store_cmd::LLM_CONTEXT)?;
+    let llm = std::sync::Arc::new(Llm::load(
+        &model,
+        threads,
+        aisle_runtime::kiosk::LLM_CONTEXT,
+    )?);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // Free generation from an empty cache; the first run warms up.
@@ -114,11 +119,11 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
 
     // Whole answers on the LLM path (product read, intent by meaning, database).
     let cat = crate::store_cmd::demo_store(cfg, true)?;
-    let meaning = crate::store_cmd::load_meaning(cfg)
+    let meaning = aisle_runtime::kiosk::minilm(cfg, &store)
         .context("the fallback needs the text embedding model (models.text_embedding)")?;
     let engine = aisle_runtime::dialogue::Engine::new(&cat)?
-        .with_meaning(&meaning)
-        .with_llm(&llm);
+        .with_meaning(std::sync::Arc::new(meaning))
+        .with_llm(llm.clone());
     engine.ask(QUESTIONS[0], &mut Session::default(), None)?; // embeds the examples
     let mut answer_ms = Vec::new();
     let mut via_llm = 0;

@@ -245,7 +245,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     // One whole scan on the demo store (ConSE, 49,689 products).
     let cat = crate::store_cmd::demo_store(cfg, true)?;
     let vision = crate::vision_cmd::load_models(&cfg_threads, Some(Engine::OnnxRuntime))?;
-    let scanner = crate::vision_cmd::scanner(&cfg_threads, &vision, &cat, json)?;
+    let scanner = crate::vision_cmd::scanner(&cfg_threads, vision.clone(), &cat, json)?;
     let mut search = Vec::new();
     let mut scan_total = Vec::new();
     for run in 0..=runs {

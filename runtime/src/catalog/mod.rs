@@ -9,6 +9,7 @@
 pub mod demo;
 pub mod import;
 pub mod search;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 pub use import::{ImportOptions, ImportReport, RowProblem, import_file};
 pub use search::{Match, ProductIndex};
+pub use view::CatalogView;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -241,7 +243,7 @@ impl Catalog {
             .map_err(|e| self.db(e))
     }
 
-    /// Increases whenever an import changes content.
+    /// Increases whenever an import changes content or a photo is enrolled.
     pub fn revision(&self) -> Result<u64> {
         Ok(self
             .meta("revision")?
@@ -280,6 +282,7 @@ impl Catalog {
             path: path.clone(),
             source,
         };
+        let revision = self.revision()?;
         let tx = self.conn.transaction().map_err(db)?;
         let mut added = 0;
         for p in photos {
@@ -290,6 +293,14 @@ impl Catalog {
                     params![p.sku, p.photo_sha256, model, blob, now],
                 )
                 .map_err(db)?;
+        }
+        if added > 0 {
+            // A running kiosk rebuilds its scanner when the revision moves.
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('revision', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(revision + 1).to_string()],
+            )
+            .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(added)
@@ -390,6 +401,55 @@ impl Catalog {
             .map_err(|e| self.db(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.db(e))
+    }
+
+    /// Stock of every product, per variant (as [`Catalog::stock`]).
+    pub fn all_stock(&self) -> Result<std::collections::HashMap<String, Vec<Variant>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sku, variant, quantity, price_cents FROM stock ORDER BY rowid")
+            .map_err(|e| self.db(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.db(e))?;
+        let mut out: std::collections::HashMap<String, Vec<Variant>> = Default::default();
+        while let Some(r) = rows.next().map_err(|e| self.db(e))? {
+            let sku: String = r.get(0).map_err(|e| self.db(e))?;
+            let v = (|| {
+                Ok(Variant {
+                    variant: r.get(1)?,
+                    quantity: r.get(2)?,
+                    price_cents: r.get(3)?,
+                })
+            })()
+            .map_err(|e| self.db(e))?;
+            out.entry(sku).or_default().push(v);
+        }
+        Ok(out)
+    }
+
+    /// Every promotion of every product (as [`Catalog::promotions`]).
+    pub fn all_promotions(&self) -> Result<std::collections::HashMap<String, Vec<Promotion>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sku, description, price_cents, percent_off, starts, ends FROM promotions ORDER BY rowid")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Promotion {
+                    sku: r.get(0)?,
+                    description: r.get(1)?,
+                    price_cents: r.get(2)?,
+                    percent_off: r.get(3)?,
+                    starts: r.get(4)?,
+                    ends: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.db(e))?;
+        let mut out: std::collections::HashMap<String, Vec<Promotion>> = Default::default();
+        for p in rows {
+            let p = p.map_err(|e| self.db(e))?;
+            out.entry(p.sku.clone()).or_default().push(p);
+        }
+        Ok(out)
     }
 
     /// Skus with a promotion active on `day`.

@@ -9,11 +9,13 @@
 pub mod fallback;
 pub mod intent;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, Product, ProductIndex, Result, format_price};
+use crate::catalog::{Catalog, CatalogView, Product, Result, format_price};
+use crate::clock::{Clock, SystemClock};
 pub use intent::Intent;
 
 /// A product must name the mention at least this well to be taken as meant.
@@ -82,31 +84,33 @@ pub struct Answer {
     /// What the LLM made of the question, when it was asked.
     pub llm: Option<fallback::Interpretation>,
     pub staff_requested: bool,
+    /// A product was asked for that this store does not have (a demand signal).
+    pub not_found: bool,
     pub elapsed_us: u64,
 }
 
-/// The engine over one store database.
-pub struct Engine<'a> {
-    catalog: &'a Catalog,
-    products: Vec<Product>,
-    index: ProductIndex,
-    today: String,
-    meaning: Option<Meaning<'a>>,
-    llm: Option<&'a crate::llm::Llm>,
+/// The engine over one snapshot of the store's catalog. `Send + Sync`: one engine
+/// answers many conversations at once; each request brings its own [`Session`].
+pub struct Engine {
+    view: Arc<CatalogView>,
+    clock: Arc<dyn Clock>,
+    meaning: Option<Meaning>,
+    llm: Option<Arc<crate::llm::Llm>>,
 }
 
 /// Lookup by meaning: MiniLM embeddings of the store's aisles, so "something for
 /// breakfast" finds the breakfast and cereal aisles without naming a product.
-struct Meaning<'a> {
-    model: &'a aisle_vision::MiniLm,
+struct Meaning {
+    model: Arc<aisle_vision::MiniLm>,
     /// (aisle as stored, unit embedding of its name), computed on first use so a
     /// price question does not pay for embedding every aisle.
-    aisles: std::cell::OnceCell<Vec<(String, Vec<f32>)>>,
-    /// The fallback's example questions, embedded on first use.
-    examples: std::cell::OnceCell<Vec<(Intent, String, Vec<f32>)>>,
+    aisles: OnceLock<Vec<(String, Vec<f32>)>>,
+    /// The fallback's example questions, embedded on first use (they do not depend
+    /// on the catalog, so engines over later snapshots share them).
+    examples: Arc<OnceLock<Vec<(Intent, String, Vec<f32>)>>>,
 }
 
-impl Meaning<'_> {
+impl Meaning {
     fn aisles(&self, products: &[Product]) -> &[(String, Vec<f32>)] {
         self.aisles.get_or_init(|| {
             let mut names: Vec<&str> = products.iter().map(|p| p.aisle.as_str()).collect();
@@ -132,15 +136,21 @@ struct Reply {
     facts: Vec<Fact>,
     products: Vec<String>,
     staff: bool,
+    /// A product was asked for that the store does not have.
+    not_found: bool,
+    /// The date this answer is given on (promotions run by date).
+    today: String,
 }
 
 impl Reply {
-    fn new() -> Self {
+    fn new(today: String) -> Self {
         Self {
+            today,
             text: String::new(),
             facts: Vec::new(),
             products: Vec::new(),
             staff: false,
+            not_found: false,
         }
     }
     fn say(&mut self, s: impl AsRef<str>) {
@@ -174,37 +184,69 @@ impl Reply {
     }
 }
 
-impl<'a> Engine<'a> {
-    /// Loads the products and builds the name index (about 0.3 s for 50k products).
-    pub fn new(catalog: &'a Catalog) -> Result<Self> {
-        let products = catalog.products()?;
-        let index = ProductIndex::build(&products);
-        Ok(Self {
-            catalog,
-            products,
-            index,
-            today: crate::catalog::today(),
+impl Engine {
+    /// Reads a snapshot of `catalog` (about 0.5 s for 50k products) and answers from
+    /// it by the system clock.
+    pub fn new(catalog: &Catalog) -> Result<Self> {
+        Ok(Self::over(Arc::new(CatalogView::load(catalog)?)))
+    }
+
+    /// The engine over a snapshot, by the system clock.
+    pub fn over(view: Arc<CatalogView>) -> Self {
+        Self {
+            view,
+            clock: Arc::new(SystemClock),
             meaning: None,
             llm: None,
-        })
+        }
+    }
+
+    /// The same engine (models, clock) over a newer snapshot of the catalog.
+    pub fn rebased(&self, view: Arc<CatalogView>) -> Self {
+        Self {
+            view,
+            clock: self.clock.clone(),
+            meaning: self.meaning.as_ref().map(|m| Meaning {
+                model: m.model.clone(),
+                aisles: OnceLock::new(),
+                examples: m.examples.clone(),
+            }),
+            llm: self.llm.clone(),
+        }
+    }
+
+    /// Dates (promotions) come from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Adds the LLM fallback for clauses the grammar does not recognise (it needs
     /// lookup by meaning too: see [`fallback`]).
-    pub fn with_llm(mut self, llm: &'a crate::llm::Llm) -> Self {
+    pub fn with_llm(mut self, llm: Arc<crate::llm::Llm>) -> Self {
         self.llm = Some(llm);
         self
     }
 
     /// Adds lookup by meaning (every aisle name is embedded once, on first use:
     /// about 0.3 s for 134).
-    pub fn with_meaning(mut self, model: &'a aisle_vision::MiniLm) -> Self {
+    pub fn with_meaning(mut self, model: Arc<aisle_vision::MiniLm>) -> Self {
         self.meaning = Some(Meaning {
             model,
-            aisles: std::cell::OnceCell::new(),
-            examples: std::cell::OnceCell::new(),
+            aisles: OnceLock::new(),
+            examples: Arc::new(OnceLock::new()),
         });
         self
+    }
+
+    /// The catalog snapshot answers come from.
+    pub fn view(&self) -> &Arc<CatalogView> {
+        &self.view
+    }
+
+    /// Whether the LLM fallback is available.
+    pub fn has_llm(&self) -> bool {
+        self.llm.is_some() && self.meaning.is_some()
     }
 
     /// Aisles closest in meaning to `text`, best first.
@@ -214,7 +256,7 @@ impl<'a> Engine<'a> {
         };
         let q = m.model.embed(text);
         let mut v: Vec<(String, f32)> = m
-            .aisles(&self.products)
+            .aisles(self.view.products())
             .iter()
             .map(|(a, e)| (a.clone(), aisle_vision::cosine(&q, e)))
             .filter(|(_, sim)| *sim >= AISLE_MIN)
@@ -224,21 +266,19 @@ impl<'a> Engine<'a> {
         v
     }
 
-    pub fn today(&self) -> &str {
-        &self.today
+    /// Today's date by the engine's clock.
+    pub fn today(&self) -> String {
+        self.clock.today()
     }
 
     fn product(&self, sku: &str) -> Option<&Product> {
-        self.products
-            .binary_search_by(|p| p.sku.as_str().cmp(sku))
-            .ok()
-            .map(|i| &self.products[i])
+        self.view.product(sku)
     }
 
     /// Best product for a mention, if it names one well enough.
     pub fn lookup(&self, mention: &str) -> Option<(&Product, f32)> {
-        let m = self.index.search(mention, 1).into_iter().next()?;
-        (m.score >= MATCH_MIN).then(|| (&self.products[m.doc], m.score))
+        let m = self.view.index().search(mention, 1).into_iter().next()?;
+        (m.score >= MATCH_MIN).then(|| (&self.view.products()[m.doc], m.score))
     }
 
     /// Whether the best product for `mention` shares a word with it.
@@ -256,11 +296,12 @@ impl<'a> Engine<'a> {
 
     /// Products for a mention carrying every tag in `tags`, best first.
     fn lookup_tagged(&self, mention: &str, tags: &[&str], k: usize) -> Vec<&Product> {
-        self.index
+        self.view
+            .index()
             .search(mention, 500)
             .into_iter()
             .filter(|m| m.score >= 0.3)
-            .map(|m| &self.products[m.doc])
+            .map(|m| &self.view.products()[m.doc])
             .filter(|p| tags.iter().all(|t| p.has_tag(t)))
             .take(k)
             .collect()
@@ -280,7 +321,7 @@ impl<'a> Engine<'a> {
             session.mention(sku);
         }
         session.turns += 1;
-        let mut reply = Reply::new();
+        let mut reply = Reply::new(self.clock.today());
         let mut intents = Vec::new();
         if norm.is_empty() {
             intents.push(Intent::Unknown);
@@ -308,11 +349,13 @@ impl<'a> Engine<'a> {
             let mut clause = clause;
             if it == Intent::Unknown
                 && llm_calls < MAX_LLM_CLAUSES
-                && let (Some(model), Some(m)) = (self.llm, &self.meaning)
+                && let (Some(model), Some(m)) = (&self.llm, &self.meaning)
             {
                 llm_calls += 1;
-                let examples = m.examples.get_or_init(|| fallback::embed_examples(m.model));
-                match fallback::interpret(model, m.model, examples, &clause) {
+                let examples = m
+                    .examples
+                    .get_or_init(|| fallback::embed_examples(&m.model));
+                match fallback::interpret(model, &m.model, examples, &clause) {
                     Ok(mut reading) => {
                         // The product read must name a product of this store with at
                         // least one of its words ("a joke" is not "Sloppy Joe").
@@ -372,6 +415,7 @@ impl<'a> Engine<'a> {
             path,
             llm,
             staff_requested: reply.staff,
+            not_found: reply.not_found,
             elapsed_us: t0.elapsed().as_micros() as u64,
         };
         // The invariant, checked on every answer: no number that is not a fact.
@@ -424,11 +468,7 @@ impl<'a> Engine<'a> {
     fn price_text(&self, p: &Product, r: &mut Reply) -> Result<String> {
         let base = format_price(p.price_cents, &p.currency);
         r.fact(&p.sku, "price", base.clone());
-        let promo = self
-            .catalog
-            .promotions(&p.sku)?
-            .into_iter()
-            .find(|x| x.active_on(&self.today));
+        let promo = self.view.active_promotion(&p.sku, &r.today).cloned();
         Ok(match promo {
             Some(pr) => {
                 let now = format_price(pr.price_for(p.price_cents), &p.currency);
@@ -452,18 +492,14 @@ impl<'a> Engine<'a> {
     /// In-stock products similar to `p` (same words in the name), cheapest first.
     fn alternatives(&self, p: &Product, tags: &[&str], k: usize) -> Vec<&Product> {
         let mut alts: Vec<&Product> = self
-            .index
+            .view
+            .index()
             .search(&p.name, 60)
             .into_iter()
             .filter(|m| m.score >= 0.3 && m.sku != p.sku)
-            .map(|m| &self.products[m.doc])
+            .map(|m| &self.view.products()[m.doc])
             .filter(|x| tags.iter().all(|t| x.has_tag(t)))
-            .filter(|x| {
-                self.catalog
-                    .total_stock(&x.sku)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-            })
+            .filter(|x| self.view.total_stock(&x.sku) > 0)
             .take(k)
             .collect();
         alts.sort_by_key(|x| x.price_cents);
@@ -556,11 +592,7 @@ impl<'a> Engine<'a> {
                 match resolved {
                     Resolved::Found(p) => {
                         s.mention(&p.sku);
-                        let promo = self
-                            .catalog
-                            .promotions(&p.sku)?
-                            .into_iter()
-                            .find(|x| x.active_on(&self.today));
+                        let promo = self.view.active_promotion(&p.sku, &r.today);
                         match promo {
                             Some(_) => {
                                 let price = self.price_text(p, r)?;
@@ -577,7 +609,7 @@ impl<'a> Engine<'a> {
                     }
                     _ => {
                         // What is on offer, filtered by the shopper's preferences.
-                        let skus = self.catalog.promoted_skus(&self.today)?;
+                        let skus = self.view.promoted_skus(&r.today);
                         let mention = intent::product_mention(clause, false);
                         let mut picks: Vec<&Product> = skus
                             .iter()
@@ -653,6 +685,7 @@ impl<'a> Engine<'a> {
                         if it == Intent::Unknown {
                             r.say(UNKNOWN);
                         } else {
+                            r.not_found = true;
                             r.say(format!("I could not find \"{m}\" in this store. Try the name on the label, or hold the product up to the camera."));
                         }
                     }
@@ -707,7 +740,7 @@ impl<'a> Engine<'a> {
                 r.say(format!("{subject} is in {aisle}."));
             }
             Intent::Availability | Intent::Substitutes => {
-                let stock = self.catalog.stock(&p.sku)?;
+                let stock = self.view.stock(&p.sku);
                 let total: i64 = stock.iter().map(|v| v.quantity).sum();
                 let wants_bigger = [
                     "bigger",
@@ -938,11 +971,12 @@ impl<'a> Engine<'a> {
             ..s.preferences.clone()
         };
         let mut picks: Vec<&Product> = self
-            .index
+            .view
+            .index()
             .search(&query, 200)
             .into_iter()
             .filter(|m| m.score >= 0.3)
-            .map(|m| &self.products[m.doc])
+            .map(|m| &self.view.products()[m.doc])
             .filter(|p| self.fits(p, &prefs))
             .collect();
         let by_meaning = if picks.len() < 3 && !query.is_empty() {
@@ -952,7 +986,7 @@ impl<'a> Engine<'a> {
         };
         if picks.len() < 3 {
             if by_meaning.is_empty() {
-                picks.extend(self.products.iter().filter(|p| {
+                picks.extend(self.view.products().iter().filter(|p| {
                     let place = crate::catalog::search::words(&format!(
                         "{} {}",
                         p.aisle,
@@ -965,7 +999,8 @@ impl<'a> Engine<'a> {
                 let mut per_aisle: Vec<Vec<&Product>> = by_meaning
                     .iter()
                     .map(|(a, _)| {
-                        self.products
+                        self.view
+                            .products()
                             .iter()
                             .filter(|p| &p.aisle == a && self.fits(p, &prefs))
                             .collect()
@@ -985,12 +1020,7 @@ impl<'a> Engine<'a> {
             .into_iter()
             .filter(|p| seen.insert(p.sku.clone()))
             .filter(|p| self.fits(p, &prefs))
-            .filter(|p| {
-                self.catalog
-                    .total_stock(&p.sku)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-            })
+            .filter(|p| self.view.total_stock(&p.sku) > 0)
             .take(3)
             .collect();
         if picks.is_empty() {

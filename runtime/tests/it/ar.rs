@@ -22,7 +22,7 @@ fn scene(cup: (i64, i64), cat: Option<(i64, i64)>) -> image::RgbImage {
 }
 
 /// The cup and the cat side by side.
-fn shelf(path: &std::path::Path) {
+pub(crate) fn shelf(path: &std::path::Path) {
     scene((40, 180), Some((760, 210)))
         .save(path)
         .expect("write shelf");

@@ -23,15 +23,16 @@ fn catalog_file() -> &'static std::path::Path {
     path
 }
 
-pub(crate) fn minilm() -> &'static aisle_vision::MiniLm {
-    static M: OnceLock<aisle_vision::MiniLm> = OnceLock::new();
+pub(crate) fn minilm() -> std::sync::Arc<aisle_vision::MiniLm> {
+    static M: OnceLock<std::sync::Arc<aisle_vision::MiniLm>> = OnceLock::new();
     M.get_or_init(|| {
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
         let a = store
             .verify("all-minilm-l6-v2", &mut |_| {})
             .expect("MiniLM installed");
-        aisle_vision::MiniLm::load(&a).expect("load MiniLM")
+        std::sync::Arc::new(aisle_vision::MiniLm::load(&a).expect("load MiniLM"))
     })
+    .clone()
 }
 
 pub(crate) fn open() -> Catalog {
@@ -128,7 +129,7 @@ const TEMPLATES: &[(&str, Intent)] = &[
 fn questions_over_the_demo_store_are_answered_from_the_data() {
     let cat = open();
     let engine = Engine::new(&cat).expect("engine");
-    let today = engine.today().to_string();
+    let today = engine.today();
     let (mut total, mut right) = (0, 0);
     let mut misses = Vec::new();
     for (name, sku) in PRODUCTS {
@@ -185,7 +186,7 @@ fn questions_over_the_demo_store_are_answered_from_the_data() {
 fn store_wide_questions_and_dietary_filters() {
     let cat = open();
     let engine = Engine::new(&cat).expect("engine");
-    let today = engine.today().to_string();
+    let today = engine.today();
     let ask = |q: &str| {
         let a = engine.ask(q, &mut Session::default(), None).expect("ask");
         assert_grounded(&cat, &today, &a, q);
@@ -247,7 +248,7 @@ fn store_wide_questions_and_dietary_filters() {
 fn a_conversation_keeps_its_products() {
     let cat = open();
     let engine = Engine::new(&cat).expect("engine");
-    let today = engine.today().to_string();
+    let today = engine.today();
     let mut s = Session::default();
     let mut turn = |q: &str, scanned: Option<&str>| {
         let a = engine.ask(q, &mut s, scanned).expect("ask");
@@ -337,7 +338,7 @@ fn preferences_filter_and_explain_recommendations() {
 fn hostile_input_stays_grounded() {
     let cat = open();
     let engine = Engine::new(&cat).expect("engine");
-    let today = engine.today().to_string();
+    let today = engine.today();
     let banana = cat.product("G24852").expect("db").expect("banana");
     let price = format_price(banana.price_cents, &banana.currency);
     let long = "how much is the banana ".repeat(500);

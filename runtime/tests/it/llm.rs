@@ -11,8 +11,8 @@ use aisle_runtime::llm::Llm;
 use crate::data_dir;
 
 /// The model, loaded once per test binary (2 threads, as on the kiosk).
-fn llm() -> &'static Llm {
-    static M: OnceLock<Llm> = OnceLock::new();
+fn llm() -> std::sync::Arc<Llm> {
+    static M: OnceLock<std::sync::Arc<Llm>> = OnceLock::new();
     M.get_or_init(|| {
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
         let a = store
@@ -21,8 +21,12 @@ fn llm() -> &'static Llm {
         let path = a
             .path("SmolLM2-135M-Instruct.Q4_1.gguf")
             .expect("gguf file");
-        Llm::load(path, 2, 1024).expect("load SmolLM2 (libaisle_llm.so built by the test command)")
+        std::sync::Arc::new(
+            Llm::load(path, 2, 1024)
+                .expect("load SmolLM2 (libaisle_llm.so built by the test command)"),
+        )
     })
+    .clone()
 }
 
 fn chat(q: &str) -> String {
@@ -107,7 +111,7 @@ fn store() -> Catalog {
 }
 
 /// The engine as the CLI builds it: grammar, lookup by meaning, LLM fallback.
-fn with_fallback(cat: &Catalog) -> Engine<'_> {
+fn with_fallback(cat: &Catalog) -> Engine {
     Engine::new(cat)
         .expect("engine")
         .with_meaning(crate::assistant::minilm())
@@ -208,7 +212,7 @@ fn the_fallback_reads_what_the_grammar_misses_and_stays_grounded() {
     assert!(known.is_empty(), "the grammar already answers {known:?}");
     for (q, want, word) in UNRECOGNISED {
         let a = engine.ask(q, &mut Session::default(), None).expect("ask");
-        crate::assistant::assert_grounded(&cat, engine.today(), &a, q);
+        crate::assistant::assert_grounded(&cat, &engine.today(), &a, q);
         let named = a
             .products
             .first()
@@ -255,7 +259,7 @@ fn hostile_input_through_the_llm_stays_grounded() {
     ] {
         let mut s = Session::default();
         let a = engine.ask(q, &mut s, None).expect("ask");
-        crate::assistant::assert_grounded(&cat, engine.today(), &a, q);
+        crate::assistant::assert_grounded(&cat, &engine.today(), &a, q);
         // Outside what it quotes back ("I could not find ..."), nothing is free.
         let own: String = a.text.split('"').step_by(2).collect();
         assert!(!own.to_lowercase().contains("free"), "{q:?}: {}", a.text);

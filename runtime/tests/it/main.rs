@@ -10,6 +10,7 @@ mod assistant;
 mod catalog_import;
 mod llm;
 mod scan;
+mod service;
 
 fn data_dir() -> PathBuf {
     std::env::var_os("AISLE_DATA_DIR")

@@ -48,18 +48,19 @@ fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
 }
 
 /// Loaded once per test binary.
-pub(crate) fn models() -> &'static VisionModels {
-    static M: OnceLock<(tempfile::TempDir, VisionModels)> = OnceLock::new();
-    &M.get_or_init(|| {
+pub(crate) fn models() -> std::sync::Arc<VisionModels> {
+    static M: OnceLock<(tempfile::TempDir, std::sync::Arc<VisionModels>)> = OnceLock::new();
+    M.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tmp");
         let m = VisionModels::load(&store(), &spec(Engine::OnnxRuntime, dir.path(), true))
             .expect("vision models");
-        (dir, m)
+        (dir, std::sync::Arc::new(m))
     })
     .1
+    .clone()
 }
 
-const CATALOG: &str = "sku,name,price,stock,aisle
+pub(crate) const CATALOG: &str = "sku,name,price,stock,aisle
 COF-1,Espresso Roast Ground Coffee,8.99,12,coffee
 CAT-1,Cat Food Chicken Recipe,1.29,40,cat food care
 TOY-1,Space Shuttle Model Kit,24.99,3,toys
@@ -269,7 +270,13 @@ fn tract_and_onnxruntime_agree() {
     let tract = VisionModels::load(&store(), &spec(Engine::Tract, &dir.path().join("c"), false))
         .expect("tract");
     let a = Scanner::build(models(), &cat, &dir.path().join("c"), &mut |_, _| {}).expect("ort");
-    let b = Scanner::build(&tract, &cat, &dir.path().join("c"), &mut |_, _| {}).expect("tract");
+    let b = Scanner::build(
+        std::sync::Arc::new(tract),
+        &cat,
+        &dir.path().join("c"),
+        &mut |_, _| {},
+    )
+    .expect("tract");
     for p in ["coffee.png", "chelsea.png", "rocket.jpg"] {
         let x = a.scan_path(&photo(p), 3).expect("ort scan");
         let y = b.scan_path(&photo(p), 3).expect("tract scan");

@@ -1,0 +1,909 @@
+//! The kiosk: everything expensive loaded once from one [`DeviceConfig`] and shared by
+//! every face (the CLI commands, `aisle serve`, the AR window, the tests).
+//!
+//! [`Kiosk`] is `Send + Sync`. It owns the models (`Arc`: MiniLM, the LLM, the vision
+//! models, whisper + VAD, the object detector), the catalog database (one connection
+//! for writes and revision checks) and the current [`Snapshot`]: the dialogue engine
+//! and the scanner over one immutable view of the catalog. Each request takes the
+//! snapshot (`Arc`) and works on it without locks; when the database's revision
+//! changes (an import here or by another process, an enrolment) the next request
+//! builds a new snapshot from the models already loaded and swaps it in. Per-request
+//! state (a whisper decoder state, the conversation) is made per call.
+//!
+//! Conversations live in [`Sessions`] (bounded history, expiry by the injected
+//! [`Clock`]); what happens is published on an event bus ([`KioskEvent`]): answers,
+//! staff calls, demand signals (a product asked for and not found, or asked while out
+//! of stock; counted per hour and product, never with the shopper's words).
+
+mod load;
+mod sessions;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use aisle_firmware_config::DeviceConfig;
+use aisle_models::Store;
+use aisle_speech::Transcriber;
+use aisle_vision::detect::ObjectDetector;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError, CatalogView, ImportOptions, ImportReport, Product};
+use crate::clock::{Clock, SystemClock};
+use crate::dialogue::{Answer, Engine, Session};
+use crate::llm::Llm;
+use crate::scan::{ScanError, ScanReport, Scanner, VisionModels};
+
+pub use load::{
+    LLM_CONTEXT, catalog_path, detector, engine, llm_model_path, minilm, onnx_options,
+    ready_catalog, threads, transcriber, vad_config, vision_cache_dir, vision_models, vision_spec,
+};
+pub use sessions::{SessionId, Sessions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KioskError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Speech(#[from] aisle_speech::SpeechError),
+    #[error(transparent)]
+    Model(#[from] aisle_models::ModelError),
+    #[error(transparent)]
+    Detect(#[from] aisle_vision::DetectError),
+    #[error(transparent)]
+    Image(#[from] aisle_vision::ImageError),
+    #[error(transparent)]
+    Ar(#[from] crate::ar::ArError),
+    #[error(transparent)]
+    TextModel(#[from] aisle_vision::TextModelError),
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
+    #[error("{what}: {source}")]
+    Load {
+        what: String,
+        #[source]
+        source: Box<KioskError>,
+    },
+    #[error("cannot open the model store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: aisle_models::ModelError,
+    },
+    #[error(
+        "the store catalog is empty ({0}): run `aisle catalog import FILE` or `aisle catalog demo`"
+    )]
+    EmptyCatalog(PathBuf),
+    #[error("no product with sku {0:?} in the catalog")]
+    UnknownSku(String),
+    #[error("this kiosk was started without {0}")]
+    NotLoaded(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl KioskError {
+    /// Whether the request was at fault (bad input), not the kiosk.
+    pub fn is_client_error(&self) -> bool {
+        use aisle_vision::ImageError as I;
+        match self {
+            Self::UnknownSku(_) | Self::BadRequest(_) => true,
+            Self::Image(I::Io { .. }) => false,
+            Self::Image(_) | Self::Scan(ScanError::Image(_)) => true,
+            Self::Scan(ScanError::UnknownSku(_)) => true,
+            Self::Speech(e) => !matches!(e, aisle_speech::SpeechError::Io { .. }),
+            Self::Catalog(CatalogError::BadRows { .. } | CatalogError::Format { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = KioskError> = std::result::Result<T, E>;
+
+/// Which parts to load. The service loads everything; a CLI command only what it
+/// uses (`aisle ask TEXT` needs no whisper).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    /// MiniLM (lookup by meaning) and, when `dialogue.llm_fallback`, the LLM.
+    pub dialogue_models: bool,
+    pub speech: bool,
+    pub vision: bool,
+    pub detector: bool,
+    /// Image engine instead of `inference.image_engine`.
+    pub engine: Option<aisle_vision::Engine>,
+    /// Whisper threads instead of `inference.threads`.
+    pub speech_threads: Option<usize>,
+    /// Product texts embedded while the scanner's index is first built (done, total).
+    pub quiet: bool,
+}
+
+impl Parts {
+    /// Everything: what `aisle serve` loads.
+    pub fn all() -> Self {
+        Self {
+            dialogue_models: true,
+            speech: true,
+            vision: true,
+            detector: true,
+            engine: None,
+            speech_threads: None,
+            quiet: true,
+        }
+    }
+    /// What a scan needs: the vision models and the catalog's index.
+    pub fn vision(engine: Option<aisle_vision::Engine>) -> Self {
+        Self {
+            vision: true,
+            engine,
+            quiet: false,
+            ..Self::none()
+        }
+    }
+    /// What a question needs: the catalog, MiniLM and the LLM.
+    pub fn dialogue() -> Self {
+        Self {
+            dialogue_models: true,
+            ..Self::none()
+        }
+    }
+    /// The catalog and the grammar only.
+    pub fn none() -> Self {
+        Self {
+            dialogue_models: false,
+            speech: false,
+            vision: false,
+            detector: false,
+            engine: None,
+            speech_threads: None,
+            quiet: true,
+        }
+    }
+}
+
+/// Something the faces may want to know; published on [`Kiosk::subscribe`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum KioskEvent {
+    /// A question was answered (no words: its intent, path and products).
+    Answer {
+        session: String,
+        intent: crate::dialogue::Intent,
+        path: &'static str,
+        products: Vec<String>,
+    },
+    /// The shopper asked for a member of staff.
+    StaffCall {
+        kiosk: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A product asked for that the store could not serve.
+    Demand(DemandSignal),
+}
+
+/// What the store could not serve: never the shopper's words.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DemandSignal {
+    /// Unix seconds at the start of the hour.
+    pub hour: i64,
+    /// `not-found` (no product of the store matched) or `out-of-stock`.
+    pub kind: &'static str,
+    /// The product, for `out-of-stock`.
+    pub sku: Option<String>,
+}
+
+/// Demand signals counted per hour and product.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemandCount {
+    #[serde(flatten)]
+    pub signal: DemandSignal,
+    pub count: u64,
+}
+
+/// The engine and scanner over one catalog revision.
+pub struct Snapshot {
+    pub engine: Engine,
+    pub scanner: Option<Scanner>,
+}
+
+impl Snapshot {
+    pub fn view(&self) -> &Arc<CatalogView> {
+        self.engine.view()
+    }
+}
+
+/// The answer to one question, as every face reports it.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub answer: Answer,
+    pub session: SessionId,
+    pub scan: Option<ScanReport>,
+    pub transcript: Option<String>,
+    /// Milliseconds per stage (`transcribe`, `scan`, `answer`, `total`).
+    pub timings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Asked {
+    /// The JSON `aisle ask --json` prints and `POST /v1/ask` answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = answer_json(
+            &self.answer,
+            self.transcript.as_deref(),
+            &serde_json::Value::Object(self.timings.clone()),
+        );
+        v["scan"] = serde_json::to_value(&self.scan).unwrap_or(serde_json::Value::Null);
+        v["session"] = serde_json::Value::String(self.session.to_string());
+        v
+    }
+}
+
+/// An answer as JSON: the same object in `aisle ask --json`, `aisle chat --json` and
+/// the API.
+pub fn answer_json(
+    a: &Answer,
+    transcript: Option<&str>,
+    timings: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "answer": a.text,
+        "intent": a.intent,
+        "intents": a.intents,
+        "products": a.products,
+        "facts": a.facts,
+        "path": a.path,
+        "llm": a.llm,
+        "staff_requested": a.staff_requested,
+        "transcript": transcript,
+        "timings_ms": timings,
+    })
+}
+
+/// A transcript as JSON: `aisle transcribe --json` and `POST /v1/transcribe`.
+pub fn transcript_json(
+    file: &Path,
+    audio: &aisle_speech::DecodedAudio,
+    t: &aisle_speech::Transcript,
+) -> serde_json::Value {
+    let segments: Vec<_> = t
+        .segments
+        .iter()
+        .map(|s| serde_json::json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text, "confidence": s.confidence }))
+        .collect();
+    let speech: Vec<_> = t
+        .speech
+        .iter()
+        .map(|s| serde_json::json!({ "start_ms": s.start_ms(), "end_ms": s.end_ms() }))
+        .collect();
+    serde_json::json!({
+        "file": file,
+        "text": t.text,
+        "segments": segments,
+        "language": t.language,
+        "confidence": t.confidence,
+        "audio_ms": t.audio_ms,
+        "processing_ms": t.processing_ms,
+        "real_time_factor": t.real_time_factor(),
+        "speech": speech,
+        "source": { "sample_rate": audio.source_rate, "channels": audio.channels, "bits": audio.bits, "truncated": audio.truncated },
+    })
+}
+
+/// A question to [`Kiosk::ask`].
+#[derive(Debug, Default, Clone)]
+pub struct AskRequest<'a> {
+    pub text: &'a str,
+    /// The conversation to continue; a new one when `None`, unknown or expired.
+    pub session: Option<&'a str>,
+    /// The product in front of the camera, by sku.
+    pub sku: Option<&'a str>,
+    /// A photo of the product in front of the camera.
+    pub image: Option<&'a image::RgbImage>,
+}
+
+/// The loaded kiosk. See the module documentation.
+pub struct Kiosk {
+    cfg: DeviceConfig,
+    clock: Arc<dyn Clock>,
+    /// Writes (imports, enrolments) and revision checks.
+    catalog: Mutex<Catalog>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// One snapshot rebuild at a time.
+    refreshing: Mutex<()>,
+    llm: Option<Arc<Llm>>,
+    vision: Option<Arc<VisionModels>>,
+    transcriber: Option<Arc<Transcriber>>,
+    detector: Option<Arc<ObjectDetector>>,
+    sessions: Sessions,
+    events: tokio::sync::broadcast::Sender<KioskEvent>,
+    demand: Mutex<std::collections::BTreeMap<DemandSignal, u64>>,
+    /// Model load times (name, milliseconds), for `/metrics`.
+    load_ms: Vec<(&'static str, f64)>,
+    /// Raw inputs kept for debugging so far (names them).
+    persisted: std::sync::atomic::AtomicU64,
+}
+
+impl Kiosk {
+    /// Loads the parts asked for, by the system clock.
+    pub fn load(cfg: &DeviceConfig, parts: Parts) -> Result<Self> {
+        Self::load_with_clock(
+            cfg,
+            parts,
+            Arc::new(SystemClock),
+            &mut load::index_progress(parts.quiet),
+        )
+    }
+
+    /// [`Self::load`], reporting the product index build to `progress(done, total)`
+    /// (the CLI draws a bar).
+    pub fn load_with(
+        cfg: &DeviceConfig,
+        parts: Parts,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        Self::load_with_clock(cfg, parts, Arc::new(SystemClock), progress)
+    }
+
+    pub fn load_with_clock(
+        cfg: &DeviceConfig,
+        parts: Parts,
+        clock: Arc<dyn Clock>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let store = Store::open(&cfg.model_dir).map_err(|source| KioskError::Store {
+            path: cfg.model_dir.clone(),
+            source,
+        })?;
+        let mut load_ms = Vec::new();
+        let mut timed = |name: &'static str, t: Instant| {
+            load_ms.push((name, t.elapsed().as_secs_f64() * 1000.0));
+        };
+        let t = Instant::now();
+        let catalog = load::ready_catalog(cfg)?;
+        timed("catalog", t);
+        let (minilm, llm) = if parts.dialogue_models {
+            let t = Instant::now();
+            let m = load::minilm(cfg, &store).map(Arc::new);
+            timed("text_embedding", t);
+            let t = Instant::now();
+            let l = cfg
+                .file
+                .dialogue
+                .llm_fallback
+                .then(|| load::llm(cfg, &store))
+                .flatten()
+                .map(Arc::new);
+            timed("llm", t);
+            (m, l)
+        } else {
+            (None, None)
+        };
+        let vision = if parts.vision {
+            let t = Instant::now();
+            let v = Arc::new(vision_models(cfg, &store, parts.engine)?);
+            timed("vision", t);
+            Some(v)
+        } else {
+            None
+        };
+        let transcriber = if parts.speech {
+            let t = Instant::now();
+            let tr = Arc::new(transcriber(cfg, &store, parts.speech_threads)?);
+            timed("speech", t);
+            Some(tr)
+        } else {
+            None
+        };
+        let detector = if parts.detector {
+            let t = Instant::now();
+            let d = Arc::new(detector(cfg, &store, parts.engine)?);
+            timed("object_detection", t);
+            Some(d)
+        } else {
+            None
+        };
+        let t = Instant::now();
+        let view = Arc::new(CatalogView::load(&catalog)?);
+        let mut engine = Engine::over(view.clone()).with_clock(clock.clone());
+        if let Some(m) = &minilm {
+            engine = engine.with_meaning(m.clone());
+        }
+        if let Some(l) = &llm {
+            engine = engine.with_llm(l.clone());
+        }
+        let scanner = match &vision {
+            Some(v) => Some(build_scanner(cfg, v.clone(), &catalog, &view, progress)?),
+            None => None,
+        };
+        timed("catalog_index", t);
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let d = &cfg.file.dialogue;
+        Ok(Self {
+            sessions: Sessions::new(
+                clock.clone(),
+                std::time::Duration::from_secs(u64::from(d.session_timeout_s)),
+                d.max_history_turns as usize,
+            ),
+            cfg: cfg.clone(),
+            clock,
+            catalog: Mutex::new(catalog),
+            snapshot: RwLock::new(Arc::new(Snapshot { engine, scanner })),
+            refreshing: Mutex::new(()),
+            llm,
+            vision,
+            transcriber,
+            detector,
+            events,
+            demand: Mutex::new(Default::default()),
+            load_ms,
+            persisted: Default::default(),
+        })
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.cfg
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// How long each part took to load, milliseconds.
+    pub fn load_times(&self) -> &[(&'static str, f64)] {
+        &self.load_ms
+    }
+
+    pub fn has_llm(&self) -> bool {
+        self.llm.is_some()
+    }
+
+    pub fn transcriber(&self) -> Result<&Arc<Transcriber>> {
+        self.transcriber
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("speech recognition"))
+    }
+
+    pub fn detector(&self) -> Result<&Arc<ObjectDetector>> {
+        self.detector
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the object detector"))
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<KioskEvent> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, e: KioskEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(e);
+    }
+
+    fn lock_catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current snapshot; rebuilt first when the database changed since.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let current = self.current();
+        let revision = self.lock_catalog().revision()?;
+        if revision == current.view().revision() {
+            return Ok(current);
+        }
+        self.refresh()
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rebuilds the snapshot from the database (models are not reloaded; the
+    /// scanner's text index is cached by content, so only new products are embedded).
+    pub fn refresh(&self) -> Result<Arc<Snapshot>> {
+        let _one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        let t = Instant::now();
+        let (view, scanner) = {
+            let cat = self.lock_catalog();
+            let current = self.current();
+            if cat.revision()? == current.view().revision() {
+                return Ok(current); // another request rebuilt it meanwhile
+            }
+            let view = Arc::new(CatalogView::load(&cat)?);
+            let scanner = match &self.vision {
+                Some(v) => Some(build_scanner(
+                    &self.cfg,
+                    v.clone(),
+                    &cat,
+                    &view,
+                    &mut load::index_progress(false),
+                )?),
+                None => None,
+            };
+            (view, scanner)
+        };
+        let engine = self.current().engine.rebased(view.clone());
+        let snap = Arc::new(Snapshot { engine, scanner });
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snap.clone();
+        tracing::info!(
+            revision = view.revision(),
+            products = view.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "catalog snapshot swapped in"
+        );
+        Ok(snap)
+    }
+
+    pub fn product(&self, sku: &str) -> Result<ProductInfo> {
+        let snap = self.snapshot()?;
+        let view = snap.view();
+        let p = view
+            .product(sku)
+            .ok_or_else(|| KioskError::UnknownSku(sku.to_string()))?;
+        Ok(ProductInfo {
+            product: p.clone(),
+            stock: view.stock(sku).to_vec(),
+            promotions: view.promotions(sku).to_vec(),
+        })
+    }
+
+    /// Products by name, best first.
+    pub fn search(&self, text: &str, top: usize) -> Result<Vec<SearchHit>> {
+        let snap = self.snapshot()?;
+        let view = snap.view();
+        Ok(view
+            .index()
+            .search(text, top)
+            .into_iter()
+            .map(|m| SearchHit {
+                sku: m.sku.clone(),
+                name: view.products()[m.doc].name.clone(),
+                score: m.score,
+            })
+            .collect())
+    }
+
+    /// Recognises the product in a decoded image.
+    pub fn scan_image(&self, img: &image::RgbImage, top: usize) -> Result<ScanReport> {
+        let snap = self.snapshot()?;
+        let scanner = snap
+            .scanner
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the vision models"))?;
+        Ok(scanner.scan_image(img, top)?)
+    }
+
+    /// Decodes a camera frame or photo sent to the kiosk (JPEG, PNG, WebP), within
+    /// the decoder's limits; kept on disk only when `privacy.persist_images` says so.
+    pub fn decode_image(&self, bytes: &[u8], label: &str) -> Result<image::RgbImage> {
+        self.persist("images", "img", bytes);
+        Ok(aisle_vision::decode_image(
+            bytes,
+            Path::new(label),
+            &aisle_vision::ImageLimits::default(),
+        )?)
+    }
+
+    /// Raw input written for debugging, only when `privacy.persist_audio` /
+    /// `persist_images` say so, under `<data_dir>/debug/`.
+    fn persist(&self, kind: &str, ext: &str, bytes: &[u8]) {
+        let p = &self.cfg.file.privacy;
+        let on = match kind {
+            "audio" => p.persist_audio,
+            _ => p.persist_images,
+        };
+        if !on {
+            return;
+        }
+        let dir = self.cfg.data_dir.join("debug").join(kind);
+        let name = format!(
+            "{}-{}.{ext}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            self.persisted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let written =
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join(&name), bytes));
+        match written {
+            Ok(()) => {
+                tracing::warn!(file = %dir.join(&name).display(), "raw input kept for debugging (privacy.persist_{kind})")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot keep raw input for debugging")
+            }
+        }
+    }
+
+    /// Logs what was heard: its length only, unless
+    /// `privacy.redact_transcripts_in_logs = false`.
+    pub fn log_transcript(&self, what: &str, text: &str) {
+        if self.cfg.file.privacy.redact_transcripts_in_logs {
+            tracing::info!(chars = text.chars().count(), "{what}");
+        } else {
+            tracing::info!(text, "{what}");
+        }
+    }
+
+    /// Recognises the product in an encoded image (JPEG, PNG, WebP).
+    pub fn scan_bytes(&self, bytes: &[u8], label: &str, top: usize) -> Result<ScanReport> {
+        let t0 = Instant::now();
+        let img = self.decode_image(bytes, label)?;
+        let decode_us = t0.elapsed().as_micros() as u64;
+        let mut r = self.scan_image(&img, top)?;
+        r.image = label.to_string();
+        r.timings.decode_us = decode_us;
+        r.timings.total_us += decode_us;
+        Ok(r)
+    }
+
+    /// Transcribes a WAV held in memory.
+    pub fn transcribe_wav(
+        &self,
+        bytes: &[u8],
+        label: &Path,
+        prompt: Option<&str>,
+    ) -> Result<(aisle_speech::DecodedAudio, aisle_speech::Transcript)> {
+        let tr = self.transcriber()?;
+        self.persist("audio", "wav", bytes);
+        let audio = aisle_speech::decode_wav_bytes(bytes, label)?;
+        let t = tr.transcribe(&audio.samples, prompt)?;
+        self.log_transcript("transcribed", &t.text);
+        Ok((audio, t))
+    }
+
+    /// Answers one question in a conversation.
+    pub fn ask(&self, req: &AskRequest<'_>) -> Result<Asked> {
+        let t0 = Instant::now();
+        let snap = self.snapshot()?;
+        let mut timings = serde_json::Map::new();
+        if let Some(sku) = req.sku
+            && snap.view().product(sku).is_none()
+        {
+            return Err(KioskError::UnknownSku(sku.to_string()));
+        }
+        let scan = match req.image {
+            Some(img) => {
+                let t = Instant::now();
+                let scanner = snap
+                    .scanner
+                    .as_ref()
+                    .ok_or(KioskError::NotLoaded("the vision models"))?;
+                let r = scanner.scan_image(img, 3)?;
+                timings.insert("scan".into(), ms(t).into());
+                Some(r)
+            }
+            None => None,
+        };
+        let scanned: Option<String> = match &scan {
+            Some(r) if r.decision == aisle_vision::Decision::Identified => {
+                r.matches.first().map(|m| m.sku.clone())
+            }
+            Some(_) => None,
+            None => req.sku.map(str::to_string),
+        };
+        let (id, mut session) = self.sessions.take(req.session);
+        let answer = snap.engine.ask(req.text, &mut session, scanned.as_deref());
+        // The conversation goes back even when answering failed.
+        self.sessions.put(&id, session);
+        let answer = answer?;
+        timings.insert("answer".into(), (answer.elapsed_us as f64 / 1000.0).into());
+        timings.insert("total".into(), ms(t0).into());
+        self.after_answer(&id, &answer, snap.view());
+        Ok(Asked {
+            answer,
+            session: id,
+            scan,
+            transcript: None,
+            timings,
+        })
+    }
+
+    /// Events and demand signals of one answer.
+    fn after_answer(&self, id: &SessionId, a: &Answer, view: &CatalogView) {
+        self.publish(KioskEvent::Answer {
+            session: id.to_string(),
+            intent: a.intent,
+            path: a.path,
+            products: a.products.clone(),
+        });
+        if a.staff_requested {
+            let at = unix_now();
+            tracing::info!(event = "staff_call", kiosk = %self.cfg.file.device.name, at, "shopper asked for staff");
+            self.publish(KioskEvent::StaffCall {
+                kiosk: self.cfg.file.device.name.clone(),
+                at,
+            });
+        }
+        let hour = unix_now() / 3600 * 3600;
+        let mut signals = Vec::new();
+        if a.not_found {
+            signals.push(DemandSignal {
+                hour,
+                kind: "not-found",
+                sku: None,
+            });
+        }
+        for sku in &a.products {
+            if view.product(sku).is_some() && view.total_stock(sku) <= 0 {
+                signals.push(DemandSignal {
+                    hour,
+                    kind: "out-of-stock",
+                    sku: Some(sku.clone()),
+                });
+            }
+        }
+        if signals.is_empty() {
+            return;
+        }
+        let mut d = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        for s in signals {
+            *d.entry(s.clone()).or_default() += 1;
+            self.publish(KioskEvent::Demand(s));
+        }
+    }
+
+    /// Demand signals so far, per hour and product.
+    pub fn demand(&self) -> Vec<DemandCount> {
+        self.demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(s, n)| DemandCount {
+                signal: s.clone(),
+                count: *n,
+            })
+            .collect()
+    }
+
+    /// Imports a catalog file (CSV or JSON Lines, as `aisle catalog import`); the
+    /// next request sees it.
+    pub fn import_catalog(&self, file: &Path, skip_bad_rows: bool) -> Result<ImportReport> {
+        let opts = ImportOptions {
+            skip_bad_rows,
+            default_currency: self.cfg.file.device.currency.clone(),
+        };
+        let report = crate::catalog::import_file(&mut self.lock_catalog(), file, &opts)?;
+        Ok(report)
+    }
+
+    /// Enrolls reference photos of `sku` (all or none); the next scan sees them (an
+    /// enrolment moves the catalog's revision).
+    pub fn enroll(&self, sku: &str, photos: &[(String, image::RgbImage)]) -> Result<usize> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the vision models"))?;
+        let added = {
+            let model = vision.model();
+            let mut cat = self.lock_catalog();
+            crate::scan::store_references(model.as_ref(), &mut cat, sku, photos)?.0
+        };
+        Ok(added)
+    }
+
+    /// Reference photos enrolled for `sku` with the loaded visual model.
+    pub fn enrolled_photos(&self, sku: &str) -> Result<usize> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the vision models"))?;
+        let fingerprint = vision.model().visual_fingerprint();
+        Ok(self
+            .lock_catalog()
+            .reference_photos(&fingerprint)?
+            .iter()
+            .filter(|p| p.sku == sku)
+            .count())
+    }
+
+    /// Ends a conversation now: nothing of it is kept.
+    pub fn end_session(&self, id: &str) -> bool {
+        self.sessions.remove(id)
+    }
+
+    /// The AR overlay for one camera frame: products located, identified, laid out.
+    pub fn overlay(&self, img: &image::RgbImage) -> Result<crate::ar::FrameOverlay> {
+        let snap = self.snapshot()?;
+        let scanner = snap
+            .scanner
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the vision models"))?;
+        let detector = self.detector()?;
+        Ok(crate::ar::overlay_for(
+            detector,
+            scanner,
+            snap.view(),
+            img,
+            profile(&self.cfg),
+            &self.clock.today(),
+        )?)
+    }
+
+    /// A conversation's session object, for faces that keep their own (the AR
+    /// window's taps go through [`Kiosk::ask`] with an id instead).
+    pub fn new_session(&self) -> SessionId {
+        let (id, s) = self.sessions.take(None);
+        self.sessions.put(&id, s);
+        id
+    }
+
+    /// Continues a conversation kept elsewhere (`aisle ask --session FILE`).
+    pub fn resume(&self, session: Session) -> SessionId {
+        let (id, _) = self.sessions.take(None);
+        self.sessions.put(&id, session);
+        id
+    }
+
+    /// Products in the catalog now.
+    pub fn product_count(&self) -> Result<usize> {
+        Ok(self.snapshot()?.view().len())
+    }
+
+    /// A session's state, for tests and `aisle ask --session`.
+    pub fn session(&self, id: &str) -> Option<Session> {
+        self.sessions.peek(id)
+    }
+}
+
+/// The device profile as the overlay layout knows it.
+pub fn profile(cfg: &DeviceConfig) -> aisle_ar::Profile {
+    match cfg.file.device.profile {
+        aisle_firmware_config::Profile::Kiosk => aisle_ar::Profile::Kiosk,
+        aisle_firmware_config::Profile::ArTablet => aisle_ar::Profile::ArTablet,
+    }
+}
+
+fn build_scanner(
+    cfg: &DeviceConfig,
+    models: Arc<VisionModels>,
+    cat: &Catalog,
+    view: &CatalogView,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Scanner> {
+    let photos = {
+        let m = models.model();
+        cat.reference_photos(&m.visual_fingerprint())?
+    };
+    let mut s = Scanner::build_from(
+        models,
+        view.products().to_vec(),
+        photos,
+        &vision_cache_dir(cfg),
+        progress,
+    )?;
+    s.fusion.threshold = cfg.file.thresholds.match_confidence as f32;
+    Ok(s)
+}
+
+/// One product with its stock and promotions (`GET /v1/products/{sku}`, `aisle
+/// catalog show --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductInfo {
+    pub product: Product,
+    pub stock: Vec<crate::catalog::Variant>,
+    pub promotions: Vec<crate::catalog::Promotion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub sku: String,
+    pub name: String,
+    pub score: f32,
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

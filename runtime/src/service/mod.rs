@@ -1,0 +1,541 @@
+//! `aisle serve`: the kiosk's HTTP and WebSocket API over one loaded [`Kiosk`].
+//!
+//! The listener is bound before the models load, so `/health` answers 503 while they
+//! do and 200 once the kiosk can answer. Every request's inference runs on tokio's
+//! blocking pool behind a bounded queue per pipeline (a full queue is a 503 with
+//! `Retry-After`, never a hang) and a time limit; a panic inside one request is that
+//! request's 500 and the service keeps serving. Every failure has one JSON shape:
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+mod metrics;
+mod queue;
+mod voice;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aisle_firmware_config::DeviceConfig;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::kiosk::{AskRequest, Kiosk, KioskError, Parts};
+pub use metrics::Metrics;
+use queue::{Queue, QueueError};
+
+/// Largest image body (a camera frame or photo).
+pub const MAX_IMAGE_BYTES: usize = 20 << 20;
+/// Largest WAV body: 2 minutes of 48 kHz stereo 32-bit audio, with room.
+pub const MAX_AUDIO_BYTES: usize = 50 << 20;
+/// Largest JSON body.
+pub const MAX_JSON_BYTES: usize = 64 << 10;
+/// Longest a request may take before it is answered 504.
+pub const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// The service's shared state: the kiosk once loaded, the queues, the metrics.
+pub struct Service {
+    cfg: DeviceConfig,
+    kiosk: OnceLock<Arc<Kiosk>>,
+    failed: OnceLock<String>,
+    pub(crate) queues: Queues,
+    pub metrics: Metrics,
+}
+
+pub(crate) struct Queues {
+    /// Text answers (grammar and LLM; the LLM itself runs one generation at a time).
+    pub dialogue: Queue,
+    /// Scans and overlays.
+    pub vision: Queue,
+    /// whisper: one decode at a time.
+    pub speech: Queue,
+}
+
+impl Service {
+    pub fn new(cfg: DeviceConfig) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::new(Self {
+            cfg,
+            kiosk: OnceLock::new(),
+            failed: OnceLock::new(),
+            queues: Queues {
+                dialogue: Queue::new("dialogue", cores.max(2), 64),
+                vision: Queue::new("vision", 1, 8),
+                speech: Queue::new("speech", 1, 4),
+            },
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Loads the kiosk (on the calling thread; `serve` does it on the blocking pool).
+    pub fn load(&self) {
+        let t = Instant::now();
+        match Kiosk::load(&self.cfg, Parts::all()) {
+            Ok(k) => {
+                tracing::info!(ms = t.elapsed().as_millis() as u64, "kiosk loaded: ready");
+                let _ = self.kiosk.set(Arc::new(k));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the kiosk could not load");
+                let _ = self.failed.set(format!("{e}"));
+            }
+        }
+    }
+
+    /// Serves an already loaded kiosk (tests and embedders that built one).
+    pub fn with_kiosk(cfg: DeviceConfig, kiosk: Arc<Kiosk>) -> Arc<Self> {
+        let s = Self::new(cfg);
+        let _ = s.kiosk.set(kiosk);
+        s
+    }
+
+    pub fn kiosk(&self) -> Option<&Arc<Kiosk>> {
+        self.kiosk.get()
+    }
+
+    fn ready(&self) -> Result<Arc<Kiosk>, ApiError> {
+        match (self.kiosk.get(), self.failed.get()) {
+            (Some(k), _) => Ok(k.clone()),
+            (None, Some(e)) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "load_failed",
+                format!("the kiosk could not load: {e}"),
+            )),
+            (None, None) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "loading",
+                "the models are still loading; try again shortly",
+            )
+            .retry_after(2)),
+        }
+    }
+}
+
+/// Binds nothing: the routes over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/ask", post(ask))
+        .route("/v1/scan", post(scan))
+        .route("/v1/overlay", post(overlay))
+        .route("/v1/transcribe", post(transcribe))
+        .route("/v1/products/{sku}", get(product))
+        .route("/v1/search", get(search))
+        .route("/v1/sessions/{id}", delete(end_session))
+        .route("/v1/voice", get(voice::upgrade))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            metrics::track,
+        ))
+        .with_state(service)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains requests in flight.
+/// The kiosk loads on the blocking pool meanwhile (`/health` is 503 until it has).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if service.kiosk.get().is_none() {
+        let s = service.clone();
+        tokio::task::spawn_blocking(move || s.load());
+    }
+    // Sessions are erased when they expire, not only when next touched.
+    let sweeper = {
+        let s = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                if let Some(k) = s.kiosk.get() {
+                    k.sessions().expire();
+                }
+            }
+        })
+    };
+    let app = router(service);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    sweeper.abort();
+    served
+}
+
+/// An API failure: status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn retry_after(mut self, s: u32) -> Self {
+        self.retry_after = Some(s);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+impl From<KioskError> for ApiError {
+    fn from(e: KioskError) -> Self {
+        let message = format!("{e}");
+        match &e {
+            KioskError::UnknownSku(_) => Self::new(StatusCode::NOT_FOUND, "unknown_sku", message),
+            KioskError::NotLoaded(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_loaded", message)
+            }
+            _ if e.is_client_error() => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+            }
+            _ => {
+                tracing::error!(error = %message, "request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Full(name) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("the {name} queue is full; try again shortly"),
+            )
+            .retry_after(1),
+            QueueError::TimedOut(name) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("waited too long for the {name} queue; try again shortly"),
+            )
+            .retry_after(2),
+        }
+    }
+}
+
+/// Reads a request body of at most `max` bytes: a larger `Content-Length` is refused
+/// before any of it is read (413), as is a chunked body that grows past `max`.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the {what} is larger than the {} this endpoint accepts",
+                size(max)
+            ),
+        )
+    };
+    let claimed = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if claimed.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let b = axum::body::to_bytes(body, max).await.map_err(|e| {
+        let length_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if length_limit {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the {what}: {e}"))
+        }
+    })?;
+    if b.is_empty() {
+        return Err(ApiError::bad_request(format!("the {what} is empty")));
+    }
+    Ok(b)
+}
+
+/// "20 MB", "64 KB".
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MB", bytes >> 20)
+    } else {
+        format!("{} KB", bytes >> 10)
+    }
+}
+
+/// Runs `work` on the blocking pool behind `queue`, within the time limit; a panic
+/// becomes a 500 for this request alone.
+async fn run_blocking<T: Send + 'static>(
+    queue: &Queue,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = queue.acquire(REQUEST_TIME_LIMIT).await?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    });
+    match tokio::time::timeout(REQUEST_TIME_LIMIT, task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a request's task panicked");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed inside the kiosk; it keeps serving",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "the request took longer than {} s",
+                REQUEST_TIME_LIMIT.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn health(State(s): State<Arc<Service>>) -> Response {
+    match s.ready() {
+        Ok(k) => Json(serde_json::json!({
+            "status": "ok",
+            "device": k.config().file.device.name,
+            "products": k.product_count().ok(),
+            "llm": k.has_llm(),
+        }))
+        .into_response(),
+        Err(e) => {
+            let status = if e.code == "loading" {
+                "loading"
+            } else {
+                "failed"
+            };
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": status, "error": { "code": e.code, "message": e.message } })),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(2u32));
+            r
+        }
+    }
+}
+
+async fn metrics_text(State(s): State<Arc<Service>>) -> Response {
+    let text = s.metrics.render(&s);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskBody {
+    text: String,
+    #[serde(default)]
+    session: Option<String>,
+    #[serde(default)]
+    sku: Option<String>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
+    if std::str::from_utf8(b).is_err() {
+        return Err(ApiError::bad_request("the request body is not UTF-8 text"));
+    }
+    serde_json::from_slice(b).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid JSON for this endpoint: {e}"
+        ))
+    })
+}
+
+async fn ask(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let b = read_body(&headers, b, MAX_JSON_BYTES, "request body").await?;
+    let req: AskBody = parse_json(&b)?;
+    if req.text.chars().count() > crate::dialogue::MAX_QUESTION_CHARS * 4 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the question is longer than {} characters",
+                crate::dialogue::MAX_QUESTION_CHARS * 4
+            ),
+        ));
+    }
+    let asked = run_blocking(&s.queues.dialogue, move || {
+        Ok(k.ask(&AskRequest {
+            text: &req.text,
+            session: req.session.as_deref(),
+            sku: req.sku.as_deref(),
+            image: None,
+        })?)
+    })
+    .await?;
+    s.metrics
+        .stage("answer", asked.answer.elapsed_us as f64 / 1e6);
+    Ok(Json(asked.to_json()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanQuery {
+    top: Option<usize>,
+}
+
+async fn scan(
+    State(s): State<Arc<Service>>,
+    Query(q): Query<ScanQuery>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let b = read_body(&headers, b, MAX_IMAGE_BYTES, "image").await?;
+    let top = q.top.unwrap_or(5).clamp(1, 50);
+    let r = run_blocking(&s.queues.vision, move || {
+        Ok(k.scan_bytes(&b, "request body", top)?)
+    })
+    .await?;
+    s.metrics.stage("scan", r.timings.total_us as f64 / 1e6);
+    Ok(Json(r).into_response())
+}
+
+async fn overlay(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let b = read_body(&headers, b, MAX_IMAGE_BYTES, "camera frame").await?;
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let (frame, img) = run_blocking(&s.queues.vision, move || {
+        let img = k.decode_image(&b, "request body")?;
+        let frame = k.overlay(&img)?;
+        Ok((frame, img))
+    })
+    .await?;
+    if wants_json {
+        return Ok(Json(frame).into_response());
+    }
+    let png = run_blocking(&s.queues.vision, move || {
+        crate::service::render::png(&img, &frame.overlay)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+async fn transcribe(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let b = read_body(&headers, b, MAX_AUDIO_BYTES, "WAV").await?;
+    let v = run_blocking(&s.queues.speech, move || {
+        let label = std::path::Path::new("request body");
+        let (audio, t) = k.transcribe_wav(&b, label, None)?;
+        Ok(crate::kiosk::transcript_json(label, &audio, &t))
+    })
+    .await?;
+    if let Some(ms) = v["processing_ms"].as_f64() {
+        s.metrics.stage("transcribe", ms / 1000.0);
+    }
+    Ok(Json(v).into_response())
+}
+
+async fn product(
+    State(s): State<Arc<Service>>,
+    Path(sku): Path<String>,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let info = run_blocking(&s.queues.dialogue, move || Ok(k.product(&sku)?)).await?;
+    Ok(Json(info).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    top: Option<usize>,
+}
+
+async fn search(
+    State(s): State<Arc<Service>>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+    let text =
+        q.q.filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request("give the search text as ?q="))?;
+    let top = q.top.unwrap_or(10).clamp(1, 100);
+    let hits = run_blocking(&s.queues.dialogue, move || Ok(k.search(&text, top)?)).await?;
+    Ok(Json(hits).into_response())
+}
+
+async fn end_session(
+    State(s): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    if k.end_session(&id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such session (it may have expired)",
+        ))
+    }
+}
+
+mod render;

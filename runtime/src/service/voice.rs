@@ -1,0 +1,369 @@
+//! `GET /v1/voice`: one spoken question per run over a WebSocket, after Home
+//! Assistant Assist's pipeline runs.
+//!
+//! Client: optionally a binary frame with a photo of the product (before `start`),
+//! then `{"type":"start","sample_rate":16000,"session":"...","sku":"..."}`, binary
+//! frames of 16-bit little-endian mono PCM, and `{"type":"end"}` (or the VAD ends the
+//! utterance first); `{"type":"cancel"}` stops a run. Server: JSON text frames with a
+//! `type`: `run-start`, `vad-start`, `stt-partial` (`text`), `vad-end`, `stt-end`
+//! (`text`), `intent-end` (`answer`: the `/v1/ask` object), `run-end` (`timings_ms`),
+//! or `error` (`code`, `message`). Frames that make no sense get an `error` and the
+//! connection stays open for the next run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aisle_speech::{AudioSource, ListenConfig, ListenEvent};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{REQUEST_TIME_LIMIT, Service};
+use crate::kiosk::{AskRequest, Kiosk};
+
+/// Longest spoken question (16 kHz samples it may send): 30 s.
+const MAX_RUN_SAMPLES: usize = 30 * 48_000;
+
+pub async fn upgrade(State(s): State<Arc<Service>>, ws: WebSocketUpgrade) -> Response {
+    let k = match s.ready() {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    ws.max_message_size(super::MAX_IMAGE_BYTES)
+        .on_upgrade(move |socket| session(socket, s, k))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum ClientMsg {
+    Start {
+        sample_rate: u32,
+        #[serde(default)]
+        session: Option<String>,
+        #[serde(default)]
+        sku: Option<String>,
+    },
+    End,
+    Cancel,
+}
+
+fn error(code: &str, message: impl Into<String>) -> Value {
+    json!({ "type": "error", "code": code, "message": message.into() })
+}
+
+async fn send(socket: &mut WebSocket, v: Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+fn parse(text: &str) -> Result<ClientMsg, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("not a voice message ({{\"type\":\"start\"|\"end\"|\"cancel\",...}}): {e}")
+    })
+}
+
+/// One connection: runs one after another.
+async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
+    let mut photo: Option<Vec<u8>> = None;
+    while let Some(msg) = socket.recv().await {
+        let Ok(msg) = msg else { return };
+        match msg {
+            Message::Binary(b) => photo = Some(b.to_vec()),
+            Message::Text(t) => {
+                match parse(t.as_str()) {
+                    Ok(ClientMsg::Start {
+                        sample_rate,
+                        session,
+                        sku,
+                    }) => {
+                        if !(8_000..=48_000).contains(&sample_rate) {
+                            if !send(
+                                &mut socket,
+                                error(
+                                    "bad_request",
+                                    format!(
+                                        "sample_rate {sample_rate} is not between 8000 and 48000"
+                                    ),
+                                ),
+                            )
+                            .await
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                        let start = Start {
+                            sample_rate,
+                            session,
+                            sku,
+                            photo: photo.take(),
+                        };
+                        if !run(&mut socket, &s, &k, start).await {
+                            return;
+                        }
+                    }
+                    Ok(_) => {
+                        if !send(&mut socket, error("bad_request", "no run is open: send {\"type\":\"start\",\"sample_rate\":16000} first")).await {
+                        return;
+                    }
+                    }
+                    Err(m) => {
+                        if !send(&mut socket, error("bad_request", m)).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+}
+
+struct Start {
+    sample_rate: u32,
+    session: Option<String>,
+    sku: Option<String>,
+    photo: Option<Vec<u8>>,
+}
+
+/// Audio handed over from the socket, read by the transcriber's listen loop.
+struct ChannelSource {
+    rx: mpsc::Receiver<Vec<f32>>,
+    rate: u32,
+}
+
+impl AudioSource for ChannelSource {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn channels(&self) -> u16 {
+        1
+    }
+    fn describe(&self) -> String {
+        format!("voice run {} Hz x1", self.rate)
+    }
+    fn read(&mut self, out: &mut Vec<f32>, wait: Duration) -> aisle_speech::Result<bool> {
+        match self.rx.recv_timeout(wait) {
+            Ok(chunk) => out.extend(chunk),
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(true),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+        while let Ok(chunk) = self.rx.try_recv() {
+            out.extend(chunk);
+        }
+        Ok(true)
+    }
+}
+
+/// One run; false when the connection is gone.
+async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: Start) -> bool {
+    let t0 = Instant::now();
+    let permit = match s.queues.speech.acquire(REQUEST_TIME_LIMIT).await {
+        Ok(p) => p,
+        Err(e) => {
+            let e = super::ApiError::from(e);
+            return send(socket, error(e.code, e.message)).await;
+        }
+    };
+    // "How much is this": the product in the photo sent before the run, else the sku.
+    let mut sku = start.sku;
+    if let Some(bytes) = start.photo {
+        let kk = k.clone();
+        let scanned =
+            tokio::task::spawn_blocking(move || kk.scan_bytes(&bytes, "voice photo", 3)).await;
+        match scanned {
+            Ok(Ok(r)) if r.decision == aisle_vision::Decision::Identified => {
+                sku = r.matches.first().map(|m| m.sku.clone());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return send(socket, error("bad_photo", format!("{e}"))).await,
+            Err(_) => {
+                return send(socket, error("internal", "the photo could not be scanned")).await;
+            }
+        }
+    }
+    if !send(
+        socket,
+        json!({ "type": "run-start", "sample_rate": start.sample_rate }),
+    )
+    .await
+    {
+        return false;
+    }
+    let (audio_tx, audio_rx) = mpsc::channel::<Vec<f32>>();
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (k, stop, session) = (k.clone(), stop.clone(), start.session.clone());
+        let rate = start.sample_rate;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            listen_and_answer(&k, rate, audio_rx, &stop, session, sku, &ev_tx)
+        })
+    };
+    let mut audio_tx = Some(audio_tx);
+    let mut samples = 0usize;
+    let mut task = std::pin::pin!(task);
+    let mut cancelled = false;
+    let timings = loop {
+        tokio::select! {
+            ev = ev_rx.recv() => {
+                if let Some(v) = ev
+                    && !send(socket, v).await
+                {
+                    stop.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            done = &mut task => {
+                // Events sent before the task ended go out first.
+                while let Ok(v) = ev_rx.try_recv() {
+                    if !send(socket, v).await {
+                        return false;
+                    }
+                }
+                break match done {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = send(socket, error("internal", "the voice run failed inside the kiosk")).await;
+                        json!({})
+                    }
+                };
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else {
+                    stop.store(true, Ordering::Relaxed);
+                    return false;
+                };
+                match msg {
+                    Message::Binary(b) => {
+                        if b.len() % 2 != 0 {
+                            let _ = send(socket, error("bad_audio", "audio frames are 16-bit samples: an odd number of bytes")).await;
+                            continue;
+                        }
+                        samples += b.len() / 2;
+                        if samples > MAX_RUN_SAMPLES {
+                            audio_tx = None;
+                            continue;
+                        }
+                        let chunk: Vec<f32> = b
+                            .chunks_exact(2)
+                            .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+                            .collect();
+                        if let Some(tx) = &audio_tx {
+                            let _ = tx.send(chunk);
+                        }
+                    }
+                    Message::Text(t) => match parse(t.as_str()) {
+                        Ok(ClientMsg::End) => audio_tx = None,
+                        Ok(ClientMsg::Cancel) => {
+                            cancelled = true;
+                            stop.store(true, Ordering::Relaxed);
+                            audio_tx = None;
+                        }
+                        Ok(ClientMsg::Start { .. }) => {
+                            let _ = send(socket, error("bad_request", "a run is open: send {\"type\":\"end\"} or {\"type\":\"cancel\"} first")).await;
+                        }
+                        Err(m) => {
+                            let _ = send(socket, error("bad_request", m)).await;
+                        }
+                    },
+                    Message::Close(_) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let mut t = timings;
+    t["run"] = json!(t0.elapsed().as_secs_f64() * 1000.0);
+    send(
+        socket,
+        json!({ "type": "run-end", "cancelled": cancelled, "timings_ms": t }),
+    )
+    .await
+}
+
+/// The blocking half of a run: VAD and whisper over the audio as it arrives, then
+/// the answer. Returns the timings.
+fn listen_and_answer(
+    k: &Kiosk,
+    rate: u32,
+    rx: mpsc::Receiver<Vec<f32>>,
+    stop: &AtomicBool,
+    session: Option<String>,
+    sku: Option<String>,
+    ev: &tokio::sync::mpsc::UnboundedSender<Value>,
+) -> Value {
+    let tr = match k.transcriber() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ev.send(error("not_loaded", format!("{e}")));
+            return json!({});
+        }
+    };
+    let mut source = ChannelSource { rx, rate };
+    let mut heard: Option<aisle_speech::Utterance> = None;
+    let mut on_event = |e: ListenEvent| match e {
+        ListenEvent::SpeechStart { at_ms } => {
+            let _ = ev.send(json!({ "type": "vad-start", "at_ms": at_ms }));
+        }
+        ListenEvent::Partial { at_ms, text } => {
+            let _ = ev.send(json!({ "type": "stt-partial", "at_ms": at_ms, "text": text }));
+        }
+        ListenEvent::Final(u) => {
+            if heard.is_none() && !u.text.trim().is_empty() {
+                let _ = ev.send(json!({ "type": "vad-end", "at_ms": u.end_ms }));
+                heard = Some(u);
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    let cfg = ListenConfig::default();
+    if let Err(e) = tr.listen(&mut source, &cfg, stop, &mut on_event) {
+        let _ = ev.send(error("stt_failed", format!("{e}")));
+        return json!({});
+    }
+    let Some(u) = heard else {
+        if stop.load(Ordering::Relaxed) {
+            return json!({}); // cancelled, or the client went away
+        }
+        let _ = ev.send(json!({ "type": "stt-end", "text": "" }));
+        let _ = ev.send(error("no_speech", "no speech was heard"));
+        return json!({});
+    };
+    k.log_transcript("voice run heard", &u.text);
+    let _ = ev.send(json!({ "type": "stt-end", "text": u.text }));
+    let t = Instant::now();
+    let asked = k.ask(&AskRequest {
+        text: &u.text,
+        session: session.as_deref(),
+        sku: sku.as_deref(),
+        image: None,
+    });
+    let answer_ms = t.elapsed().as_secs_f64() * 1000.0;
+    match asked {
+        Ok(mut a) => {
+            a.transcript = Some(u.text.clone());
+            let _ = ev.send(json!({ "type": "intent-end", "answer": a.to_json() }));
+        }
+        Err(e) => {
+            let _ = ev.send(error("intent_failed", format!("{e}")));
+        }
+    }
+    json!({
+        "end_of_speech_to_text": u.endpoint_latency_ms,
+        "decode": u.decode_ms,
+        "answer": answer_ms,
+        "end_of_speech_to_answer": u.endpoint_latency_ms as f64 + answer_ms,
+    })
+}

@@ -1,0 +1,510 @@
+//! `aisle serve` for real: the service on an ephemeral loopback port, every model
+//! loaded once (real weights), requests over HTTP and WebSocket as a client sends them.
+//! One server for the whole test binary.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aisle_runtime::service::{self, Service};
+use serde_json::{Value, json};
+
+struct Server {
+    addr: SocketAddr,
+    /// `/health` statuses seen while the models loaded, first to last.
+    health: Vec<u16>,
+    dir: tempfile::TempDir,
+}
+
+fn server() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let csv = dir.path().join("products.csv");
+        std::fs::write(&csv, crate::scan::CATALOG).expect("csv");
+        let config = dir.path().join("aisle.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[device]\nname = \"test-kiosk\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[inference]\nthreads = 2\n",
+                dir.path().join("data"),
+                crate::data_dir().join("models"),
+                csv
+            ),
+        )
+        .expect("config");
+        let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+                service::serve(l, Service::new(cfg), std::future::pending())
+                    .await
+                    .expect("serve");
+            });
+        });
+        let mut health = Vec::new();
+        let t = Instant::now();
+        loop {
+            let (status, body) = get_at(addr, "/health");
+            if health.last() != Some(&status) {
+                health.push(status);
+            }
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["status"], "loading", "{body}");
+            assert!(t.elapsed() < Duration::from_secs(600), "models never loaded");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Server { addr, health, dir }
+    })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn parse(status: u16, body: &[u8]) -> (u16, Value) {
+    let v = serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    (status, v)
+}
+
+fn get_at(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let mut r = agent()
+        .get(&format!("http://{addr}{path}"))
+        .call()
+        .expect("GET");
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_vec().expect("body");
+    parse(status, &body)
+}
+
+fn get(path: &str) -> (u16, Value) {
+    get_at(server().addr, path)
+}
+
+fn post_raw(path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>, String) {
+    let mut r = agent()
+        .post(&format!("http://{}{path}", server().addr))
+        .header("Content-Type", content_type)
+        .send(body)
+        .expect("POST");
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .expect("body");
+    (status, body, ct)
+}
+
+fn post(path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let (status, body, _) = post_raw(path, content_type, body);
+    parse(status, &body)
+}
+
+fn ask(body: Value) -> (u16, Value) {
+    post("/v1/ask", "application/json", body.to_string().as_bytes())
+}
+
+/// An error answer: the status, the one JSON shape, a message naming the problem.
+fn assert_error(got: &(u16, Value), status: u16, needle: &str) {
+    let (s, v) = got;
+    assert_eq!(*s, status, "{v}");
+    let m = v["error"]["message"].as_str().unwrap_or("");
+    assert!(v["error"]["code"].is_string(), "{v}");
+    assert!(m.contains(needle), "missing {needle:?} in {v}");
+}
+
+/// The service still answers normally.
+fn assert_alive() {
+    let (s, v) = ask(json!({ "text": "how much is the whole milk?" }));
+    assert_eq!(s, 200, "{v}");
+    assert!(v["answer"].as_str().unwrap_or("").contains("$3.49"), "{v}");
+}
+
+#[test]
+fn health_is_503_while_the_models_load_then_200() {
+    let s = server();
+    assert_eq!(s.health, [503, 200]);
+    let (status, v) = get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["device"], "test-kiosk");
+    assert_eq!(v["products"], 8);
+    assert_eq!(v["llm"], true, "{v}");
+}
+
+#[test]
+fn answers_are_grounded_and_conversations_stay_apart() {
+    let (s, a) = ask(json!({ "text": "How much is the whole milk?" }));
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["products"], json!(["MLK-1"]), "{a}");
+    assert!(a["answer"].as_str().unwrap_or("").contains("$3.49"), "{a}");
+    assert_eq!(a["path"], "grammar");
+    let milk = a["session"].as_str().expect("session id").to_string();
+    assert_eq!(milk.len(), 32);
+
+    let (_, b) = ask(json!({ "text": "how much are the organic bananas?" }));
+    let bananas = b["session"].as_str().expect("session").to_string();
+    assert_ne!(milk, bananas);
+
+    // Both conversations at once: each "where is it?" is about its own product.
+    let follow = |id: String| {
+        std::thread::spawn(move || ask(json!({ "text": "and where is it?", "session": id })))
+    };
+    let (m, b) = (follow(milk.clone()), follow(bananas.clone()));
+    let (m, b) = (m.join().expect("milk"), b.join().expect("bananas"));
+    assert_eq!(m.1["products"], json!(["MLK-1"]), "{}", m.1);
+    assert_eq!(m.1["session"], json!(milk));
+    assert!(
+        m.1["answer"].as_str().unwrap_or("").contains("milk"),
+        "{}",
+        m.1
+    );
+    assert_eq!(b.1["products"], json!(["BAN-1"]), "{}", b.1);
+    assert!(
+        b.1["answer"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fresh fruits"),
+        "{}",
+        b.1
+    );
+
+    // An unknown (or expired) session starts a new conversation, with no product.
+    let (s, v) = ask(json!({ "text": "where is it?", "session": "no-such-session" }));
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["session"], "no-such-session");
+    assert_eq!(v["products"], json!([]), "{v}");
+    assert!(
+        v["answer"].as_str().unwrap_or("").contains("Which product"),
+        "{v}"
+    );
+
+    // "How much is this" with the product in front of the camera.
+    let (_, v) = ask(json!({ "text": "how much is this?", "sku": "PAP-1" }));
+    assert!(v["answer"].as_str().unwrap_or("").contains("$6.99"), "{v}");
+    assert_error(
+        &ask(json!({ "text": "how much is this?", "sku": "NOPE" })),
+        404,
+        "NOPE",
+    );
+
+    // Ending a session erases it; a second end finds nothing.
+    let url = format!("http://{}/v1/sessions/{milk}", server().addr);
+    let r = agent().delete(&url).call().expect("DELETE");
+    assert_eq!(r.status().as_u16(), 204);
+    let r = agent().delete(&url).call().expect("DELETE");
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, v) = ask(json!({ "text": "and where is it?", "session": milk }));
+    assert_eq!(
+        v["products"],
+        json!([]),
+        "an erased session keeps nothing: {v}"
+    );
+}
+
+#[test]
+fn the_llm_fallback_answers_over_http() {
+    let (s, v) = ask(json!({ "text": "what's the damage on the sparkling water?" }));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["path"], "llm", "{v}");
+    assert!(v["answer"].as_str().unwrap_or("").contains("$0.99"), "{v}");
+}
+
+#[test]
+fn products_and_search() {
+    let (s, v) = get("/v1/products/COF-1");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["product"]["name"], "Espresso Roast Ground Coffee");
+    assert_eq!(v["product"]["price_cents"], 899);
+    assert_eq!(v["stock"][0]["quantity"], 12);
+    assert_error(&get("/v1/products/NOPE"), 404, "NOPE");
+    let (s, v) = get("/v1/search?q=sparkling%20watr");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["sku"], "WAT-1", "{v}");
+    assert_error(&get("/v1/search"), 400, "?q=");
+    assert_error(&get("/v1/nothing-here"), 404, "no such endpoint");
+}
+
+#[test]
+fn scan_transcribe_and_overlay_round_trip() {
+    let photo = std::fs::read(crate::scan::photo("coffee.png")).expect("photo");
+    let (s, v) = post("/v1/scan", "image/png", &photo);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["decision"], "identified", "{v}");
+    assert_eq!(v["matches"][0]["sku"], "COF-1", "{v}");
+
+    let wav = server().dir.path().join("q.wav");
+    crate::speak("how much is the banana", &wav);
+    let (s, v) = post(
+        "/v1/transcribe",
+        "audio/wav",
+        &std::fs::read(&wav).expect("wav"),
+    );
+    assert_eq!(s, 200, "{v}");
+    let text = v["text"].as_str().unwrap_or("").to_lowercase();
+    assert!(text.contains("banana"), "{v}");
+    assert_eq!(v["source"]["sample_rate"], 22050, "{v}");
+
+    let frame = server().dir.path().join("shelf.png");
+    crate::ar::shelf(&frame);
+    let frame = std::fs::read(&frame).expect("frame");
+    let mut r = agent()
+        .post(&format!("http://{}/v1/overlay", server().addr))
+        .header("Accept", "application/json")
+        .send(&frame[..])
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.body_mut().read_json().expect("json");
+    let mut skus: Vec<&str> = v["overlay"]["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .filter_map(|c| c["sku"].as_str())
+        .collect();
+    skus.sort();
+    assert_eq!(skus, ["CAT-1", "COF-1"], "{v}");
+    // Without Accept: JSON, the frame with its cards drawn, as PNG.
+    let (s, png, ct) = post_raw("/v1/overlay", "image/png", &frame);
+    assert_eq!((s, ct.as_str()), (200, "image/png"));
+    let picture = image::load_from_memory(&png).expect("a PNG").to_rgb8();
+    assert_eq!(picture.dimensions(), (1280, 720));
+    // Privacy by default: no photo, frame or audio was kept.
+    assert!(!server().dir.path().join("data/debug").exists());
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_the_service_keeps_answering() {
+    let photo = std::fs::read(crate::scan::photo("coffee.png")).expect("photo");
+    assert_error(
+        &post("/v1/scan", "image/png", &photo[..photo.len() / 2]),
+        422,
+        "request body",
+    );
+    assert_alive();
+    let jpeg = std::fs::read(crate::scan::photo("rocket.jpg")).expect("photo");
+    assert_error(
+        &post("/v1/scan", "image/jpeg", &jpeg[..2000]),
+        422,
+        "request body",
+    );
+    assert_error(&post("/v1/scan", "image/png", b""), 400, "empty");
+    assert_error(&post("/v1/transcribe", "audio/wav", b""), 400, "empty");
+    assert_error(
+        &post("/v1/transcribe", "audio/wav", b"RIFF....WAVEfmt "),
+        422,
+        "request body",
+    );
+    assert_alive();
+    assert_error(
+        &post("/v1/ask", "application/json", b"{\"text\": "),
+        400,
+        "not valid JSON",
+    );
+    assert_error(
+        &post("/v1/ask", "application/json", b"{\"question\": \"hi\"}"),
+        400,
+        "unknown field",
+    );
+    assert_error(
+        &post("/v1/ask", "application/json", b"{\"text\": \"caf\xe9\"}"),
+        400,
+        "UTF-8",
+    );
+    assert_alive();
+
+    // 200 MB announced: refused from the header alone, before any of it is sent.
+    let mut tcp = std::net::TcpStream::connect(server().addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        200u64 << 20
+    )
+    .expect("write");
+    let mut head = [0u8; 512];
+    let n = tcp.read(&mut head).expect("read");
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("too_large"), "{head}");
+    // A body that keeps coming without a length is cut at the limit.
+    let big = vec![0u8; service::MAX_JSON_BYTES + 10];
+    assert_error(&post("/v1/ask", "application/json", &big), 413, "larger");
+    assert_alive();
+}
+
+#[test]
+fn a_catalog_change_while_serving_shows_in_the_next_answer() {
+    let (_, v) = ask(json!({ "text": "how much is the space shuttle model kit?" }));
+    assert!(v["answer"].as_str().unwrap_or("").contains("$24.99"), "{v}");
+    // Another process (here: this test) imports a new price into the database.
+    let csv = server().dir.path().join("update.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,price,stock,aisle\nTOY-1,Space Shuttle Model Kit,19.99,3,toys\n",
+    )
+    .expect("csv");
+    let mut cat = aisle_runtime::catalog::Catalog::open(
+        &server().dir.path().join("data/catalog/store.sqlite"),
+    )
+    .expect("catalog");
+    aisle_runtime::catalog::import_file(&mut cat, &csv, &Default::default()).expect("import");
+    let (_, v) = ask(json!({ "text": "how much is the space shuttle model kit?" }));
+    assert!(v["answer"].as_str().unwrap_or("").contains("$19.99"), "{v}");
+}
+
+#[test]
+fn metrics_count_requests_by_route() {
+    assert_alive();
+    let mut r = agent()
+        .get(&format!("http://{}/metrics", server().addr))
+        .call()
+        .expect("GET");
+    let text = r.body_mut().read_to_string().expect("text");
+    assert!(
+        text.contains("aisle_requests_total{method=\"POST\",route=\"/v1/ask\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aisle_request_seconds_bucket{route=\"/v1/ask\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aisle_stage_seconds_count{stage=\"answer\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aisle_model_load_seconds{part=\"llm\"}"),
+        "{text}"
+    );
+    assert!(text.contains("aisle_ready 1"), "{text}");
+}
+
+/// A voice run: an espeak question streamed at real-time pace, 20 ms per frame.
+#[test]
+fn a_voice_run_streams_a_question_and_gets_a_grounded_answer() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let wav = server().dir.path().join("voice.wav");
+    crate::speak("how much is the banana", &wav);
+    let audio = aisle_speech::decode_wav(&wav).expect("decode");
+    let pcm: Vec<u8> = audio
+        .samples
+        .iter()
+        .chain(std::iter::repeat_n(&0.0f32, 16_000)) // a second of silence after
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect();
+    let url = format!("ws://{}/v1/voice", server().addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let events: Vec<Value> = rt.block_on(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        // Garbage first: each gets an error, the connection stays.
+        ws.send(Message::Text("hello?".into())).await.expect("send");
+        ws.send(Message::Text(r#"{"type":"end"}"#.into()))
+            .await
+            .expect("send");
+        ws.send(Message::Text(r#"{"type":"start","sample_rate":3}"#.into()))
+            .await
+            .expect("send");
+        let mut errors = 0;
+        while errors < 3 {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                panic!("closed")
+            };
+            let v: Value = serde_json::from_str(t.as_str()).expect("json");
+            assert_eq!(v["type"], "error", "{v}");
+            errors += 1;
+        }
+        ws.send(Message::Text(
+            json!({ "type": "start", "sample_rate": 16000 })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("start");
+        let (mut tx, mut rx) = ws.split();
+        let sender = tokio::spawn(async move {
+            for chunk in pcm.chunks(640) {
+                if tx
+                    .send(Message::Binary(chunk.to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = tx.send(Message::Text(r#"{"type":"end"}"#.into())).await;
+        });
+        let mut events = Vec::new();
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                let end = v["type"] == "run-end";
+                events.push(v);
+                if end {
+                    break;
+                }
+            }
+        }
+        sender.abort();
+        events
+    });
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let pos = |t: &str| {
+        types
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("no {t} in {types:?}"))
+    };
+    assert!(pos("run-start") < pos("vad-start"), "{types:?}");
+    assert!(pos("vad-start") < pos("vad-end"), "{types:?}");
+    assert!(pos("vad-end") < pos("stt-end"), "{types:?}");
+    assert!(pos("stt-end") < pos("intent-end"), "{types:?}");
+    assert!(pos("intent-end") < pos("run-end"), "{types:?}");
+    let heard = events[pos("stt-end")]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase();
+    assert!(heard.contains("banana"), "{heard}");
+    let answer = &events[pos("intent-end")]["answer"];
+    assert!(
+        answer["answer"].as_str().unwrap_or("").contains("$0.69"),
+        "{answer}"
+    );
+    assert_eq!(answer["products"], json!(["BAN-1"]), "{answer}");
+    let t = &events[pos("run-end")]["timings_ms"];
+    assert!(t["end_of_speech_to_answer"].as_f64().is_some(), "{t}");
+    assert_alive();
+}
