@@ -241,6 +241,7 @@ fn make_paths_absolute(c: &mut ConfigFile, base: &Path) {
     fix(&mut c.camera.path);
     fix(&mut c.audio.input.path);
     fix(&mut c.sync.trust_root);
+    fix(&mut c.service.staff_token_file);
 }
 
 /// Rules that span fields or touch the file system: `(dotted path to blame, message)`.
@@ -303,6 +304,20 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
             format!("`service.bind` {addr} is not a loopback address; set `service.allow_non_loopback = true` to expose the API to the network"),
         )),
         Ok(_) => {}
+    }
+    must_exist(
+        &mut out,
+        "service.staff_token_file",
+        &c.service.staff_token_file,
+        "file",
+    );
+    if let Some(url) = &c.service.staff_webhook
+        && !url.starts_with("http://")
+    {
+        out.push((
+            "service.staff_webhook",
+            format!("`service.staff_webhook` must be an http:// URL, found \"{url}\""),
+        ));
     }
     if c.sync.enabled {
         match &c.sync.endpoint {

@@ -397,6 +397,13 @@ pub struct Service {
     pub bind: String,
     /// Allow `bind` to be a non-loopback address (exposes the API to the network).
     pub allow_non_loopback: bool,
+    /// File holding the bearer token staff tools send (`Authorization: Bearer ...`) to
+    /// the `/v1/staff/` endpoints; without it those endpoints are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_token_file: Option<PathBuf>,
+    /// `http://` URL that each staff call is also POSTed to (JSON: kiosk, time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_webhook: Option<String>,
 }
 
 impl Default for Service {
@@ -404,6 +411,8 @@ impl Default for Service {
         Self {
             bind: "127.0.0.1:8480".into(),
             allow_non_loopback: false,
+            staff_token_file: None,
+            staff_webhook: None,
         }
     }
 }

@@ -349,7 +349,17 @@ pub fn parse_file(
         path: path.to_path_buf(),
         source,
     })?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| CatalogError::Format {
+    parse_bytes(&bytes, path, default_currency)
+}
+
+/// [`parse_file`] over bytes already read; `path` names them in messages and its
+/// extension (`.csv`, `.jsonl`) says the format (else the first character does).
+pub fn parse_bytes(
+    bytes: &[u8],
+    path: &Path,
+    default_currency: &str,
+) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    let text = std::str::from_utf8(bytes).map_err(|e| CatalogError::Format {
         path: path.to_path_buf(),
         message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
     })?;
@@ -412,12 +422,27 @@ pub fn parse_file(
 
 /// Imports a file in one transaction.
 pub fn import_file(cat: &mut Catalog, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    let bytes = std::fs::read(path).map_err(|source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    import_bytes(cat, &bytes, path, opts)
+}
+
+/// Imports CSV or JSON Lines held in memory (named `path` in messages) in one
+/// transaction, as [`import_file`].
+pub fn import_bytes(
+    cat: &mut Catalog,
+    bytes: &[u8],
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
     let currency = if opts.default_currency.is_empty() {
         "USD"
     } else {
         opts.default_currency.as_str()
     };
-    let (rows, records, problems) = parse_file(path, currency)?;
+    let (rows, records, problems) = parse_bytes(bytes, path, currency)?;
     if !problems.is_empty() && !opts.skip_bad_rows {
         return Err(CatalogError::BadRows {
             path: path.to_path_buf(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-pub use import::{ImportOptions, ImportReport, RowProblem, import_file};
+pub use import::{ImportOptions, ImportReport, RowProblem, import_bytes, import_file};
 pub use search::{Match, ProductIndex};
 pub use view::CatalogView;
 

@@ -107,8 +107,11 @@ struct Meaning {
     aisles: OnceLock<Vec<(String, Vec<f32>)>>,
     /// The fallback's example questions, embedded on first use (they do not depend
     /// on the catalog, so engines over later snapshots share them).
-    examples: Arc<OnceLock<Vec<(Intent, String, Vec<f32>)>>>,
+    examples: Arc<OnceLock<Examples>>,
 }
+
+/// The fallback's example questions with their embeddings.
+type Examples = Vec<(Intent, String, Vec<f32>)>;
 
 impl Meaning {
     fn aisles(&self, products: &[Product]) -> &[(String, Vec<f32>)] {

@@ -762,14 +762,20 @@ impl Kiosk {
             .collect()
     }
 
-    /// Imports a catalog file (CSV or JSON Lines, as `aisle catalog import`); the
+    /// Imports a catalog file's content (CSV or JSON Lines, as `aisle catalog
+    /// import`; `label` names it in messages and its extension gives the format); the
     /// next request sees it.
-    pub fn import_catalog(&self, file: &Path, skip_bad_rows: bool) -> Result<ImportReport> {
+    pub fn import_catalog(
+        &self,
+        bytes: &[u8],
+        label: &Path,
+        skip_bad_rows: bool,
+    ) -> Result<ImportReport> {
         let opts = ImportOptions {
             skip_bad_rows,
             default_currency: self.cfg.file.device.currency.clone(),
         };
-        let report = crate::catalog::import_file(&mut self.lock_catalog(), file, &opts)?;
+        let report = crate::catalog::import_bytes(&mut self.lock_catalog(), bytes, label, &opts)?;
         Ok(report)
     }
 

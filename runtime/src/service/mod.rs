@@ -9,6 +9,7 @@
 
 mod metrics;
 mod queue;
+mod staff;
 mod voice;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct Service {
     cfg: DeviceConfig,
     kiosk: OnceLock<Arc<Kiosk>>,
     failed: OnceLock<String>,
+    /// The bearer token of the staff endpoints (`service.staff_token_file`).
+    staff_token: Option<String>,
     pub(crate) queues: Queues,
     pub metrics: Metrics,
 }
@@ -59,6 +62,7 @@ impl Service {
     pub fn new(cfg: DeviceConfig) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Arc::new(Self {
+            staff_token: staff::read_token(cfg.file.service.staff_token_file.as_deref()),
             cfg,
             kiosk: OnceLock::new(),
             failed: OnceLock::new(),
@@ -77,7 +81,7 @@ impl Service {
         match Kiosk::load(&self.cfg, Parts::all()) {
             Ok(k) => {
                 tracing::info!(ms = t.elapsed().as_millis() as u64, "kiosk loaded: ready");
-                let _ = self.kiosk.set(Arc::new(k));
+                self.ready_with(Arc::new(k));
             }
             Err(e) => {
                 tracing::error!(error = %e, "the kiosk could not load");
@@ -89,8 +93,15 @@ impl Service {
     /// Serves an already loaded kiosk (tests and embedders that built one).
     pub fn with_kiosk(cfg: DeviceConfig, kiosk: Arc<Kiosk>) -> Arc<Self> {
         let s = Self::new(cfg);
-        let _ = s.kiosk.set(kiosk);
+        s.ready_with(kiosk);
         s
+    }
+
+    fn ready_with(&self, kiosk: Arc<Kiosk>) {
+        if let Some(url) = &self.cfg.file.service.staff_webhook {
+            staff::start_webhook(url.clone(), kiosk.subscribe());
+        }
+        let _ = self.kiosk.set(kiosk);
     }
 
     pub fn kiosk(&self) -> Option<&Arc<Kiosk>> {
@@ -128,6 +139,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/search", get(search))
         .route("/v1/sessions/{id}", delete(end_session))
         .route("/v1/voice", get(voice::upgrade))
+        .route("/v1/staff/events", get(staff::events))
+        .route("/v1/staff/demand", get(staff::demand))
+        .route("/v1/staff/catalog", post(staff::import))
+        .route("/v1/staff/products/{sku}/photos", post(staff::enroll))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),

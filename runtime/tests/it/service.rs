@@ -24,13 +24,15 @@ fn server() -> &'static Server {
         let csv = dir.path().join("products.csv");
         std::fs::write(&csv, crate::scan::CATALOG).expect("csv");
         let config = dir.path().join("aisle.toml");
+        std::fs::write(dir.path().join("staff.token"), format!("{STAFF_TOKEN}\n")).expect("token");
         std::fs::write(
             &config,
             format!(
-                "[device]\nname = \"test-kiosk\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[inference]\nthreads = 2\n",
+                "[device]\nname = \"test-kiosk\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[inference]\nthreads = 2\n\n[service]\nstaff_token_file = \"staff.token\"\nstaff_webhook = \"http://{}/hook\"\n",
                 dir.path().join("data"),
                 crate::data_dir().join("models"),
-                csv
+                csv,
+                webhook(),
             ),
         )
         .expect("config");
@@ -68,6 +70,49 @@ fn server() -> &'static Server {
         }
         Server { addr, health, dir }
     })
+}
+
+const STAFF_TOKEN: &str = "s3cret-staff-token";
+
+/// What the staff webhook received, one body per call.
+static HOOKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback HTTP listener standing in for the store's staff system.
+fn webhook() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            while let Ok(n) = c.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        HOOKED.lock().expect("hooked").push(body.to_string());
+                        break;
+                    }
+                }
+            }
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    addr
 }
 
 fn agent() -> ureq::Agent {
@@ -153,7 +198,8 @@ fn health_is_503_while_the_models_load_then_200() {
     assert_eq!(status, 200);
     assert_eq!(v["status"], "ok");
     assert_eq!(v["device"], "test-kiosk");
-    assert_eq!(v["products"], 8);
+    // 8 from the file, more once the staff import test has run.
+    assert!(v["products"].as_u64().is_some_and(|n| n >= 8), "{v}");
     assert_eq!(v["llm"], true, "{v}");
 }
 
@@ -507,4 +553,232 @@ fn a_voice_run_streams_a_question_and_gets_a_grounded_answer() {
     let t = &events[pos("run-end")]["timings_ms"];
     assert!(t["end_of_speech_to_answer"].as_f64().is_some(), "{t}");
     assert_alive();
+}
+
+fn staff_get(path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = agent().get(&format!("http://{}{path}", server().addr));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().expect("GET");
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_vec().expect("body");
+    parse(status, &body)
+}
+
+fn staff_post(path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let mut r = agent()
+        .post(&format!("http://{}{path}", server().addr))
+        .header("Content-Type", content_type)
+        .header("Authorization", &format!("Bearer {STAFF_TOKEN}"))
+        .send(body)
+        .expect("POST");
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_vec().expect("body");
+    parse(status, &body)
+}
+
+#[test]
+fn staff_endpoints_need_the_token_even_on_loopback() {
+    assert_error(&staff_get("/v1/staff/demand", None), 401, "Bearer");
+    assert_error(
+        &staff_get("/v1/staff/demand", Some("guess")),
+        401,
+        "does not match",
+    );
+    let (s, v) = staff_get("/v1/staff/demand", Some(STAFF_TOKEN));
+    assert_eq!(s, 200, "{v}");
+    assert!(v.is_array(), "{v}");
+    let (s, _) = post(
+        "/v1/staff/catalog",
+        "text/csv",
+        b"sku,name,price,stock,aisle\n",
+    );
+    assert_eq!(s, 401);
+}
+
+#[test]
+fn staff_import_and_enrolment_show_in_the_next_answers() {
+    let csv = b"sku,name,price,stock,aisle\nOAT-1,Oat Milk Barista Edition,2.79,9,milk\nOOS-1,Black Truffle Oil,19.99,0,oils\n";
+    let (s, v) = staff_post("/v1/staff/catalog", "text/csv", csv);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["added"], 2, "{v}");
+    let (_, v) = ask(json!({ "text": "how much is the oat milk barista edition?" }));
+    assert!(v["answer"].as_str().unwrap_or("").contains("$2.79"), "{v}");
+    // A file with a bad row changes nothing and says which line.
+    let bad = b"sku,name,price,stock,aisle\nOAT-1,Oat Milk Barista Edition,1.00,9,milk\nBAD-1,Broken,-3,1,x\n";
+    assert_error(
+        &staff_post("/v1/staff/catalog", "text/csv", bad),
+        422,
+        "line 3",
+    );
+    let (_, v) = ask(json!({ "text": "how much is the oat milk barista edition?" }));
+    assert!(v["answer"].as_str().unwrap_or("").contains("$2.79"), "{v}");
+
+    // A reference photo of the model kit: the rocket is then known by its photo.
+    let rocket = std::fs::read(crate::scan::photo("rocket.jpg")).expect("photo");
+    let (s, v) = staff_post("/v1/staff/products/TOY-1/photos", "image/jpeg", &rocket);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["added"].as_u64(), v["enrolled"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let (_, v) = post("/v1/scan", "image/jpeg", &rocket);
+    assert_eq!(v["matches"][0]["sku"], "TOY-1", "{v}");
+    assert!(
+        v["matches"][0]["contributed"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!("photo"))),
+        "{v}"
+    );
+    assert_error(
+        &staff_post("/v1/staff/products/NOPE/photos", "image/jpeg", &rocket),
+        422,
+        "NOPE",
+    );
+}
+
+#[test]
+fn staff_calls_and_demand_reach_the_staff_feed() {
+    // The feed, read as a staff tablet would.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let r = agent()
+            .get(&format!("http://{}/v1/staff/events", server().addr))
+            .header("Authorization", &format!("Bearer {STAFF_TOKEN}"))
+            .config()
+            .timeout_global(None)
+            .build()
+            .call()
+            .expect("events");
+        let mut reader = std::io::BufReader::new(r.into_body().into_reader());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+            if tx.send(line.trim_end().to_string()).is_err() {
+                return;
+            }
+            line.clear();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300)); // subscribed
+    let (_, v) = ask(json!({ "text": "can I talk to a member of staff?" }));
+    assert_eq!(v["staff_requested"], true, "{v}");
+    let (_, v) = ask(json!({ "text": "how much is the unicorn steak?" }));
+    assert_eq!(v["products"], json!([]), "{v}");
+    let mut seen = Vec::new();
+    let t = Instant::now();
+    while !seen.iter().any(|l: &String| l.contains("not-found"))
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen.push(l);
+        }
+    }
+    let feed = seen.join("\n");
+    assert!(feed.contains("event: staff-call"), "{feed}");
+    assert!(feed.contains("\"kiosk\":\"test-kiosk\""), "{feed}");
+    assert!(feed.contains("event: demand"), "{feed}");
+    // Never the shopper's words.
+    assert!(
+        !feed.contains("unicorn") && !feed.contains("member of staff"),
+        "{feed}"
+    );
+    // The webhook got the call too.
+    let t = Instant::now();
+    while HOOKED.lock().expect("hooked").is_empty() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hooked = HOOKED.lock().expect("hooked").clone();
+    assert!(
+        hooked
+            .iter()
+            .any(|b| b.contains("staff-call") && b.contains("test-kiosk")),
+        "{hooked:?}"
+    );
+
+    // Out of stock is a demand signal too, by product.
+    let csv = b"sku,name,price,stock,aisle\nSAF-1,Spanish Saffron Threads,12.99,0,spices\n";
+    assert_eq!(staff_post("/v1/staff/catalog", "text/csv", csv).0, 200);
+    let (_, v) = ask(json!({ "text": "do you have spanish saffron threads in stock?" }));
+    assert_eq!(v["products"], json!(["SAF-1"]), "{v}");
+    let (_, d) = staff_get("/v1/staff/demand", Some(STAFF_TOKEN));
+    let rows = d.as_array().expect("rows");
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "not-found" && r["count"].as_u64() >= Some(1)),
+        "{d}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "out-of-stock" && r["sku"] == "SAF-1"),
+        "{d}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["hour"].as_i64().is_some_and(|h| h % 3600 == 0)),
+        "{d}"
+    );
+}
+
+/// The `aisle serve` command itself: prints where it listens, answers, and on
+/// SIGTERM finishes what is in flight and exits 0. A non-loopback bind is refused.
+#[test]
+fn aisle_serve_prints_its_address_and_drains_on_sigterm() {
+    use std::io::BufRead;
+    let config = server().dir.path().join("aisle.toml");
+    let config = config.to_str().expect("utf-8");
+    let out = crate::aisle(&["--config", config, "serve", "--bind", "0.0.0.0:0"]);
+    crate::assert_fails_with(&out, "loopback");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"))
+        .args([
+            "--config",
+            config,
+            "--json",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env_remove("AISLE_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn aisle serve");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the address line");
+    let v: Value = serde_json::from_str(&first).expect("json");
+    assert_eq!(v["event"], "listening", "{v}");
+    let addr: SocketAddr = v["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("addr");
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{v}");
+    let t = Instant::now();
+    while get_at(addr, "/health").0 != 200 {
+        assert!(t.elapsed() < Duration::from_secs(600), "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut r = agent()
+        .post(&format!("http://{addr}/v1/ask"))
+        .send(
+            json!({ "text": "how much is the sparkling water?" })
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("ask");
+    let v: Value = r.body_mut().read_json().expect("json");
+    assert!(v["answer"].as_str().unwrap_or("").contains("$0.99"), "{v}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = crate::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
 }
