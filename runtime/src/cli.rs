@@ -291,6 +291,9 @@ pub enum BenchCmd {
     Vision(BenchArgs),
     /// AR overlays at 720p: layout, bevy render vs OpenCV drawing, detection vs LiteRT.
     Ar(BenchArgs),
+    /// `aisle serve` under load (1, 4, 16 clients, loopback): asks, scans, voice runs;
+    /// against one CLI call per request.
+    Service(BenchArgs),
 }
 
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
@@ -345,6 +348,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Ar(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::ar::run(&cfg, a, cli.json)
+        }
+        Command::Bench(BenchCmd::Service(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::bench::service::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -86,8 +86,8 @@ impl std::fmt::Debug for Llm {
 }
 
 /// Where the engine library is looked for: `AISLE_LLM_LIB`, next to the running
-/// executable, one level up (test binaries live in `target/*/deps`), then the
-/// workspace's own `target/release` and `target/debug`.
+/// executable, one level up (test binaries live in `target/*/deps`), then (debug
+/// builds only) the workspace's own `target/release` and `target/debug`.
 pub fn library_candidates() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(p) = std::env::var_os("AISLE_LLM_LIB") {
@@ -102,9 +102,13 @@ pub fn library_candidates() -> Vec<PathBuf> {
             v.push(up.join(LIB_NAME));
         }
     }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    for profile in ["release", "debug"] {
-        v.push(target.join(profile).join(LIB_NAME));
+    // A development build also finds the workspace's own; an installed (release)
+    // binary only what is beside it.
+    if cfg!(debug_assertions) {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        for profile in ["release", "debug"] {
+            v.push(target.join(profile).join(LIB_NAME));
+        }
     }
     v
 }

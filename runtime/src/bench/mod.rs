@@ -4,6 +4,7 @@
 pub mod ar;
 pub mod assistant;
 pub mod llm;
+pub mod service;
 pub mod speech;
 pub mod vision;
 

@@ -200,7 +200,10 @@ pub fn llm(cfg: &DeviceConfig, store: &Store) -> Option<Llm> {
     let loaded = llm_model_path(cfg, store)
         .and_then(|path| Ok(Llm::load(&path, threads(cfg), LLM_CONTEXT)?));
     match loaded {
-        Ok(m) => Some(m),
+        Ok(m) => {
+            tracing::info!(library = %m.library.display(), model = %m.model.display(), "LLM loaded");
+            Some(m)
+        }
         Err(e) => {
             tracing::warn!(model = %cfg.file.models.llm, error = %e, "no LLM fallback");
             None
