@@ -9,6 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod dist;
+
 /// Debian packages the build and the tests need: cmake and libclang build whisper.cpp
 /// (whisper-rs), espeak-ng speaks the test questions.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -48,11 +50,17 @@ fn main() -> Result<()> {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("setup") => setup(false).map(|_| ()),
+        Some("dist") => dist_cmd(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo [ARGS...] | test | setup>");
+            eprintln!(
+                "usage: cargo xtask <demo [ARGS...] | test | setup | dist [--debug] [--check]>"
+            );
             eprintln!("  demo   install what is missing, fetch models, run `aisle demo`");
             eprintln!("  test   install what is missing, fetch models, fmt + clippy + all tests");
             eprintln!("  setup  install system packages and fetch models only");
+            eprintln!(
+                "  dist   build the Debian package (target/dist/aisle_VERSION_amd64.deb); --check runs it"
+            );
             bail!("unknown or missing xtask command")
         }
     }
@@ -65,7 +73,7 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask has no parent directory")
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {}", display(cmd));
     let status = cmd
         .status()
@@ -84,7 +92,7 @@ fn display(cmd: &Command) -> String {
         .join(" ")
 }
 
-fn probe(cmd: &[&str]) -> bool {
+pub(crate) fn probe(cmd: &[&str]) -> bool {
     Command::new(cmd[0])
         .args(&cmd[1..])
         .stdout(std::process::Stdio::null())
@@ -157,10 +165,7 @@ fn setup(release: bool) -> Result<PathBuf> {
         // build script runs once, not once per command.
         run(Command::new(env!("CARGO")).args(["build", "--workspace", "--all-targets"]))?;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let bin = target
+    let bin = target_dir()
         .join(if release { "release" } else { "debug" })
         .join("aisle");
     run(Command::new(&bin).args(["models", "fetch"]))?;
@@ -192,6 +197,7 @@ fn test() -> Result<()> {
     report_disk("before the build");
     install_system_packages()?;
     run(Command::new(env!("CARGO")).args(["fmt", "--all", "--", "--check"]))?;
+    let t = std::time::Instant::now();
     run(Command::new(env!("CARGO")).args([
         "clippy",
         "--workspace",
@@ -200,10 +206,70 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    eprintln!("stage: clippy {:.0} s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
     let bin = setup(false)?;
+    eprintln!(
+        "stage: build + model fetch {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
     report_disk("after the build");
     run(Command::new(&bin).args(["models", "verify"]))?;
+    let t = std::time::Instant::now();
     let result = run(Command::new(env!("CARGO")).args(["test", "--workspace"]));
+    eprintln!("stage: cargo test {:.0} s", t.elapsed().as_secs_f64());
     report_disk("after the tests");
-    result
+    result?;
+    // The Debian package, built from the test build and run from an unpacked root.
+    let t = std::time::Instant::now();
+    dist::ensure_tools()?;
+    let deb = dist::build(&target_dir(), "debug")?;
+    dist::check(&deb, &model_dir(&bin)?)?;
+    eprintln!("stage: package check {:.0} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// The model store `aisle` uses here (its effective config).
+fn model_dir(bin: &Path) -> Result<PathBuf> {
+    let out = Command::new(bin)
+        .args(["config", "show", "--json"])
+        .output()
+        .context("aisle config show")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("\"model_dir\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(PathBuf::from)
+        .context("no paths.model_dir in `aisle config show --json`")
+}
+
+/// `cargo xtask dist [--debug]`: the release (or test) build as a Debian package.
+fn dist_cmd(args: &[String]) -> Result<()> {
+    dist::ensure_tools()?;
+    let debug = args.iter().any(|a| a == "--debug");
+    if !debug {
+        run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
+        run(Command::new(env!("CARGO")).args([
+            "build",
+            "--release",
+            "-p",
+            "aisle-runtime",
+            "--bin",
+            "aisle",
+        ]))?;
+    }
+    let profile = if debug { "debug" } else { "release" };
+    let deb = dist::build(&target_dir(), profile)?;
+    if args.iter().any(|a| a == "--check") {
+        let bin = target_dir().join(profile).join("aisle");
+        dist::check(&deb, &model_dir(&bin)?)?;
+    }
+    println!("{}", deb.display());
+    Ok(())
 }

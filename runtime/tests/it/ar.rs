@@ -42,15 +42,11 @@ fn cards_follow_their_products_between_identifications() {
         &mut |_, _| {},
     )
     .expect("index");
-    let file = |n| crate::scan::file("ssd-mobilenetv2-oidv4", n);
-    let options = aisle_vision::OnnxOptions::onnxruntime(
-        2,
-        crate::scan::file("onnxruntime", "libonnxruntime.so"),
-    );
-    let detector = aisle_vision::detect::ObjectDetector::load(
-        &file("model.onnx"),
-        &file("labels.txt"),
-        &options,
+    let store = aisle_models::Store::open(&crate::data_dir().join("models")).expect("store");
+    let detector = aisle_runtime::kiosk::detector(
+        &crate::scan::config("[inference]\nthreads = 2\n"),
+        &store,
+        None,
     )
     .expect("detector");
     let at = |f: &Follower, sku: &str| {

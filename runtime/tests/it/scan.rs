@@ -5,9 +5,9 @@ use std::sync::OnceLock;
 
 use aisle_models::Store;
 use aisle_runtime::catalog::{self, Catalog, ImportOptions};
-use aisle_runtime::scan::{OcrSpec, ScanError, Scanner, VisionModels, VisionSpec};
+use aisle_runtime::scan::{ScanError, Scanner, VisionModels};
 use aisle_vision::synth::{LabelFont, draw_label};
-use aisle_vision::{Decision, Engine, OnnxOptions};
+use aisle_vision::{Decision, Engine};
 
 use crate::data_dir;
 
@@ -24,40 +24,31 @@ pub(crate) fn file(model: &str, name: &str) -> PathBuf {
         .to_path_buf()
 }
 
-fn spec(engine: Engine, cache: &Path, ocr: bool) -> VisionSpec {
-    let options = match engine {
-        Engine::Tract => OnnxOptions::tract(2),
-        Engine::OnnxRuntime => {
-            OnnxOptions::onnxruntime(2, file("onnxruntime", "libonnxruntime.so"))
-        }
-    };
-    VisionSpec {
-        image_model: "efficientnet-lite0-onnx".into(),
-        text_model: "all-minilm-l6-v2".into(),
-        labels_model: "imagenet-labels".into(),
-        options: options.clone(),
-        cache_dir: cache.to_path_buf(),
-        clip: None,
-        ocr: ocr.then(|| OcrSpec {
-            detection: "ppocr-v4-det".into(),
-            recognition: "ppocr-v4-rec".into(),
-            orientation: Some("ppocr-mobile-v2-cls".into()),
-            options,
-        }),
-    }
+/// The vision models as the kiosk loads them (`kiosk::vision_models`), from the real
+/// store: 2 threads, OCR on or off.
+fn load_vision(engine: Engine, ocr: bool) -> VisionModels {
+    let cfg = config(&format!("[inference]\nthreads = 2\nocr = {ocr}\n"));
+    aisle_runtime::kiosk::vision_models(&cfg, &store(), Some(engine)).expect("vision models")
+}
+
+/// A device config over the real data directory (the test command's model store).
+pub(crate) fn config(toml: &str) -> aisle_firmware_config::DeviceConfig {
+    aisle_firmware_config::load_str(
+        toml,
+        Path::new("<test>"),
+        Path::new("."),
+        &aisle_firmware_config::Overrides {
+            data_dir: Some(data_dir()),
+        },
+    )
+    .expect("config")
 }
 
 /// Loaded once per test binary.
 pub(crate) fn models() -> std::sync::Arc<VisionModels> {
-    static M: OnceLock<(tempfile::TempDir, std::sync::Arc<VisionModels>)> = OnceLock::new();
-    M.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tmp");
-        let m = VisionModels::load(&store(), &spec(Engine::OnnxRuntime, dir.path(), true))
-            .expect("vision models");
-        (dir, std::sync::Arc::new(m))
-    })
-    .1
-    .clone()
+    static M: OnceLock<std::sync::Arc<VisionModels>> = OnceLock::new();
+    M.get_or_init(|| std::sync::Arc::new(load_vision(Engine::OnnxRuntime, true)))
+        .clone()
 }
 
 pub(crate) const CATALOG: &str = "sku,name,price,stock,aisle
@@ -267,8 +258,7 @@ fn labels_read_by_ocr_identify_products() {
 fn tract_and_onnxruntime_agree() {
     let dir = tempfile::tempdir().expect("tmp");
     let cat = catalog(dir.path());
-    let tract = VisionModels::load(&store(), &spec(Engine::Tract, &dir.path().join("c"), false))
-        .expect("tract");
+    let tract = load_vision(Engine::Tract, false);
     let a = Scanner::build(models(), &cat, &dir.path().join("c"), &mut |_, _| {}).expect("ort");
     let b = Scanner::build(
         std::sync::Arc::new(tract),
