@@ -139,10 +139,8 @@ impl Default for Camera {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Audio {
-    /// Microphone or a WAV file.
+    /// Microphone or a WAV file. (A speaker for spoken answers comes with them.)
     pub input: AudioInput,
-    /// Speaker for spoken answers.
-    pub output: AudioOutput,
 }
 
 /// Where the shopper's voice comes from.
@@ -176,28 +174,6 @@ impl Default for AudioInput {
             source: AudioSource::Microphone,
             device: "default".into(),
             path: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct AudioOutput {
-    /// Speak answers aloud.
-    pub enabled: bool,
-    /// cpal output device name; `default` picks the host's default device.
-    pub device: String,
-    /// Output volume, 0 to 1.
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub volume: f64,
-}
-
-impl Default for AudioOutput {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            device: "default".into(),
-            volume: 0.8,
         }
     }
 }

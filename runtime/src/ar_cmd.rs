@@ -165,22 +165,32 @@ pub enum SourceItem {
 }
 
 impl FrameSource {
-    /// Opens the source the `aisle ar` flags name: a folder, a video file, or a camera
-    /// (the one given, else the first /dev/video*).
+    /// Opens the source the `aisle ar` flags name (a folder, a video file, a camera),
+    /// else the config's `camera` section: a device (`camera.device`; the first
+    /// /dev/video* when the default one is missing), a folder of frames, one still
+    /// image, or none. Frames are scaled to fit `camera.width` x `camera.height`;
+    /// folders and images play at `--fps`, else `camera.fps`.
     pub fn open(
+        cam: &aisle_firmware_config::Camera,
         frames: Option<&Path>,
         video: Option<&Path>,
         camera: Option<&str>,
-        fps: f32,
+        fps: Option<f32>,
     ) -> Result<Self> {
-        // Frames past 1920x1080 are scaled down (the default limits).
-        let limits = FrameOptions::default();
+        use aisle_firmware_config::CameraSource;
+        let limits = FrameOptions {
+            max_width: cam.width,
+            max_height: cam.height,
+            ..FrameOptions::default()
+        };
+        let period = Duration::from_secs_f32(1.0 / fps.unwrap_or(cam.fps as f32).clamp(0.1, 60.0));
+        let folder = |files| FrameSource::Folder {
+            files,
+            next: 0,
+            period,
+        };
         if let Some(dir) = frames {
-            return Ok(FrameSource::Folder {
-                files: frame_files(dir)?,
-                next: 0,
-                period: Duration::from_secs_f32(1.0 / fps.clamp(0.1, 60.0)),
-            });
+            return Ok(folder(frame_files(dir)?));
         }
         if let Some(video) = video {
             let opts = FrameOptions {
@@ -193,13 +203,31 @@ impl FrameSource {
                 &opts,
             )?));
         }
-        let device = match camera {
-            Some(d) => PathBuf::from(d),
-            None => first_camera().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no camera found (no /dev/video* device): use --frames DIR or --video FILE"
-                )
-            })?,
+        let device = match (camera, cam.source) {
+            (Some(d), _) => PathBuf::from(d),
+            (None, CameraSource::Folder) => {
+                let dir = cam.path.as_deref().context("camera.path is not set")?;
+                return Ok(folder(frame_files(dir)?));
+            }
+            (None, CameraSource::Image) => {
+                let file = cam.path.clone().context("camera.path is not set")?;
+                return Ok(folder(vec![file]));
+            }
+            (None, CameraSource::None) => anyhow::bail!(
+                "the camera is off (camera.source = \"none\"): use --camera DEVICE, --video FILE or --frames DIR"
+            ),
+            (None, CameraSource::Device) => {
+                let configured = PathBuf::from(&cam.device);
+                if configured.exists() || cam.device != "/dev/video0" {
+                    configured
+                } else {
+                    first_camera().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no camera found (no /dev/video* device): use --frames DIR or --video FILE"
+                        )
+                    })?
+                }
+            }
         };
         Ok(FrameSource::Stream(FrameReader::open(
             &FrameInput::Camera(device),
@@ -257,12 +285,12 @@ pub fn live(
     frames: Option<&Path>,
     video: Option<&Path>,
     camera: Option<&str>,
-    fps: f32,
+    fps: Option<f32>,
     analyse_fps: Option<f32>,
 ) -> Result<ExitCode> {
     // A bad video, a missing camera or a folder without a readable frame is named
     // before any window opens.
-    let mut source = FrameSource::open(frames, video, camera, fps)?;
+    let mut source = FrameSource::open(&cfg.file.camera, frames, video, camera, fps)?;
     // The first frame sets the window's size.
     let mut skipped = Vec::new();
     let first = loop {

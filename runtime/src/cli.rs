@@ -77,12 +77,14 @@ pub enum Command {
         /// Play a video file (any format ffmpeg reads) at its own rate, looping.
         #[arg(long, value_name = "FILE", conflicts_with = "camera")]
         video: Option<PathBuf>,
-        /// Camera device (the default without --frames or --video: the first /dev/video*).
+        /// Camera device. Without --frames, --video or --camera the config's `camera`
+        /// section says (default: camera.device, else the first /dev/video*).
         #[arg(long, value_name = "DEVICE")]
         camera: Option<String>,
-        /// Frames per second for a folder of frames (videos and cameras keep their own).
-        #[arg(long, default_value_t = 10.0)]
-        fps: f32,
+        /// Frames per second for a folder of frames (default: camera.fps; videos and
+        /// cameras keep their own).
+        #[arg(long)]
+        fps: Option<f32>,
         /// Identify the products in view at most this often per second (default: as
         /// often as half of the analysis thread's time allows); between
         /// identifications the detector alone keeps the cards on their products.

@@ -26,6 +26,8 @@ pub struct Whisper {
     ctx: WhisperContext,
     path: PathBuf,
     threads: usize,
+    /// The language spoken (`dialogue.language`), a whisper language code.
+    language: String,
     /// One decode at a time: ggml's thread pool spin-waits, so two decodes sharing
     /// the cores each run several times slower than two in a row.
     decode: std::sync::Mutex<()>,
@@ -49,8 +51,28 @@ impl Whisper {
             ctx,
             path,
             threads: threads.max(1),
+            language: "en".into(),
             decode: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Decodes `lang` (a whisper language code such as `en`, `de`) from now on. An
+    /// English-only model (`*.en`) takes only `en`.
+    pub fn set_language(&mut self, lang: &str) -> Result<()> {
+        if whisper_rs::get_lang_id(lang).is_none() {
+            return Err(self.err(format!("whisper knows no language {lang:?}")));
+        }
+        if lang != "en" && !self.ctx.is_multilingual() {
+            return Err(self.err(format!(
+                "this model speaks only English; language {lang:?} needs a multilingual model (models.asr)"
+            )));
+        }
+        self.language = lang.to_string();
+        Ok(())
+    }
+
+    pub fn language(&self) -> &str {
+        &self.language
     }
 
     fn err(&self, message: impl Into<String>) -> SpeechError {
@@ -100,7 +122,7 @@ impl Whisper {
             .map_err(|e| self.err(format!("cannot create state: {e}")))?;
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(self.threads as i32);
-        params.set_language(Some("en"));
+        params.set_language(Some(&self.language));
         params.set_translate(false);
         params.set_no_context(true);
         params.set_suppress_blank(true);

@@ -37,7 +37,7 @@ pub use vad::{Segment, Segmenter, SileroVad, VadConfig};
 pub struct Transcript {
     pub text: String,
     pub segments: Vec<TextSegment>,
-    pub language: &'static str,
+    pub language: String,
     /// Voiced stretches that were decoded (16 kHz sample offsets).
     pub speech: Vec<Segment>,
     pub audio_ms: u64,
@@ -81,6 +81,11 @@ impl Transcriber {
         })
     }
 
+    /// Recognises `lang` (`dialogue.language`) instead of English.
+    pub fn set_language(&mut self, lang: &str) -> Result<()> {
+        self.whisper.set_language(lang)
+    }
+
     /// Voiced segments of a 16 kHz clip.
     pub fn speech_segments(&self, samples: &[f32]) -> Result<Vec<Segment>> {
         let probs = self.vad.probabilities(samples)?;
@@ -119,7 +124,7 @@ impl Transcriber {
         Ok(Transcript {
             text,
             segments,
-            language: "en",
+            language: self.whisper.language().to_string(),
             speech,
             audio_ms: samples.len() as u64 * 1000 / 16_000,
             processing_ms: t0.elapsed().as_millis() as u64,

@@ -146,7 +146,7 @@ Architecture: amd64
 Maintainer: aisle developers <aisle@localhost>
 Installed-Size: {size_kib}
 Depends: libc6, libstdc++6, libgcc-s1, libgomp1, libasound2 | libasound2t64, adduser
-Recommends: ffmpeg, mesa-vulkan-drivers, espeak-ng
+Recommends: ffmpeg, libvulkan1, mesa-vulkan-drivers
 Section: misc
 Priority: optional
 Description: on-device shopping assistant for retail kiosks and AR tablets

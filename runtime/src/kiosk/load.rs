@@ -139,20 +139,23 @@ pub fn vad_config(cfg: &DeviceConfig) -> VadConfig {
     }
 }
 
-/// VAD + whisper (`models.asr`, `models.vad`), on `threads` or `inference.threads`.
+/// VAD + whisper (`models.asr`, `models.vad`) recognising `dialogue.language`, on
+/// `threads` or `inference.threads`.
 pub fn transcriber(
     cfg: &DeviceConfig,
     store: &Store,
     threads: Option<usize>,
 ) -> Result<Transcriber> {
     let m = &cfg.file.models;
-    Ok(Transcriber::load(
+    let mut t = Transcriber::load(
         store,
         &m.asr,
         &m.vad,
         vad_config(cfg),
         threads.unwrap_or_else(|| self::threads(cfg)),
-    )?)
+    )?;
+    t.set_language(&cfg.file.dialogue.language)?;
+    Ok(t)
 }
 
 /// The detector named by `models.object_detection`, on the configured image engine.

@@ -131,6 +131,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/v1/kiosk", get(kiosk_info))
         .route("/v1/ask", post(ask))
         .route("/v1/scan", post(scan))
         .route("/v1/overlay", post(overlay))
@@ -369,6 +370,43 @@ async fn health(State(s): State<Arc<Service>>) -> Response {
             r
         }
     }
+}
+
+/// What the kiosk screen shows before anything is used: the device, and the privacy
+/// notice and consent rule from `privacy`.
+async fn kiosk_info(State(s): State<Arc<Service>>) -> Response {
+    let f = &s.cfg.file;
+    let p = &f.privacy;
+    let mut notice = vec![
+        "Your voice and the camera view are processed on this kiosk only; nothing is sent anywhere.".to_string(),
+        "Your questions are not kept: a conversation is erased when you finish or after a short pause.".to_string(),
+    ];
+    if p.persist_audio || p.persist_images {
+        notice.push(format!(
+            "Debugging is on: {} kept on this kiosk for staff.",
+            match (p.persist_audio, p.persist_images) {
+                (true, true) => "recordings and camera pictures are",
+                (true, false) => "recordings are",
+                _ => "camera pictures are",
+            }
+        ));
+    }
+    Json(serde_json::json!({
+        "device": f.device.name,
+        "profile": f.device.profile,
+        "locale": f.device.locale,
+        "currency": f.device.currency,
+        "language": f.dialogue.language,
+        "ready": s.kiosk().is_some(),
+        "session_timeout_s": f.dialogue.session_timeout_s,
+        "privacy": {
+            "consent_prompt": p.consent_prompt,
+            "persist_audio": p.persist_audio,
+            "persist_images": p.persist_images,
+            "notice": notice,
+        },
+    }))
+    .into_response()
 }
 
 async fn metrics_text(State(s): State<Arc<Service>>) -> Response {

@@ -235,6 +235,40 @@ fn ar_render_locates_identifies_and_draws_cards() {
             .expect("run aisle");
         crate::assert_fails_with(&out, says);
     }
+    // Without flags the config's `camera` section says where frames come from.
+    for (camera, says) in [
+        (
+            format!("source = \"folder\"\npath = {:?}", unreadable),
+            "no readable frame".to_string(),
+        ),
+        (
+            format!(
+                "source = \"image\"\npath = {:?}",
+                unreadable.join("cut.png")
+            ),
+            "no readable frame".to_string(),
+        ),
+        (
+            "source = \"device\"\ndevice = \"/dev/video96\"".to_string(),
+            "camera /dev/video96".to_string(),
+        ),
+        ("source = \"none\"".to_string(), "camera is off".to_string()),
+    ] {
+        let config = dir.path().join("camera.toml");
+        std::fs::write(&config, format!("[camera]\n{camera}\n")).expect("config");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"))
+            .args([
+                "--data-dir",
+                &d,
+                "--config",
+                &config.to_string_lossy(),
+                "ar",
+            ])
+            .env("DISPLAY", ":12345")
+            .output()
+            .expect("run aisle");
+        crate::assert_fails_with(&out, &says);
+    }
 }
 
 /// Kills a child process when dropped (the test's display server and `aisle ar`).

@@ -390,6 +390,25 @@ fn transcribe_prints_text_segments_and_timings() {
         empty.to_str().expect("utf-8"),
     ]);
     assert_fails_with(&out, "empty.wav: cannot decode audio");
+
+    // `dialogue.language` is the language whisper listens for: an English-only model
+    // refuses another, and an unknown code is named.
+    for (lang, says) in [
+        ("de", "speaks only English"),
+        ("xx", "knows no language \"xx\""),
+    ] {
+        let cfg = dir.path().join(format!("{lang}.toml"));
+        std::fs::write(&cfg, format!("[dialogue]\nlanguage = \"{lang}\"\n")).expect("write");
+        let out = aisle(&[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--data-dir",
+            &real_data_dir_arg(),
+            "transcribe",
+            wav.to_str().expect("utf-8"),
+        ]);
+        assert_fails_with(&out, says);
+    }
 }
 
 /// The real microphone path without a sound card: ALSA's `file` plugin reads raw

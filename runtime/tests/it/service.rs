@@ -204,6 +204,19 @@ fn health_is_503_while_the_models_load_then_200() {
 }
 
 #[test]
+fn the_kiosk_describes_itself_and_its_privacy_rules() {
+    let (s, v) = get("/v1/kiosk");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["device"], "test-kiosk");
+    assert_eq!(v["privacy"]["consent_prompt"], true, "{v}");
+    assert_eq!(v["privacy"]["persist_audio"], false, "{v}");
+    assert_eq!(v["session_timeout_s"], 120, "{v}");
+    let notice = v["privacy"]["notice"].to_string();
+    assert!(notice.contains("processed on this kiosk only"), "{v}");
+    assert!(!notice.contains("Debugging is on"), "{v}");
+}
+
+#[test]
 fn answers_are_grounded_and_conversations_stay_apart() {
     let (s, a) = ask(json!({ "text": "How much is the whole milk?" }));
     assert_eq!(s, 200, "{a}");
