@@ -35,7 +35,7 @@ pub enum LlmError {
 
 /// Timings of one generation (see `aisle_llm::AisleLlmStats`).
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Stats {
     pub prompt_tokens: u32,
     pub cached_tokens: u32,

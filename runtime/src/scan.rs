@@ -332,7 +332,7 @@ pub fn product_text(p: &Product) -> String {
 }
 
 /// Per-stage timings of one scan, microseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct Timings {
     pub decode_us: u64,
     pub preprocess_us: u64,
@@ -343,7 +343,7 @@ pub struct Timings {
 }
 
 /// The answer to one scan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ScanReport {
     pub image: String,
     pub decision: Decision,

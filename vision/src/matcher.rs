@@ -65,7 +65,7 @@ impl Default for Fusion {
 }
 
 /// What each signal said about one product.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Signals {
     /// Best cosine to an enrolled photo; `None` without photos.
     pub visual: Option<f32>,
@@ -99,7 +99,7 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// One ranked product.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Candidate {
     pub sku: String,
     pub name: String,
@@ -110,7 +110,7 @@ pub struct Candidate {
     pub contributed: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Identified,

@@ -49,7 +49,7 @@ pub enum OcrError {
 }
 
 /// One line of text read in the image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TextLine {
     pub text: String,
     /// Mean probability of the decoded symbols.

@@ -127,7 +127,7 @@ pub const EXAMPLES: &[(Intent, &[&str])] = &[
 pub const MIN_SIMILARITY: f32 = 0.35;
 
 /// What the fallback made of a clause.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Interpretation {
     pub intent: Intent,
     /// The shopper's words the LLM read as the product ("" for none).

@@ -62,7 +62,7 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Fact {
     pub sku: String,
     /// `price`, `stock`, `aisle`, `promotion`, `tag`, `allergen`, `variant`.

@@ -183,7 +183,7 @@ pub enum KioskEvent {
 }
 
 /// What the store could not serve: never the shopper's words.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct DemandSignal {
     /// Unix seconds at the start of the hour.
     pub hour: i64,
@@ -194,7 +194,7 @@ pub struct DemandSignal {
 }
 
 /// Demand signals counted per hour and product.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DemandCount {
     #[serde(flatten)]
     pub signal: DemandSignal,
@@ -227,66 +227,151 @@ pub struct Asked {
 impl Asked {
     /// The JSON `aisle ask --json` prints and `POST /v1/ask` answers.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = answer_json(
-            &self.answer,
-            self.transcript.as_deref(),
-            &serde_json::Value::Object(self.timings.clone()),
-        );
-        v["scan"] = serde_json::to_value(&self.scan).unwrap_or(serde_json::Value::Null);
-        v["session"] = serde_json::Value::String(self.session.to_string());
-        v
+        let timings = serde_json::Value::Object(self.timings.clone());
+        let mut j = AnswerJson::new(&self.answer, self.transcript.as_deref(), &timings);
+        j.scan = self.scan.as_ref();
+        j.session = Some(self.session.as_str());
+        serde_json::to_value(&j).unwrap_or_default()
     }
 }
 
-/// An answer as JSON: the same object in `aisle ask --json`, `aisle chat --json` and
-/// the API.
+/// An answer as JSON: the same object in `aisle ask --json`, `aisle chat --json`,
+/// `POST /v1/ask` and a voice run's `intent-end` (its schema is in `/openapi.json`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AnswerJson<'a> {
+    /// What the shopper is told.
+    pub answer: &'a str,
+    /// The first clause's intent.
+    pub intent: crate::dialogue::Intent,
+    /// Every clause's intent.
+    pub intents: &'a [crate::dialogue::Intent],
+    /// Skus the answer is about.
+    pub products: &'a [String],
+    /// Every fact the answer uses, from the store's data.
+    pub facts: &'a [crate::dialogue::Fact],
+    /// `grammar`, `llm` or `none`.
+    pub path: &'a str,
+    /// What the LLM made of the question, when it was asked.
+    pub llm: Option<&'a crate::dialogue::fallback::Interpretation>,
+    pub staff_requested: bool,
+    /// What was heard, for spoken questions.
+    pub transcript: Option<&'a str>,
+    /// Milliseconds per stage.
+    pub timings_ms: &'a serde_json::Value,
+    /// The product recognised in the photo sent with the question.
+    pub scan: Option<&'a ScanReport>,
+    /// The conversation: send it back to continue.
+    pub session: Option<&'a str>,
+}
+
+impl<'a> AnswerJson<'a> {
+    pub fn new(a: &'a Answer, transcript: Option<&'a str>, timings: &'a serde_json::Value) -> Self {
+        Self {
+            answer: &a.text,
+            intent: a.intent,
+            intents: &a.intents,
+            products: &a.products,
+            facts: &a.facts,
+            path: a.path,
+            llm: a.llm.as_ref(),
+            staff_requested: a.staff_requested,
+            transcript,
+            timings_ms: timings,
+            scan: None,
+            session: None,
+        }
+    }
+}
+
+/// [`AnswerJson`] without a scan or session, as a JSON value.
 pub fn answer_json(
     a: &Answer,
     transcript: Option<&str>,
     timings: &serde_json::Value,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "answer": a.text,
-        "intent": a.intent,
-        "intents": a.intents,
-        "products": a.products,
-        "facts": a.facts,
-        "path": a.path,
-        "llm": a.llm,
-        "staff_requested": a.staff_requested,
-        "transcript": transcript,
-        "timings_ms": timings,
-    })
+    serde_json::to_value(AnswerJson::new(a, transcript, timings)).unwrap_or_default()
 }
 
 /// A transcript as JSON: `aisle transcribe --json` and `POST /v1/transcribe`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TranscriptJson {
+    /// The file transcribed (`request body` over the API).
+    pub file: PathBuf,
+    pub text: String,
+    pub segments: Vec<SegmentJson>,
+    pub language: String,
+    /// Mean token probability.
+    pub confidence: f32,
+    pub audio_ms: u64,
+    pub processing_ms: u64,
+    pub real_time_factor: f64,
+    /// Voiced stretches found by the VAD.
+    pub speech: Vec<SpanJson>,
+    pub source: SourceJson,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SegmentJson {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SpanJson {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// The audio as sent, before resampling to 16 kHz mono.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SourceJson {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bits: u16,
+    /// The file ended before its header said.
+    pub truncated: bool,
+}
+
 pub fn transcript_json(
     file: &Path,
     audio: &aisle_speech::DecodedAudio,
     t: &aisle_speech::Transcript,
-) -> serde_json::Value {
-    let segments: Vec<_> = t
-        .segments
-        .iter()
-        .map(|s| serde_json::json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text, "confidence": s.confidence }))
-        .collect();
-    let speech: Vec<_> = t
-        .speech
-        .iter()
-        .map(|s| serde_json::json!({ "start_ms": s.start_ms(), "end_ms": s.end_ms() }))
-        .collect();
-    serde_json::json!({
-        "file": file,
-        "text": t.text,
-        "segments": segments,
-        "language": t.language,
-        "confidence": t.confidence,
-        "audio_ms": t.audio_ms,
-        "processing_ms": t.processing_ms,
-        "real_time_factor": t.real_time_factor(),
-        "speech": speech,
-        "source": { "sample_rate": audio.source_rate, "channels": audio.channels, "bits": audio.bits, "truncated": audio.truncated },
-    })
+) -> TranscriptJson {
+    TranscriptJson {
+        file: file.to_path_buf(),
+        text: t.text.clone(),
+        segments: t
+            .segments
+            .iter()
+            .map(|s| SegmentJson {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                text: s.text.clone(),
+                confidence: s.confidence,
+            })
+            .collect(),
+        language: t.language.clone(),
+        confidence: t.confidence,
+        audio_ms: t.audio_ms,
+        processing_ms: t.processing_ms,
+        real_time_factor: t.real_time_factor(),
+        speech: t
+            .speech
+            .iter()
+            .map(|s| SpanJson {
+                start_ms: s.start_ms(),
+                end_ms: s.end_ms(),
+            })
+            .collect(),
+        source: SourceJson {
+            sample_rate: audio.source_rate,
+            channels: audio.channels,
+            bits: audio.bits,
+            truncated: audio.truncated,
+        },
+    }
 }
 
 /// A question to [`Kiosk::ask`].
@@ -890,14 +975,14 @@ fn build_scanner(
 
 /// One product with its stock and promotions (`GET /v1/products/{sku}`, `aisle
 /// catalog show --json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProductInfo {
     pub product: Product,
     pub stock: Vec<crate::catalog::Variant>,
     pub promotions: Vec<crate::catalog::Promotion>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SearchHit {
     pub sku: String,
     pub name: String,

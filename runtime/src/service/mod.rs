@@ -8,6 +8,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 mod metrics;
+mod openapi;
 mod queue;
 mod staff;
 mod voice;
@@ -131,6 +132,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/kiosk", get(kiosk_info))
         .route("/v1/ask", post(ask))
         .route("/v1/scan", post(scan))
@@ -205,7 +207,7 @@ impl ApiError {
             retry_after: None,
         }
     }
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     fn retry_after(mut self, s: u32) -> Self {
@@ -214,9 +216,28 @@ impl ApiError {
     }
 }
 
+/// Every failure's body.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `bad_request`, `too_large`, `unprocessable`, `busy`, ...
+    pub code: String,
+    /// For people: names the field or input and the problem.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut r = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()
@@ -266,7 +287,7 @@ impl From<QueueError> for ApiError {
 
 /// Reads a request body of at most `max` bytes: a larger `Content-Length` is refused
 /// before any of it is read (413), as is a chunked body that grows past `max`.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: axum::body::Body,
     max: usize,
@@ -409,6 +430,10 @@ async fn kiosk_info(State(s): State<Arc<Service>>) -> Response {
     .into_response()
 }
 
+async fn openapi_json() -> Response {
+    Json(openapi::document()).into_response()
+}
+
 async fn metrics_text(State(s): State<Arc<Service>>) -> Response {
     let text = s.metrics.render(&s);
     (
@@ -425,14 +450,19 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/ask`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AskBody {
-    text: String,
+pub struct AskBody {
+    /// The question, as typed or heard.
+    pub text: String,
+    /// The conversation to continue (from the last answer); a new one when absent,
+    /// unknown or expired.
     #[serde(default)]
-    session: Option<String>,
+    pub session: Option<String>,
+    /// The product in front of the camera ("how much is this").
     #[serde(default)]
-    sku: Option<String>,
+    pub sku: Option<String>,
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
@@ -483,13 +513,20 @@ struct ScanQuery {
     top: Option<usize>,
 }
 
+/// A query string that does not parse: our error shape, not the framework's.
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
+}
+
 async fn scan(
     State(s): State<Arc<Service>>,
-    Query(q): Query<ScanQuery>,
+    q: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     b: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let k = s.ready()?;
+    let q = query(q)?;
     let b = read_body(&headers, b, MAX_IMAGE_BYTES, "image").await?;
     let top = q.top.unwrap_or(5).clamp(1, 50);
     let r = run_blocking(&s.queues.vision, move || {
@@ -540,9 +577,8 @@ async fn transcribe(
         Ok(crate::kiosk::transcript_json(label, &audio, &t))
     })
     .await?;
-    if let Some(ms) = v["processing_ms"].as_f64() {
-        s.metrics.stage("transcribe", ms / 1000.0);
-    }
+    s.metrics
+        .stage("transcribe", v.processing_ms as f64 / 1000.0);
     Ok(Json(v).into_response())
 }
 
@@ -566,7 +602,7 @@ async fn search(
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let k = s.ready()?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+    let q = query(q)?;
     let text =
         q.q.filter(|t| !t.trim().is_empty())
             .ok_or_else(|| ApiError::bad_request("give the search text as ?q="))?;

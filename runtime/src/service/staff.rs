@@ -129,11 +129,12 @@ pub struct ImportQuery {
 pub async fn import(
     State(s): State<Arc<Service>>,
     headers: HeaderMap,
-    Query(q): Query<ImportQuery>,
+    q: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     authorise(&s, &headers)?;
     let k = s.ready()?;
+    let q = super::query(q)?;
     let b = read_body(&headers, body, MAX_CATALOG_BYTES, "catalog file").await?;
     let kind = headers
         .get(header::CONTENT_TYPE)

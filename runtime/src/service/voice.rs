@@ -28,10 +28,24 @@ use crate::kiosk::{AskRequest, Kiosk};
 /// Longest spoken question (16 kHz samples it may send): 30 s.
 const MAX_RUN_SAMPLES: usize = 30 * 48_000;
 
-pub async fn upgrade(State(s): State<Arc<Service>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(s): State<Arc<Service>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
     let k = match s.ready() {
         Ok(k) => k,
         Err(e) => return e.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return super::ApiError::new(
+                e.status(),
+                "not_websocket",
+                format!("/v1/voice is a WebSocket: {e}"),
+            )
+            .into_response();
+        }
     };
     ws.max_message_size(super::MAX_IMAGE_BYTES)
         .on_upgrade(move |socket| session(socket, s, k))

@@ -795,3 +795,99 @@ fn aisle_serve_prints_its_address_and_drains_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
 }
+
+/// `/openapi.json` matches the running server: each documented operation, sent as a
+/// client would without a body, gets a status the document names; every `$ref`
+/// resolves; real answers carry exactly the properties their schemas list.
+#[test]
+fn openapi_describes_the_server_as_it_answers() {
+    let (s, doc) = get("/openapi.json");
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in [
+        "/health",
+        "/v1/ask",
+        "/v1/scan",
+        "/v1/overlay",
+        "/v1/transcribe",
+        "/v1/voice",
+        "/v1/staff/events",
+        "/v1/staff/catalog",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not documented");
+    }
+    for (path, ops) in paths {
+        let url = format!(
+            "http://{}{}",
+            server().addr,
+            path.replace("{sku}", "NOPE")
+                .replace("{id}", "no-such-session")
+        );
+        for (method, op) in ops.as_object().expect("operations") {
+            let a = agent();
+            let r = match method.as_str() {
+                "get" if path.ends_with("/events") => {
+                    // A stream: the status line is enough (no token: refused at once).
+                    a.get(&url).call()
+                }
+                "get" => a.get(&url).call(),
+                "post" => a.post(&url).send(&[][..]),
+                "delete" => a.delete(&url).call(),
+                m => panic!("undocumented method {m}"),
+            };
+            let status = r.expect("request").status().as_u16().to_string();
+            let documented = op["responses"].as_object().expect("responses");
+            assert!(
+                documented.contains_key(&status),
+                "{method} {path}: {status} is not in the document ({:?})",
+                documented.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    // Every reference points into the document.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let pointer = r.strip_prefix('#').unwrap_or(r);
+        assert!(doc.pointer(pointer).is_some(), "dangling {r}");
+    }
+    // Real bodies carry the properties their schemas list, no more, no fewer.
+    let props = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {name}"))
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let (_, answer) = ask(json!({ "text": "how much is the sparkling water?" }));
+    assert_eq!(keys(&answer), props("AnswerJson"), "{answer}");
+    let photo = std::fs::read(crate::scan::photo("coffee.png")).expect("photo");
+    let (_, scan) = post("/v1/scan", "image/png", &photo);
+    assert_eq!(keys(&scan), props("ScanReport"), "{scan}");
+    let (_, product) = get("/v1/products/WAT-1");
+    assert_eq!(keys(&product), props("ProductInfo"), "{product}");
+    let (_, err) = get("/v1/products/NOPE");
+    assert_eq!(keys(&err), props("ErrorBody"), "{err}");
+}
