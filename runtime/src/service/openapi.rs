@@ -12,6 +12,11 @@ use crate::catalog::ImportReport;
 use crate::kiosk::{AnswerJson, DemandCount, ProductInfo, SearchHit, TranscriptJson};
 use crate::scan::ScanReport;
 
+/// A body: media type and schema.
+type Content = Option<(&'static str, Value)>;
+/// A response: status, description, body.
+type Resp = (u16, &'static str, Content);
+
 /// One operation: method, path, summary, request body (media type, schema),
 /// responses (status, description, media type, schema).
 struct Op {
@@ -19,8 +24,8 @@ struct Op {
     path: &'static str,
     summary: &'static str,
     staff: bool,
-    request: Option<(&'static str, Value)>,
-    responses: Vec<(u16, &'static str, Option<(&'static str, Value)>)>,
+    request: Content,
+    responses: Vec<Resp>,
     parameters: Vec<Value>,
 }
 
@@ -60,8 +65,7 @@ pub fn document() -> Value {
     let any = json!({ "type": "object" });
     // Failures every inference endpoint can give.
     let failures = |extra: &[(u16, &'static str)]| {
-        let mut v: Vec<(u16, &'static str, Option<(&'static str, Value)>)> =
-            extra.iter().map(|(c, d)| (*c, *d, j(&err))).collect();
+        let mut v: Vec<Resp> = extra.iter().map(|(c, d)| (*c, *d, j(&err))).collect();
         v.push((
             503,
             "models loading, or the queue is full (Retry-After)",
@@ -80,8 +84,7 @@ pub fn document() -> Value {
         ));
         v
     };
-    let with = |ok: (u16, &'static str, Option<(&'static str, Value)>),
-                rest: Vec<(u16, &'static str, Option<(&'static str, Value)>)>| {
+    let with = |ok: Resp, rest: Vec<Resp>| {
         let mut v = vec![ok];
         v.extend(rest);
         v
