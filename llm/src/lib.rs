@@ -40,7 +40,7 @@ pub struct AisleLlmStats {
 /// non-zero to stop generation.
 pub type PieceFn = unsafe extern "C" fn(user: *mut c_void, text: *const u8, len: usize) -> i32;
 
-pub struct Engine {
+pub struct LlamaEngine {
     model: *mut sys::llama_model,
     ctx: *mut sys::llama_context,
     vocab: *const sys::llama_vocab,
@@ -50,7 +50,7 @@ pub struct Engine {
     cached: Vec<sys::llama_token>,
 }
 
-impl Drop for Engine {
+impl Drop for LlamaEngine {
     fn drop(&mut self) {
         // SAFETY: both were created by llama.cpp in `open` and are freed once here.
         unsafe {
@@ -123,7 +123,7 @@ pub unsafe extern "C" fn aisle_llm_open(
     n_ctx: u32,
     err: *mut c_char,
     err_cap: usize,
-) -> *mut Engine {
+) -> *mut LlamaEngine {
     guard(err, err_cap, ptr::null_mut(), || {
         if path.is_null() {
             return Err("no model path".into());
@@ -131,7 +131,7 @@ pub unsafe extern "C" fn aisle_llm_open(
         init_backend();
         // SAFETY: the caller passes a NUL-terminated path.
         let path_c = unsafe { CStr::from_ptr(path) };
-        let mut engine = Engine {
+        let mut engine = LlamaEngine {
             model: ptr::null_mut(),
             ctx: ptr::null_mut(),
             vocab: ptr::null(),
@@ -170,14 +170,14 @@ pub unsafe extern "C" fn aisle_llm_open(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn aisle_llm_close(engine: *mut Engine) {
+pub unsafe extern "C" fn aisle_llm_close(engine: *mut LlamaEngine) {
     if !engine.is_null() {
         // SAFETY: `engine` came from `aisle_llm_open` and is closed once.
         let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(engine) })));
     }
 }
 
-impl Engine {
+impl LlamaEngine {
     fn tokenize(&self, text: &[u8]) -> Result<Vec<sys::llama_token>, String> {
         let len = i32::try_from(text.len()).map_err(|_| "prompt too long".to_string())?;
         let mut out = vec![0; text.len() + 8];
@@ -365,7 +365,7 @@ impl Engine {
 /// failure (reason in `err`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aisle_llm_generate(
-    engine: *mut Engine,
+    engine: *mut LlamaEngine,
     prompt: *const u8,
     prompt_len: usize,
     grammar: *const c_char,
@@ -405,7 +405,7 @@ pub unsafe extern "C" fn aisle_llm_generate(
 
 /// Forgets the cached prompt (the next call computes everything).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn aisle_llm_reset(engine: *mut Engine) {
+pub unsafe extern "C" fn aisle_llm_reset(engine: *mut LlamaEngine) {
     if !engine.is_null() {
         // SAFETY: a live engine from `aisle_llm_open`.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (*engine).reset() }));

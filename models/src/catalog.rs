@@ -102,11 +102,11 @@ pub struct Derivation {
 
 /// The parsed catalog.
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub struct ModelCatalog {
     pub entries: Vec<CatalogEntry>,
 }
 
-impl Catalog {
+impl ModelCatalog {
     pub fn default_set() -> Result<Self> {
         Self::parse(DEFAULT_CATALOG)
     }
@@ -115,7 +115,7 @@ impl Catalog {
         let file: CatalogFile = toml::from_str(text).map_err(|e| ModelError::Catalog {
             message: e.to_string(),
         })?;
-        let catalog = Catalog {
+        let catalog = ModelCatalog {
             entries: file.model,
         };
         catalog.check()?;
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn default_catalog_parses_and_is_consistent() {
-        let c = Catalog::default_set().expect("default catalog");
+        let c = ModelCatalog::default_set().expect("default catalog");
         assert!(c.get("whisper-tiny-en-ggml").is_ok());
         assert!(matches!(
             c.get("nope"),
@@ -205,7 +205,7 @@ format = "f"
 license = "MIT"
 derive = { importer = "x", inputs = ["b"] }
 "#;
-        let err = Catalog::parse(text).expect_err("must fail");
+        let err = ModelCatalog::parse(text).expect_err("must fail");
         assert!(err.to_string().contains("derives from `b`"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::catalog::{Catalog, CatalogEntry, PackageSource};
+use crate::catalog::{CatalogEntry, ModelCatalog, PackageSource};
 use crate::error::{ModelError, Result};
 use crate::ggml::{layout_mismatches, read_whisper_ggml};
 use crate::import::{efficientnet, tflite, whisper};
@@ -86,7 +86,7 @@ fn importer_version(importer: &str) -> u32 {
 
 pub struct Fetcher<'a> {
     store: &'a Store,
-    catalog: &'a Catalog,
+    catalog: &'a ModelCatalog,
     /// Where helper tools (the importers' Python environment) live.
     tools_dir: PathBuf,
     observer: &'a dyn FetchObserver,
@@ -96,7 +96,7 @@ pub struct Fetcher<'a> {
 impl<'a> Fetcher<'a> {
     pub fn new(
         store: &'a Store,
-        catalog: &'a Catalog,
+        catalog: &'a ModelCatalog,
         tools_dir: &Path,
         observer: &'a dyn FetchObserver,
     ) -> Self {
@@ -120,7 +120,7 @@ impl<'a> Fetcher<'a> {
         for name in roots {
             self.closure(name, &mut wanted)?;
         }
-        // Catalog order puts inputs before what derives from them.
+        // ModelCatalog order puts inputs before what derives from them.
         let ordered: Vec<&CatalogEntry> = self
             .catalog
             .entries

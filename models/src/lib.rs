@@ -26,7 +26,7 @@ pub mod manifest;
 pub mod registry;
 pub mod store;
 
-pub use catalog::{Catalog, CatalogEntry, PackageSource, Registry};
+pub use catalog::{CatalogEntry, ModelCatalog, PackageSource, Registry};
 pub use error::{ModelError, Result};
 pub use fetch::{FetchEvent, FetchObserver, FetchReport, Fetcher, Outcome};
 pub use import::efficientnet::ensure_venv;

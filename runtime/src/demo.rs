@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aisle_firmware_config::DeviceConfig;
-use aisle_runtime::dialogue::{Answer, Engine, Session};
+use aisle_runtime::dialogue::{Answer, Assistant, Session};
 use anyhow::Result;
 
 /// The bundled spoken question ("How much is this, and where can I find it?", espeak-ng).
@@ -77,7 +77,7 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
     drop(scanner);
 
     let t = Instant::now();
-    let engine = Engine::new(&cat)?;
+    let engine = Assistant::new(&cat)?;
     stages.push(("catalog index build", ms(t)));
 
     let t = Instant::now();
@@ -129,7 +129,7 @@ pub struct OverlayPicture {
 fn overlay_picture(
     cfg: &DeviceConfig,
     scanner: &aisle_runtime::scan::Scanner,
-    cat: &aisle_runtime::catalog::Catalog,
+    cat: &aisle_runtime::catalog::CatalogDb,
     photo: &image::RgbImage,
 ) -> OverlayPicture {
     let mut out = OverlayPicture {

@@ -262,3 +262,28 @@ impl Drop for Llm {
         unsafe { (self.close)(engine.0) };
     }
 }
+
+/// The dialogue engine's fallback reads products through this.
+impl aisle_dialogue::models::Complete for Llm {
+    fn complete(
+        &self,
+        prompt: &str,
+        grammar: Option<&str>,
+        max_tokens: u32,
+    ) -> Result<(String, aisle_dialogue::models::GenStats), aisle_dialogue::models::ModelError>
+    {
+        let (text, s) = Llm::complete(self, prompt, grammar, max_tokens)
+            .map_err(|e| aisle_dialogue::models::ModelError(e.to_string()))?;
+        Ok((
+            text,
+            aisle_dialogue::models::GenStats {
+                prompt_tokens: s.prompt_tokens,
+                cached_tokens: s.cached_tokens,
+                prompt_ms: s.prompt_ms,
+                first_token_ms: s.first_token_ms,
+                generated_tokens: s.generated_tokens,
+                generate_ms: s.generate_ms,
+            },
+        ))
+    }
+}

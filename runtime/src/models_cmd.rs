@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use aisle_firmware_config::DeviceConfig;
-use aisle_models::{Catalog, Fetcher, ModelError, Outcome, Store};
+use aisle_models::{Fetcher, ModelCatalog, ModelError, Outcome, Store};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -45,7 +45,7 @@ pub fn status(cfg: &DeviceConfig) -> Result<Vec<ModelStatus>> {
 
 fn status_of(cfg: &DeviceConfig, only: &[String]) -> Result<Vec<ModelStatus>> {
     let store = open_store(cfg)?;
-    let catalog = Catalog::default_set()?;
+    let catalog = ModelCatalog::default_set()?;
     let mut names: BTreeSet<String> = catalog.names().into_iter().map(String::from).collect();
     names.extend(store.installed()?);
     if !only.is_empty() {
@@ -144,7 +144,7 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
     match cmd {
         ModelsCmd::Fetch { names } => {
             let store = open_store(cfg)?;
-            let catalog = Catalog::default_set()?;
+            let catalog = ModelCatalog::default_set()?;
             let progress = FetchProgress::new(json || !std::io::stderr().is_terminal());
             let tools = cfg.data_dir.join("tools");
             let fetcher = Fetcher::new(&store, &catalog, &tools, &progress);
@@ -231,7 +231,7 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
             description,
         } => {
             let store = open_store(cfg)?;
-            if Catalog::default_set()?.get(name).is_ok() {
+            if ModelCatalog::default_set()?.get(name).is_ok() {
                 anyhow::bail!("{name} is a catalog model; add local files under another name");
             }
             let mut entries = Vec::new();

@@ -19,7 +19,7 @@ use aisle_vision::ocr::{Ocr, OcrError, TextLine};
 use aisle_vision::{ImageError, ImageLimits, MiniLm, OnnxOptions, load_image};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, Product, ReferencePhoto};
+use crate::catalog::{CatalogDb, CatalogError, Product, ReferencePhoto};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -379,7 +379,7 @@ impl Scanner {
     /// `progress(done, total)` is called while product texts are embedded.
     pub fn build(
         models: std::sync::Arc<VisionModels>,
-        cat: &Catalog,
+        cat: &CatalogDb,
         cache_dir: &Path,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
@@ -614,7 +614,7 @@ impl Scanner {
 
     /// Enrolls reference photos for `sku`: every image is decoded and embedded
     /// first, so a bad file adds nothing. Returns how many were new.
-    pub fn enroll(&mut self, cat: &mut Catalog, sku: &str, photos: &[PathBuf]) -> Result<usize> {
+    pub fn enroll(&mut self, cat: &mut CatalogDb, sku: &str, photos: &[PathBuf]) -> Result<usize> {
         if cat.product(sku)?.is_none() {
             return Err(ScanError::UnknownSku(sku.to_string()));
         }
@@ -633,7 +633,7 @@ impl Scanner {
     /// Enrolls decoded photos, each identified by a hash of its source.
     pub fn enroll_images(
         &mut self,
-        cat: &mut Catalog,
+        cat: &mut CatalogDb,
         sku: &str,
         photos: &[(String, image::RgbImage)],
     ) -> Result<usize> {
@@ -649,7 +649,7 @@ impl Scanner {
 /// are kept). Returns how many were new and the new ones.
 pub fn store_references(
     model: &dyn ImageTextModel,
-    cat: &mut Catalog,
+    cat: &mut CatalogDb,
     sku: &str,
     photos: &[(String, image::RgbImage)],
 ) -> Result<(usize, Vec<ReferencePhoto>)> {

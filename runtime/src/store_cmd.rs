@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
-use aisle_runtime::catalog::{self, Catalog, ImportOptions, format_price};
+use aisle_runtime::catalog::{self, CatalogDb, ImportOptions, format_price};
 use aisle_runtime::dialogue::Session;
 use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
 use anyhow::{Context, Result, bail};
 
-pub fn open_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
-    Ok(Catalog::open(&kiosk::catalog_path(cfg))?)
+pub fn open_catalog(cfg: &DeviceConfig) -> Result<CatalogDb> {
+    Ok(CatalogDb::open(&kiosk::catalog_path(cfg))?)
 }
 
 pub fn import(
@@ -51,7 +51,7 @@ pub fn import(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn demo_store(cfg: &DeviceConfig, quiet: bool) -> Result<Catalog> {
+pub fn demo_store(cfg: &DeviceConfig, quiet: bool) -> Result<CatalogDb> {
     let mut cat = open_catalog(cfg)?;
     let store = Store::open(&cfg.model_dir)
         .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))?;

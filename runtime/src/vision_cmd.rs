@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
-use aisle_runtime::catalog::Catalog;
+use aisle_runtime::catalog::CatalogDb;
 use aisle_runtime::kiosk::{self, Kiosk, Parts};
 use aisle_runtime::scan::{ScanReport, Scanner, VisionModels};
 use aisle_vision::{Decision, Engine, OnnxOptions};
@@ -71,7 +71,7 @@ pub fn index_bar(quiet: bool) -> impl FnMut(usize, usize) {
 pub fn scanner(
     cfg: &DeviceConfig,
     models: Arc<VisionModels>,
-    cat: &Catalog,
+    cat: &CatalogDb,
     quiet: bool,
 ) -> Result<Scanner> {
     let mut s = Scanner::build(

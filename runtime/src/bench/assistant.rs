@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::catalog::ProductIndex;
-use aisle_runtime::dialogue::{Engine, Session};
+use aisle_runtime::dialogue::{Assistant, Session};
 use anyhow::Result;
 
 const PEER_SCRIPT: &str = include_str!("peer_rapidfuzz.py");
@@ -116,7 +116,7 @@ pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Resu
         .filter(|((_, got), (_, want))| hit(got.as_deref(), want))
         .count();
 
-    let engine = Engine::new(&cat)?;
+    let engine = Assistant::new(&cat)?;
     let mut answer_ms = Vec::new();
     for q in QUESTIONS {
         for _ in 0..runs {

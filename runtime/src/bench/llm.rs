@@ -121,8 +121,10 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     let cat = crate::store_cmd::demo_store(cfg, true)?;
     let meaning = aisle_runtime::kiosk::minilm(cfg, &store)
         .context("the fallback needs the text embedding model (models.text_embedding)")?;
-    let engine = aisle_runtime::dialogue::Engine::new(&cat)?
-        .with_meaning(std::sync::Arc::new(meaning))
+    let engine = aisle_runtime::dialogue::Assistant::new(&cat)?
+        .with_meaning(std::sync::Arc::new(aisle_runtime::kiosk::MiniLmEmbed(
+            meaning,
+        )))
         .with_llm(llm.clone());
     engine.ask(QUESTIONS[0], &mut Session::default(), None)?; // embeds the examples
     let mut answer_ms = Vec::new();

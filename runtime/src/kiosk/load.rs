@@ -10,7 +10,7 @@ use aisle_vision::detect::ObjectDetector;
 use aisle_vision::{Engine, MiniLm, OnnxOptions};
 
 use super::{KioskError, Result};
-use crate::catalog::{self, Catalog, ImportOptions};
+use crate::catalog::{self, CatalogDb, ImportOptions};
 use crate::llm::Llm;
 use crate::scan::{ClipSpec, OcrSpec, VisionModels, VisionSpec};
 
@@ -35,8 +35,8 @@ pub fn vision_cache_dir(cfg: &DeviceConfig) -> PathBuf {
 
 /// The catalog, with something in it: the configured catalog file (`paths.catalog`)
 /// imported on first use, else what `aisle catalog import` or `demo` put there.
-pub fn ready_catalog(cfg: &DeviceConfig) -> Result<Catalog> {
-    let mut cat = Catalog::open(&catalog_path(cfg))?;
+pub fn ready_catalog(cfg: &DeviceConfig) -> Result<CatalogDb> {
+    let mut cat = CatalogDb::open(&catalog_path(cfg))?;
     if cat.product_count()? == 0 {
         match &cfg.file.paths.catalog {
             Some(file) => {
@@ -178,6 +178,15 @@ pub fn detector(
         a.path("labels.txt")?,
         &options,
     )?)
+}
+
+/// MiniLM as the dialogue engine's lookup by meaning.
+pub struct MiniLmEmbed(pub MiniLm);
+
+impl aisle_dialogue::models::Embed for MiniLmEmbed {
+    fn embed(&self, text: &str) -> Vec<f32> {
+        self.0.embed(text)
+    }
 }
 
 /// The text embedding model for lookup by meaning; `None` with a warning when the

@@ -28,14 +28,14 @@ use aisle_speech::Transcriber;
 use aisle_vision::detect::ObjectDetector;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, CatalogView, ImportOptions, ImportReport, Product};
+use crate::catalog::{CatalogDb, CatalogError, CatalogView, ImportOptions, ImportReport, Product};
 use crate::clock::{Clock, SystemClock};
-use crate::dialogue::{Answer, Engine, Session};
+use crate::dialogue::{Answer, Assistant, Session};
 use crate::llm::Llm;
 use crate::scan::{ScanError, ScanReport, Scanner, VisionModels};
 
 pub use load::{
-    LLM_CONTEXT, catalog_path, detector, engine, llm_model_path, minilm, onnx_options,
+    LLM_CONTEXT, MiniLmEmbed, catalog_path, detector, engine, llm_model_path, minilm, onnx_options,
     ready_catalog, threads, transcriber, vad_config, vision_cache_dir, vision_models, vision_spec,
 };
 pub use sessions::{SessionId, Sessions};
@@ -203,7 +203,7 @@ pub struct DemandCount {
 
 /// The engine and scanner over one catalog revision.
 pub struct Snapshot {
-    pub engine: Engine,
+    pub engine: Assistant,
     pub scanner: Option<Scanner>,
 }
 
@@ -391,7 +391,7 @@ pub struct Kiosk {
     cfg: DeviceConfig,
     clock: Arc<dyn Clock>,
     /// Writes (imports, enrolments) and revision checks.
-    catalog: Mutex<Catalog>,
+    catalog: Mutex<CatalogDb>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// One snapshot rebuild at a time.
     refreshing: Mutex<()>,
@@ -448,7 +448,8 @@ impl Kiosk {
         timed("catalog", t);
         let (minilm, llm) = if parts.dialogue_models {
             let t = Instant::now();
-            let m = load::minilm(cfg, &store).map(Arc::new);
+            let m = load::minilm(cfg, &store)
+                .map(|m| Arc::new(load::MiniLmEmbed(m)) as Arc<dyn aisle_dialogue::models::Embed>);
             timed("text_embedding", t);
             let t = Instant::now();
             let l = cfg
@@ -489,7 +490,7 @@ impl Kiosk {
         };
         let t = Instant::now();
         let view = Arc::new(CatalogView::load(&catalog)?);
-        let mut engine = Engine::over(view.clone()).with_clock(clock.clone());
+        let mut engine = Assistant::over(view.clone()).with_clock(clock.clone());
         if let Some(m) = &minilm {
             engine = engine.with_meaning(m.clone());
         }
@@ -567,7 +568,7 @@ impl Kiosk {
         let _ = self.events.send(e);
     }
 
-    fn lock_catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+    fn lock_catalog(&self) -> std::sync::MutexGuard<'_, CatalogDb> {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -954,7 +955,7 @@ pub fn profile(cfg: &DeviceConfig) -> aisle_ar::Profile {
 fn build_scanner(
     cfg: &DeviceConfig,
     models: Arc<VisionModels>,
-    cat: &Catalog,
+    cat: &CatalogDb,
     view: &CatalogView,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Scanner> {

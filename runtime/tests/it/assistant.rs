@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use aisle_runtime::catalog::{self, Catalog, format_price};
-use aisle_runtime::dialogue::{Answer, Engine, Intent, Session, numbers};
+use aisle_runtime::catalog::{self, CatalogDb, format_price};
+use aisle_runtime::dialogue::{Answer, Assistant, Intent, Session, numbers};
 
 use crate::data_dir;
 
@@ -14,7 +14,7 @@ fn catalog_file() -> &'static std::path::Path {
     let (_, path) = DB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.sqlite");
-        let mut cat = Catalog::open(&path).expect("open");
+        let mut cat = CatalogDb::open(&path).expect("open");
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
         catalog::demo::ensure(&mut cat, &store)
             .expect("demo store (models fetched by the test command)");
@@ -23,26 +23,29 @@ fn catalog_file() -> &'static std::path::Path {
     path
 }
 
-pub(crate) fn minilm() -> std::sync::Arc<aisle_vision::MiniLm> {
-    static M: OnceLock<std::sync::Arc<aisle_vision::MiniLm>> = OnceLock::new();
+pub(crate) fn minilm() -> std::sync::Arc<dyn aisle_runtime::dialogue::models::Embed> {
+    static M: OnceLock<std::sync::Arc<dyn aisle_runtime::dialogue::models::Embed>> =
+        OnceLock::new();
     M.get_or_init(|| {
         let store = aisle_models::Store::open(&data_dir().join("models")).expect("model store");
         let a = store
             .verify("all-minilm-l6-v2", &mut |_| {})
             .expect("MiniLM installed");
-        std::sync::Arc::new(aisle_vision::MiniLm::load(&a).expect("load MiniLM"))
+        std::sync::Arc::new(aisle_runtime::kiosk::MiniLmEmbed(
+            aisle_vision::MiniLm::load(&a).expect("load MiniLM"),
+        ))
     })
     .clone()
 }
 
-pub(crate) fn open() -> Catalog {
-    Catalog::open(catalog_file()).expect("open catalog")
+pub(crate) fn open() -> CatalogDb {
+    CatalogDb::open(catalog_file()).expect("open catalog")
 }
 
 /// Every number in the answer must come from the database rows of the products it
 /// names (prices, promotional prices, stock, aisle numbers, promotion terms, price
 /// differences between them), recomputed here independently of the engine's facts.
-pub(crate) fn assert_grounded(cat: &Catalog, today: &str, a: &Answer, context: &str) {
+pub(crate) fn assert_grounded(cat: &CatalogDb, today: &str, a: &Answer, context: &str) {
     let mut allowed: Vec<String> = Vec::new();
     let mut prices = Vec::new();
     for sku in &a.products {
@@ -128,7 +131,7 @@ const TEMPLATES: &[(&str, Intent)] = &[
 #[test]
 fn questions_over_the_demo_store_are_answered_from_the_data() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine");
+    let engine = Assistant::new(&cat).expect("engine");
     let today = engine.today();
     let (mut total, mut right) = (0, 0);
     let mut misses = Vec::new();
@@ -185,7 +188,7 @@ fn questions_over_the_demo_store_are_answered_from_the_data() {
 #[test]
 fn store_wide_questions_and_dietary_filters() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine");
+    let engine = Assistant::new(&cat).expect("engine");
     let today = engine.today();
     let ask = |q: &str| {
         let a = engine.ask(q, &mut Session::default(), None).expect("ask");
@@ -247,7 +250,7 @@ fn store_wide_questions_and_dietary_filters() {
 #[test]
 fn a_conversation_keeps_its_products() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine");
+    let engine = Assistant::new(&cat).expect("engine");
     let today = engine.today();
     let mut s = Session::default();
     let mut turn = |q: &str, scanned: Option<&str>| {
@@ -301,7 +304,7 @@ fn a_conversation_keeps_its_products() {
 #[test]
 fn preferences_filter_and_explain_recommendations() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine");
+    let engine = Assistant::new(&cat).expect("engine");
     let mut s = Session::default();
     let a = engine
         .ask("I'm vegan and my budget is $2", &mut s, None)
@@ -337,7 +340,7 @@ fn preferences_filter_and_explain_recommendations() {
 #[test]
 fn hostile_input_stays_grounded() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine");
+    let engine = Assistant::new(&cat).expect("engine");
     let today = engine.today();
     let banana = cat.product("G24852").expect("db").expect("banana");
     let price = format_price(banana.price_cents, &banana.currency);
@@ -375,7 +378,7 @@ fn hostile_input_stays_grounded() {
 #[test]
 fn recommendations_by_meaning() {
     let cat = open();
-    let engine = Engine::new(&cat).expect("engine").with_meaning(minilm());
+    let engine = Assistant::new(&cat).expect("engine").with_meaning(minilm());
     let aisles = engine.aisles_for("something for breakfast", 3);
     println!("{aisles:?}");
     assert!(

@@ -1,7 +1,7 @@
 //! `aisle catalog import`: CSV and JSON Lines, bad rows by line number, idempotence,
 //! updates; through the library and through the binary's exit codes.
 
-use aisle_runtime::catalog::{Catalog, CatalogError, ImportOptions, import_file};
+use aisle_runtime::catalog::{CatalogDb, CatalogError, ImportOptions, import_file};
 
 use crate::{aisle, assert_fails_with, text};
 
@@ -22,7 +22,7 @@ fn write(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
 #[test]
 fn csv_import_is_exact_and_idempotent_and_updates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cat = Catalog::open(&dir.path().join("db.sqlite")).expect("open");
+    let mut cat = CatalogDb::open(&dir.path().join("db.sqlite")).expect("open");
     let file = write(dir.path(), "store.csv", CSV);
     let opts = ImportOptions::default();
     let r = import_file(&mut cat, &file, &opts).expect("import");
@@ -73,7 +73,7 @@ fn csv_import_is_exact_and_idempotent_and_updates() {
 #[test]
 fn jsonl_import_with_arrays() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cat = Catalog::open(&dir.path().join("db.sqlite")).expect("open");
+    let mut cat = CatalogDb::open(&dir.path().join("db.sqlite")).expect("open");
     let file = write(
         dir.path(),
         "store.jsonl",
@@ -92,7 +92,7 @@ fn jsonl_import_with_arrays() {
 #[test]
 fn bad_rows_are_reported_by_line_and_nothing_is_imported() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cat = Catalog::open(&dir.path().join("db.sqlite")).expect("open");
+    let mut cat = CatalogDb::open(&dir.path().join("db.sqlite")).expect("open");
     let bad = write(
         dir.path(),
         "bad.csv",

@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use aisle_runtime::catalog::Catalog;
-use aisle_runtime::dialogue::{Engine, Intent, Session, fallback, intent};
+use aisle_runtime::catalog::CatalogDb;
+use aisle_runtime::dialogue::{Assistant, Intent, Session, fallback, intent};
 use aisle_runtime::llm::Llm;
 
 use crate::data_dir;
@@ -106,13 +106,13 @@ fn generation_is_real_streams_and_reuses_the_cached_prefix() {
     assert!(s.generated_tokens <= 4, "{s:?}");
 }
 
-fn store() -> Catalog {
+fn store() -> CatalogDb {
     crate::assistant::open()
 }
 
 /// The engine as the CLI builds it: grammar, lookup by meaning, LLM fallback.
-fn with_fallback(cat: &Catalog) -> Engine {
-    Engine::new(cat)
+fn with_fallback(cat: &CatalogDb) -> Assistant {
+    Assistant::new(cat)
         .expect("engine")
         .with_meaning(crate::assistant::minilm())
         .with_llm(llm())
@@ -192,7 +192,7 @@ const OFF_TOPIC: &[&str] = &[
 fn the_fallback_reads_what_the_grammar_misses_and_stays_grounded() {
     let cat = store();
     let engine = with_fallback(&cat);
-    let grammar_only = Engine::new(&cat)
+    let grammar_only = Assistant::new(&cat)
         .expect("engine")
         .with_meaning(crate::assistant::minilm());
     let mut right = 0;

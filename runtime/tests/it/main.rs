@@ -170,7 +170,7 @@ fn models_list_shows_every_default_model_verified() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
-    let catalog = aisle_models::Catalog::default_set().expect("catalog");
+    let catalog = aisle_models::ModelCatalog::default_set().expect("catalog");
     for name in catalog.names() {
         let row = rows
             .iter()
@@ -198,7 +198,7 @@ fn second_fetch_downloads_nothing() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
         rows.len(),
-        aisle_models::Catalog::default_set()
+        aisle_models::ModelCatalog::default_set()
             .expect("catalog")
             .entries
             .len()

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use aisle_models::Store;
-use aisle_runtime::catalog::{self, Catalog, ImportOptions};
+use aisle_runtime::catalog::{self, CatalogDb, ImportOptions};
 use aisle_runtime::scan::{ScanError, Scanner, VisionModels};
 use aisle_vision::synth::{LabelFont, draw_label};
 use aisle_vision::{Decision, Engine};
@@ -62,10 +62,10 @@ DOG-1,Dog Treats,4.99,25,dog food care
 WAT-1,Sparkling Water,0.99,60,water seltzer sparkling water
 ";
 
-pub(crate) fn catalog(dir: &Path) -> Catalog {
+pub(crate) fn catalog(dir: &Path) -> CatalogDb {
     let csv = dir.join("products.csv");
     std::fs::write(&csv, CATALOG).expect("write csv");
-    let mut cat = Catalog::open(&dir.join("store.sqlite")).expect("catalog");
+    let mut cat = CatalogDb::open(&dir.join("store.sqlite")).expect("catalog");
     catalog::import_file(&mut cat, &csv, &ImportOptions::default()).expect("import");
     cat
 }

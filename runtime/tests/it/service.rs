@@ -428,7 +428,7 @@ fn a_catalog_change_while_serving_shows_in_the_next_answer() {
         "sku,name,price,stock,aisle\nTOY-1,Space Shuttle Model Kit,19.99,3,toys\n",
     )
     .expect("csv");
-    let mut cat = aisle_runtime::catalog::Catalog::open(
+    let mut cat = aisle_runtime::catalog::CatalogDb::open(
         &server().dir.path().join("data/catalog/store.sqlite"),
     )
     .expect("catalog");

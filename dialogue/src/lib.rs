@@ -6,16 +6,20 @@
 //! is it?" and "and the other one?" resolve, and the shopper's stated preferences
 //! (vegan, budget, brand). It lives only as long as the session.
 
+pub mod clock;
 pub mod fallback;
 pub mod intent;
+pub mod models;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, CatalogView, Product, Result, format_price};
+use aisle_catalog::{CatalogDb, CatalogView, Product, Result, format_price};
+
 use crate::clock::{Clock, SystemClock};
+use crate::models::{Complete, Embed};
 pub use intent::Intent;
 
 /// A product must name the mention at least this well to be taken as meant.
@@ -91,17 +95,17 @@ pub struct Answer {
 
 /// The engine over one snapshot of the store's catalog. `Send + Sync`: one engine
 /// answers many conversations at once; each request brings its own [`Session`].
-pub struct Engine {
+pub struct Assistant {
     view: Arc<CatalogView>,
     clock: Arc<dyn Clock>,
     meaning: Option<Meaning>,
-    llm: Option<Arc<crate::llm::Llm>>,
+    llm: Option<Arc<dyn Complete>>,
 }
 
 /// Lookup by meaning: MiniLM embeddings of the store's aisles, so "something for
 /// breakfast" finds the breakfast and cereal aisles without naming a product.
 struct Meaning {
-    model: Arc<aisle_vision::MiniLm>,
+    model: Arc<dyn Embed>,
     /// (aisle as stored, unit embedding of its name), computed on first use so a
     /// price question does not pay for embedding every aisle.
     aisles: OnceLock<Vec<(String, Vec<f32>)>>,
@@ -187,10 +191,10 @@ impl Reply {
     }
 }
 
-impl Engine {
+impl Assistant {
     /// Reads a snapshot of `catalog` (about 0.5 s for 50k products) and answers from
     /// it by the system clock.
-    pub fn new(catalog: &Catalog) -> Result<Self> {
+    pub fn new(catalog: &CatalogDb) -> Result<Self> {
         Ok(Self::over(Arc::new(CatalogView::load(catalog)?)))
     }
 
@@ -226,14 +230,14 @@ impl Engine {
 
     /// Adds the LLM fallback for clauses the grammar does not recognise (it needs
     /// lookup by meaning too: see [`fallback`]).
-    pub fn with_llm(mut self, llm: Arc<crate::llm::Llm>) -> Self {
+    pub fn with_llm(mut self, llm: Arc<dyn Complete>) -> Self {
         self.llm = Some(llm);
         self
     }
 
     /// Adds lookup by meaning (every aisle name is embedded once, on first use:
     /// about 0.3 s for 134).
-    pub fn with_meaning(mut self, model: Arc<aisle_vision::MiniLm>) -> Self {
+    pub fn with_meaning(mut self, model: Arc<dyn Embed>) -> Self {
         self.meaning = Some(Meaning {
             model,
             aisles: OnceLock::new(),
@@ -261,7 +265,7 @@ impl Engine {
         let mut v: Vec<(String, f32)> = m
             .aisles(self.view.products())
             .iter()
-            .map(|(a, e)| (a.clone(), aisle_vision::cosine(&q, e)))
+            .map(|(a, e)| (a.clone(), crate::models::cosine(&q, e)))
             .filter(|(_, sim)| *sim >= AISLE_MIN)
             .collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -286,7 +290,7 @@ impl Engine {
 
     /// Whether the best product for `mention` shares a word with it.
     fn names_a_product(&self, mention: &str) -> bool {
-        use crate::catalog::search::{stem, words};
+        use aisle_catalog::search::{stem, words};
         let Some((p, _)) = self.lookup(mention) else {
             return false;
         };
@@ -357,8 +361,8 @@ impl Engine {
                 llm_calls += 1;
                 let examples = m
                     .examples
-                    .get_or_init(|| fallback::embed_examples(&m.model));
-                match fallback::interpret(model, &m.model, examples, &clause) {
+                    .get_or_init(|| fallback::embed_examples(m.model.as_ref()));
+                match fallback::interpret(model.as_ref(), m.model.as_ref(), examples, &clause) {
                     Ok(mut reading) => {
                         // The product read must name a product of this store with at
                         // least one of its words ("a joke" is not "Sloppy Joe").
@@ -620,9 +624,9 @@ impl Engine {
                             .filter(|p| self.fits(p, &s.preferences))
                             .collect();
                         if !mention.is_empty() {
-                            let wanted: Vec<String> = crate::catalog::search::words(&mention);
+                            let wanted: Vec<String> = aisle_catalog::search::words(&mention);
                             picks.retain(|p| {
-                                let w = crate::catalog::search::words(&format!(
+                                let w = aisle_catalog::search::words(&format!(
                                     "{} {}",
                                     p.name, p.aisle
                                 ));
@@ -967,7 +971,7 @@ impl Engine {
         } else {
             mention
         };
-        let words = crate::catalog::search::words(&query);
+        let words = aisle_catalog::search::words(&query);
         // Name matches first, then products whose aisle or department is named.
         let prefs = Preferences {
             tags: tags.iter().map(|t| t.to_string()).collect(),
@@ -990,7 +994,7 @@ impl Engine {
         if picks.len() < 3 {
             if by_meaning.is_empty() {
                 picks.extend(self.view.products().iter().filter(|p| {
-                    let place = crate::catalog::search::words(&format!(
+                    let place = aisle_catalog::search::words(&format!(
                         "{} {}",
                         p.aisle,
                         p.department.as_deref().unwrap_or("")

@@ -154,7 +154,7 @@ pub struct ReferencePhoto {
 }
 
 /// The store database.
-pub struct Catalog {
+pub struct CatalogDb {
     conn: Connection,
     path: PathBuf,
 }
@@ -185,7 +185,7 @@ fn product_from_row(r: &rusqlite::Row) -> rusqlite::Result<Product> {
 
 const PRODUCT_COLUMNS: &str = "sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images";
 
-impl Catalog {
+impl CatalogDb {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
@@ -403,7 +403,7 @@ impl Catalog {
             .map_err(|e| self.db(e))
     }
 
-    /// Stock of every product, per variant (as [`Catalog::stock`]).
+    /// Stock of every product, per variant (as [`CatalogDb::stock`]).
     pub fn all_stock(&self) -> Result<std::collections::HashMap<String, Vec<Variant>>> {
         let mut stmt = self
             .conn
@@ -426,7 +426,7 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Every promotion of every product (as [`Catalog::promotions`]).
+    /// Every promotion of every product (as [`CatalogDb::promotions`]).
     pub fn all_promotions(&self) -> Result<std::collections::HashMap<String, Vec<Promotion>>> {
         let mut stmt = self
             .conn

@@ -16,11 +16,11 @@
 //! The instructions and examples form a fixed prompt prefix: llama.cpp keeps its keys
 //! and values cached, so each question only computes its own few tokens.
 
-use super::Intent;
-use crate::llm::{Llm, LlmError, Stats};
+use crate::Intent;
+use crate::models::{Complete, Embed, GenStats as Stats, ModelError};
 
 /// Instructions and examples, identical for every question (cached by the engine).
-/// Examples are written as [`super::intent::normalise`] leaves questions.
+/// Examples are written as [`crate::intent::normalise`] leaves questions.
 pub const PREFIX: &str = "<|im_start|>system\n\
 Copy the product the shopper asks about from the question, word for word. Write none when no product is named.<|im_end|>\n\
 <|im_start|>user\nwhat is the damage for a jar of pickles<|im_end|>\n<|im_start|>assistant\njar of pickles<|im_end|>\n\
@@ -171,7 +171,7 @@ pub fn span_grammar(clause: &str) -> String {
 }
 
 /// The product span the LLM reads in a clause ("" when it says none).
-pub fn product_span(llm: &Llm, clause: &str) -> Result<(String, Stats), LlmError> {
+pub fn product_span(llm: &dyn Complete, clause: &str) -> Result<(String, Stats), ModelError> {
     let (out, stats) = llm.complete(&prompt(clause), Some(&span_grammar(clause)), 16)?;
     let out = out.trim();
     Ok((
@@ -203,19 +203,19 @@ pub fn frame(clause: &str, product: &str) -> String {
 
 /// The example closest in meaning to `frame`: (intent, example, similarity).
 pub fn nearest(
-    model: &aisle_vision::MiniLm,
+    model: &dyn Embed,
     examples: &[(Intent, String, Vec<f32>)],
     frame: &str,
 ) -> Option<(Intent, String, f32)> {
     let q = model.embed(frame);
     examples
         .iter()
-        .map(|(i, e, v)| (*i, e.clone(), aisle_vision::cosine(&q, v)))
+        .map(|(i, e, v)| (*i, e.clone(), crate::models::cosine(&q, v)))
         .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
 /// The examples embedded (done once per engine).
-pub fn embed_examples(model: &aisle_vision::MiniLm) -> Vec<(Intent, String, Vec<f32>)> {
+pub fn embed_examples(model: &dyn Embed) -> Vec<(Intent, String, Vec<f32>)> {
     EXAMPLES
         .iter()
         .flat_map(|(i, es)| es.iter().map(move |e| (*i, e.to_string(), model.embed(e))))
@@ -225,11 +225,11 @@ pub fn embed_examples(model: &aisle_vision::MiniLm) -> Vec<(Intent, String, Vec<
 /// Reads one normalised clause. The intent is `Unknown` when the question is not
 /// close to any example (not a store question, or one we do not handle).
 pub fn interpret(
-    llm: &Llm,
-    model: &aisle_vision::MiniLm,
+    llm: &dyn Complete,
+    model: &dyn Embed,
     examples: &[(Intent, String, Vec<f32>)],
     clause: &str,
-) -> Result<Interpretation, LlmError> {
+) -> Result<Interpretation, ModelError> {
     let (product, stats) = product_span(llm, clause)?;
     let framed = frame(clause, &product);
     let (mut intent, example, similarity) =
@@ -270,7 +270,7 @@ pub fn canonical(intent: Intent, product: &str, clause: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialogue::intent;
+    use crate::intent;
 
     #[test]
     fn the_grammar_offers_only_the_shoppers_words() {

@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Catalog, CatalogError, Product, Promotion, Result, Variant};
+use super::{CatalogDb, CatalogError, Product, Promotion, Result, Variant};
 
 const REQUIRED: &[&str] = &["sku", "name", "price", "stock", "aisle"];
 const OPTIONAL: &[&str] = &[
@@ -421,7 +421,7 @@ pub fn parse_bytes(
 }
 
 /// Imports a file in one transaction.
-pub fn import_file(cat: &mut Catalog, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
     let bytes = std::fs::read(path).map_err(|source| CatalogError::Io {
         path: path.to_path_buf(),
         source,
@@ -432,7 +432,7 @@ pub fn import_file(cat: &mut Catalog, path: &Path, opts: &ImportOptions) -> Resu
 /// Imports CSV or JSON Lines held in memory (named `path` in messages) in one
 /// transaction, as [`import_file`].
 pub fn import_bytes(
-    cat: &mut Catalog,
+    cat: &mut CatalogDb,
     bytes: &[u8],
     path: &Path,
     opts: &ImportOptions,
@@ -456,7 +456,7 @@ pub fn import_bytes(
 }
 
 /// Adds or updates records (one transaction); unchanged products are left alone.
-pub fn upsert(cat: &mut Catalog, records: &[Record]) -> Result<ImportReport> {
+pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
     let mut report = ImportReport {
         products: records.len(),
         ..Default::default()

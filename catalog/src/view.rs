@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{Catalog, Product, ProductIndex, Promotion, Result, Variant};
+use super::{CatalogDb, Product, ProductIndex, Promotion, Result, Variant};
 
 pub struct CatalogView {
     revision: u64,
@@ -31,7 +31,7 @@ impl std::fmt::Debug for CatalogView {
 
 impl CatalogView {
     /// Reads the whole catalog (about 0.5 s for 50k products, most of it the index).
-    pub fn load(cat: &Catalog) -> Result<Self> {
+    pub fn load(cat: &CatalogDb) -> Result<Self> {
         let revision = cat.revision()?;
         let products = cat.products()?;
         let stock = cat.all_stock()?;

@@ -12,7 +12,7 @@ use std::path::Path;
 use aisle_models::Store;
 
 use super::import::{ImportReport, Record, upsert};
-use super::{Catalog, CatalogError, Product, Promotion, Result, Variant};
+use super::{CatalogDb, CatalogError, Product, Promotion, Result, Variant};
 
 /// Bump when the generator changes, so installed demo stores are rebuilt.
 pub const GENERATOR_VERSION: u32 = 2;
@@ -312,7 +312,7 @@ pub fn records(grocery_json: &Path, today_days: i64) -> Result<Vec<Record>> {
 
 /// Builds (or refreshes) the demo store in `catalog` from the model store's
 /// `grocery-products` dataset. Returns None when it was already current.
-pub fn ensure(catalog: &mut Catalog, store: &Store) -> Result<Option<ImportReport>> {
+pub fn ensure(catalog: &mut CatalogDb, store: &Store) -> Result<Option<ImportReport>> {
     let data = store.verify("grocery-products", &mut |_| {})?;
     let file = data.path("grocery_data.json")?.to_path_buf();
     let day = super::today();
