@@ -239,6 +239,117 @@ fn cli_per_request(
     Ok(out)
 }
 
+/// llama-cpp-python's own OpenAI-compatible server on the same GGUF and threads: the
+/// LLM part of a fallback ask (the product read: same prompt, same grammar, greedy,
+/// 16 tokens) at 1, 4 and 16 clients. Installed into the venv `aisle bench llm` uses.
+fn llama_server_peer(
+    cfg: &DeviceConfig,
+    model: &std::path::Path,
+    threads: usize,
+    runs: usize,
+) -> Result<Vec<(usize, Load)>> {
+    eprintln!(
+        "peer: llama-cpp-python[server] (pip builds llama.cpp from source on first use, ~10 min)"
+    );
+    let python = aisle_models::ensure_venv(
+        &cfg.data_dir.join("tools/bench-venv-llama-cpp"),
+        &["llama-cpp-python[server]==0.3.36"],
+        "llama_cpp.server",
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = std::process::Command::new(&python)
+        .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--model")
+        .arg(model)
+        .args(["--n_threads", &threads.to_string(), "--n_ctx", "1024"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting llama_cpp.server")?;
+    let result = (|| -> Result<Vec<(usize, Load)>> {
+        let base = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        while agent()
+            .get(&format!("{base}/v1/models"))
+            .call()
+            .map(|r| r.status().as_u16())
+            .ok()
+            != Some(200)
+        {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(120),
+                "llama_cpp.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let bodies: Vec<String> = LLM
+            .iter()
+            .map(|q| {
+                let clause = aisle_runtime::dialogue::intent::normalise(q);
+                json!({
+                    "prompt": aisle_runtime::dialogue::fallback::prompt(&clause),
+                    "grammar": aisle_runtime::dialogue::fallback::span_grammar(&clause),
+                    "max_tokens": 16, "temperature": 0.0, "stream": false,
+                })
+                .to_string()
+            })
+            .collect();
+        let url = format!("{base}/v1/completions");
+        let mut rows = Vec::new();
+        for clients in [1usize, 4, 16] {
+            let t0 = Instant::now();
+            let parts: Vec<Load> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..clients)
+                    .map(|c| {
+                        let (url, bodies) = (&url, &bodies);
+                        s.spawn(move || {
+                            let a = agent();
+                            let mut out = Load::default();
+                            for i in 0..2 * runs {
+                                if t0.elapsed() > RUN_LIMIT {
+                                    break;
+                                }
+                                let t = Instant::now();
+                                match a
+                                    .post(url.as_str())
+                                    .header("Content-Type", "application/json")
+                                    .send(bodies[(c + i) % bodies.len()].as_bytes())
+                                {
+                                    Ok(mut r) if r.status().as_u16() == 200 => {
+                                        let _ = r.body_mut().read_to_vec();
+                                        out.latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                                    }
+                                    _ => out.errors += 1,
+                                }
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            let mut all = Load {
+                wall_s: t0.elapsed().as_secs_f64(),
+                ..Default::default()
+            };
+            for p in parts {
+                all.latencies_ms.extend(p.latencies_ms);
+                all.errors += p.errors;
+            }
+            rows.push((clients, all));
+        }
+        Ok(rows)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
 pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> Result<ExitCode> {
     let runs = args.runs.max(1);
     let mut cfg = cfg.clone();
@@ -362,6 +473,19 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
         ))
     };
 
+    let llama_peer = if args.no_peer {
+        None
+    } else {
+        let model = aisle_runtime::kiosk::llm_model_path(&cfg, &store)?;
+        match llama_server_peer(&cfg, &model, cfg.file.inference.threads as usize, runs) {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                eprintln!("peer llama-cpp-python server: {e:#}");
+                None
+            }
+        }
+    };
+
     if json_out {
         outln!(
             "{}",
@@ -371,6 +495,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
                 "soak": soak.json(),
                 "voice": voice.as_ref().map(|(secs, (l, client))| json!({ "question_s": secs, "server": l.json(), "client_ms": client })),
                 "cli_per_request": peer.as_ref().map(|(a, s)| json!({ "ask": a.json(), "scan": s.json() })),
+                "llama_cpp_server_product_read": llama_peer.as_ref().map(|rows| rows.iter().map(|(c, l)| json!({ "clients": c, "peer": l.json() })).collect::<Vec<_>>()),
                 "rss_mib": { "loaded": rss_loaded, "after_100": rss_after_100, "after_10000": rss_after_10k },
             }))?
         );
@@ -437,6 +562,29 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
             );
         }
         None => outln!("CLI per request: skipped (--no-peer)"),
+    }
+    let self_rows = &rows;
+    if let Some(rows) = &llama_peer {
+        outln!(
+            "llama-cpp-python's server, the LLM part of a fallback ask alone (same GGUF, prompt, grammar, threads):"
+        );
+        for (c, l) in rows {
+            row("product read (peer)", &c.to_string(), l)?;
+        }
+        for (c, peer) in rows {
+            if let Some((_, _, ours)) = rows.iter().next().and(
+                self_rows
+                    .iter()
+                    .find(|(w, oc, _)| w.starts_with("LLM") && oc == c),
+            ) {
+                outln!(
+                    "  {c} client(s): a whole LLM-fallback ask p50 {:.0} ms vs the peer's product read alone {:.0} ms ({:.2}x)",
+                    ours.pct(0.5),
+                    peer.pct(0.5),
+                    ours.pct(0.5) / peer.pct(0.5)
+                );
+            }
+        }
     }
     let mib = |m: Option<f64>| m.map_or("?".to_string(), |m| format!("{m:.0}"));
     outln!(

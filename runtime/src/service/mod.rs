@@ -628,3 +628,30 @@ async fn end_session(
 }
 
 mod render;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside a request's work is that request's 500; the worker slot comes
+    /// back and the next request is served.
+    #[tokio::test]
+    async fn a_panicking_request_is_its_own_500() {
+        let q = Queue::new("test", 1, 0);
+        let boom = run_blocking(&q, || -> Result<(), ApiError> { panic!("bad frame") }).await;
+        let e = boom.expect_err("a panic is an error");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(e.message.contains("keeps serving"), "{}", e.message);
+        let ok = run_blocking(&q, || Ok(7))
+            .await
+            .expect("served after the panic");
+        assert_eq!(ok, 7);
+        let body = ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "no")
+            .retry_after(3)
+            .into_response();
+        assert_eq!(body.headers()[header::RETRY_AFTER], "3");
+    }
+}
