@@ -150,15 +150,7 @@ fn is_root() -> bool {
 fn setup(release: bool) -> Result<PathBuf> {
     install_system_packages()?;
     if release {
-        run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
-        run(Command::new(env!("CARGO")).args([
-            "build",
-            "--release",
-            "-p",
-            "aisle-runtime",
-            "--bin",
-            "aisle",
-        ]))?;
+        build_release()?;
     } else {
         // The same package and target selection as `cargo test --workspace` (and
         // clippy), so build-dependency features unify the same way and llama.cpp's
@@ -170,6 +162,19 @@ fn setup(release: bool) -> Result<PathBuf> {
         .join("aisle");
     run(Command::new(&bin).args(["models", "fetch"]))?;
     Ok(bin)
+}
+
+/// The release binary and the LLM engine library beside it.
+fn build_release() -> Result<()> {
+    run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
+    run(Command::new(env!("CARGO")).args([
+        "build",
+        "--release",
+        "-p",
+        "aisle-runtime",
+        "--bin",
+        "aisle",
+    ]))
 }
 
 fn demo(extra: &[String]) -> Result<()> {
@@ -254,15 +259,7 @@ fn dist_cmd(args: &[String]) -> Result<()> {
     dist::ensure_tools()?;
     let debug = args.iter().any(|a| a == "--debug");
     if !debug {
-        run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
-        run(Command::new(env!("CARGO")).args([
-            "build",
-            "--release",
-            "-p",
-            "aisle-runtime",
-            "--bin",
-            "aisle",
-        ]))?;
+        build_release()?;
     }
     let profile = if debug { "debug" } else { "release" };
     let deb = dist::build(&target_dir(), profile)?;
