@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use aisle_ar::render::Renderer;
 use aisle_ar::{LayoutParams, Overlay, ProductFacts, Profile};
+use aisle_ar_render::render::Renderer;
 use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::ar::{self, FrameOverlay};
 use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
@@ -308,8 +308,8 @@ pub fn live(
             None => anyhow::bail!("the video or camera ended before its first frame"),
         }
     };
-    if !aisle_ar::window::display_available() {
-        return Err(aisle_ar::render::RenderError::NoDisplay.into());
+    if !aisle_ar_render::window::display_available() {
+        return Err(aisle_ar_render::render::RenderError::NoDisplay.into());
     }
     let scale = (1280.0 / first.width() as f32)
         .min(800.0 / first.height() as f32)
@@ -394,11 +394,11 @@ pub fn live(
             let _ = answer_tx.send(format!("stopped: {e:#}"));
         }
     });
-    aisle_ar::window::run_window(
+    aisle_ar_render::window::run_window(
         "aisle AR",
         w,
         h,
-        aisle_ar::window::WindowLink {
+        aisle_ar_render::window::WindowLink {
             frames: frame_rx,
             overlays: overlay_rx,
             taps: tap_tx,

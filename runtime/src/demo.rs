@@ -172,7 +172,7 @@ fn overlay_picture(
         let dir = cfg.data_dir.join("demo");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("overlay.png");
-        let mut renderer = aisle_ar::render::Renderer::headless()?;
+        let mut renderer = aisle_ar_render::render::Renderer::headless()?;
         crate::ar_cmd::write_png(&mut renderer, &frame, &located.overlay, &path)?;
         out.path = Some(path);
         Ok(())

@@ -35,7 +35,8 @@ pub fn serve(cfg: &DeviceConfig, bind: Option<&str>, json: bool) -> Result<ExitC
         } else {
             outln!("aisle serve: listening on http://{local} (models loading; /health turns 200 when ready)");
         }
-        let service = Service::new(cfg.clone());
+        let painter = std::sync::Arc::new(aisle_ar_render::SharedRenderer::get());
+        let service = Service::new(cfg.clone(), Some(painter));
         service::serve(listener, service, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;

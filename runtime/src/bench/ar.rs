@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use aisle_ar::render::Renderer;
 use aisle_ar::{Detection, LayoutParams, Overlay, ProductFacts, Profile, Rect};
+use aisle_ar_render::render::Renderer;
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
 use aisle_vision::Engine;

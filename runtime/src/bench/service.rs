@@ -365,7 +365,10 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let svc = Service::new(cfg.clone());
+    let svc = Service::new(
+        cfg.clone(),
+        Some(Arc::new(aisle_ar_render::SharedRenderer::get())),
+    );
     let t = Instant::now();
     svc.load();
     let load_s = t.elapsed().as_secs_f64();

@@ -46,6 +46,8 @@ pub struct Service {
     failed: OnceLock<String>,
     /// The bearer token of the staff endpoints (`service.staff_token_file`).
     staff_token: Option<String>,
+    /// Draws `/v1/overlay` pictures; without one only JSON overlays are served.
+    painter: Option<Arc<dyn aisle_ar::Paint>>,
     pub(crate) queues: Queues,
     pub metrics: Metrics,
 }
@@ -60,10 +62,13 @@ pub(crate) struct Queues {
 }
 
 impl Service {
-    pub fn new(cfg: DeviceConfig) -> Arc<Self> {
+    /// The service over `cfg`; `painter` draws overlay pictures (the `aisle` binary
+    /// passes bevy's, from `aisle-ar-render`).
+    pub fn new(cfg: DeviceConfig, painter: Option<Arc<dyn aisle_ar::Paint>>) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Arc::new(Self {
             staff_token: staff::read_token(cfg.file.service.staff_token_file.as_deref()),
+            painter,
             cfg,
             kiosk: OnceLock::new(),
             failed: OnceLock::new(),
@@ -92,8 +97,12 @@ impl Service {
     }
 
     /// Serves an already loaded kiosk (tests and embedders that built one).
-    pub fn with_kiosk(cfg: DeviceConfig, kiosk: Arc<Kiosk>) -> Arc<Self> {
-        let s = Self::new(cfg);
+    pub fn with_kiosk(
+        cfg: DeviceConfig,
+        kiosk: Arc<Kiosk>,
+        painter: Option<Arc<dyn aisle_ar::Paint>>,
+    ) -> Arc<Self> {
+        let s = Self::new(cfg, painter);
         s.ready_with(kiosk);
         s
     }
@@ -557,8 +566,28 @@ async fn overlay(
     if wants_json {
         return Ok(Json(frame).into_response());
     }
+    let Some(painter) = s.painter.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "no_pictures",
+            "this service draws no overlay pictures: ask with Accept: application/json",
+        ));
+    };
     let png = run_blocking(&s.queues.vision, move || {
-        crate::service::render::png(&img, &frame.overlay)
+        let picture = painter.paint(&img, &frame.overlay).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "render",
+                format!("cannot draw the overlay: {e}"),
+            )
+        })?;
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgba8(picture)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string())
+            })?;
+        Ok(png)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
@@ -626,8 +655,6 @@ async fn end_session(
         ))
     }
 }
-
-mod render;
 
 #[cfg(test)]
 mod tests {

@@ -48,7 +48,14 @@ fn server() -> &'static Server {
                 .expect("runtime");
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-                service::serve(l, Service::new(cfg), std::future::pending())
+                service::serve(
+                    l,
+                    Service::new(
+                        cfg,
+                        Some(std::sync::Arc::new(aisle_ar_render::SharedRenderer::get())),
+                    ),
+                    std::future::pending(),
+                )
                     .await
                     .expect("serve");
             });

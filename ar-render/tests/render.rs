@@ -6,7 +6,7 @@
 use aisle_ar::layout::{
     Detection, LayoutParams, Overlay, ProductFacts, Profile, Rect, Stock, layout,
 };
-use aisle_ar::render::{RenderError, Renderer};
+use aisle_ar_render::render::{RenderError, Renderer};
 use image::{Rgb, RgbImage, RgbaImage};
 
 /// A deterministic "camera frame": a soft gradient with two product-like blocks.

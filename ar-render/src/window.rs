@@ -14,8 +14,8 @@ use bevy::render::RenderPlugin;
 use bevy::text::{FontSize, FontSource};
 use image::RgbImage;
 
-use crate::layout::Overlay;
 use crate::render::{CardSku, Fonts, OverlayRoot, RenderError, rgba_image, spawn_overlay};
+use aisle_ar::layout::Overlay;
 
 /// The window's ends of the channels to the caller.
 pub struct WindowLink {

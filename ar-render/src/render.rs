@@ -20,7 +20,7 @@ use bevy::text::{FontSize, FontSource};
 use bevy::window::ExitCondition;
 use image::{RgbImage, RgbaImage};
 
-use crate::layout::{LineRole, Overlay, Stock};
+use aisle_ar::layout::{LineRole, Overlay, Stock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -522,5 +522,71 @@ impl Renderer {
         self.app.world_mut().entity_mut(readback).despawn();
         self.set_camera_active(true);
         result
+    }
+}
+
+/// One renderer for a whole process, on a thread of its own (bevy's app stays on the
+/// thread that made it), started on the first picture asked for and kept for the
+/// next; any thread may ask. Pictures are drawn one at a time.
+#[derive(Debug, Clone)]
+pub struct SharedRenderer {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = (
+    RgbImage,
+    Overlay,
+    std::sync::mpsc::Sender<Result<RgbaImage, String>>,
+);
+
+impl SharedRenderer {
+    /// The process's renderer thread (started once).
+    pub fn get() -> Self {
+        static SHARED: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> =
+            std::sync::OnceLock::new();
+        let tx = SHARED.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            std::thread::spawn(move || {
+                let mut r: Option<Renderer> = None;
+                for (frame, overlay, reply) in rx {
+                    if r.is_none() {
+                        match Renderer::headless() {
+                            Ok(made) => r = Some(made),
+                            Err(e) => {
+                                let _ = reply.send(Err(e.to_string()));
+                                continue;
+                            }
+                        }
+                    }
+                    let drawn = match r.as_mut() {
+                        Some(renderer) => {
+                            renderer.render(&frame, &overlay).map_err(|e| e.to_string())
+                        }
+                        None => Err("no renderer".into()),
+                    };
+                    let _ = reply.send(drawn);
+                }
+            });
+            Mutex::new(tx)
+        });
+        Self {
+            jobs: tx.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// `frame` with `overlay` drawn over it (blocks until drawn).
+    pub fn render(&self, frame: &RgbImage, overlay: &Overlay) -> Result<RgbaImage, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .send((frame.clone(), overlay.clone(), tx))
+            .map_err(|_| "the renderer thread has stopped".to_string())?;
+        rx.recv()
+            .map_err(|_| "the renderer thread has stopped".to_string())?
+    }
+}
+
+impl aisle_ar::Paint for SharedRenderer {
+    fn paint(&self, frame: &RgbImage, overlay: &Overlay) -> Result<RgbaImage, String> {
+        self.render(frame, overlay)
     }
 }
