@@ -295,7 +295,13 @@ pub enum BenchCmd {
     Ar(BenchArgs),
     /// `aisle serve` under load (1, 4, 16 clients, loopback): asks, scans, voice runs;
     /// against one CLI call per request.
-    Service(BenchArgs),
+    Service {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// Requests in all before memory is read the second time.
+        #[arg(long, default_value_t = 10_000)]
+        soak: usize,
+    },
 }
 
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
@@ -351,9 +357,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::bench::ar::run(&cfg, a, cli.json)
         }
-        Command::Bench(BenchCmd::Service(a)) => {
+        Command::Bench(BenchCmd::Service { args, soak }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::service::run(&cfg, a, cli.json)
+            crate::bench::service::run(&cfg, args, *soak, cli.json)
         }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

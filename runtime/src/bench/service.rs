@@ -350,12 +350,20 @@ fn llama_server_peer(
     result
 }
 
-pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> Result<ExitCode> {
+pub fn run(
+    cfg: &DeviceConfig,
+    args: &crate::cli::BenchArgs,
+    soak_total: usize,
+    json_out: bool,
+) -> Result<ExitCode> {
     let runs = args.runs.max(1);
     let mut cfg = cfg.clone();
     cfg.file.inference.threads = args.threads.max(1) as _;
-    // The demo store (built on first use), served from this process on loopback.
-    crate::store_cmd::demo_store(&cfg, true)?;
+    // The configured catalog (`paths.catalog`), else the demo store (built on first
+    // use), served from this process on loopback.
+    if cfg.file.paths.catalog.is_none() {
+        crate::store_cmd::demo_store(&cfg, true)?;
+    }
     let store = crate::vision_cmd::open_store(&cfg)?;
     let photo = std::fs::read(
         store
@@ -423,14 +431,15 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
             load(addr, clients, 2 * runs, &scans),
         ));
     }
-    // 10,000 requests in all, then memory again.
+    // `soak_total` requests in all (10,000 by default), then memory again.
     let sent: usize = rows
         .iter()
         .map(|(_, _, l)| l.latencies_ms.len() + l.errors + l.busy)
         .sum();
-    let rest = 10_000usize.saturating_sub(sent);
+    let rest = soak_total.saturating_sub(sent);
     let soak = load(addr, 4, rest.div_ceil(4), &grammar);
-    let rss_after_10k = rss_mib();
+    let rss_after_soak = rss_mib();
+    let soaked = sent + soak.latencies_ms.len() + soak.errors + soak.busy;
 
     // A 3 s spoken question at real-time pace.
     let dir = tempfile::tempdir()?;
@@ -499,7 +508,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
                 "voice": voice.as_ref().map(|(secs, (l, client))| json!({ "question_s": secs, "server": l.json(), "client_ms": client })),
                 "cli_per_request": peer.as_ref().map(|(a, s)| json!({ "ask": a.json(), "scan": s.json() })),
                 "llama_cpp_server_product_read": llama_peer.as_ref().map(|rows| rows.iter().map(|(c, l)| json!({ "clients": c, "peer": l.json() })).collect::<Vec<_>>()),
-                "rss_mib": { "loaded": rss_loaded, "after_100": rss_after_100, "after_10000": rss_after_10k },
+                "rss_mib": { "loaded": rss_loaded, "after_100": rss_after_100, "after_soak": rss_after_soak, "soak_requests": soaked },
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -538,7 +547,9 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
     for (w, c, l) in &rows {
         row(w, &c.to_string(), l)?;
     }
-    row("grammar ask (soak)", "4", &soak)?;
+    if !soak.latencies_ms.is_empty() {
+        row("grammar ask (soak)", "4", &soak)?;
+    }
     if let Some((secs, (l, client))) = &voice {
         row(&format!("voice run ({secs:.1} s)"), "1", l)?;
         let mut c = client.clone();
@@ -591,10 +602,10 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json_out: bool) -> 
     }
     let mib = |m: Option<f64>| m.map_or("?".to_string(), |m| format!("{m:.0}"));
     outln!(
-        "resident memory: {} MiB loaded, {} MiB after 100 requests, {} MiB after 10,000 (goal: flat)",
+        "resident memory: {} MiB loaded, {} MiB after 100 requests, {} MiB after {soaked} (goal: flat)",
         mib(rss_loaded),
         mib(rss_after_100),
-        mib(rss_after_10k)
+        mib(rss_after_soak)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -898,3 +898,54 @@ fn openapi_describes_the_server_as_it_answers() {
     let (_, err) = get("/v1/products/NOPE");
     assert_eq!(keys(&err), props("ErrorBody"), "{err}");
 }
+
+/// `aisle bench service` runs end to end (small counts, no peers): every workload is
+/// served without an error, and the table's JSON has every row. Figures are the
+/// benchmark's business, not this test's.
+#[test]
+fn the_service_benchmark_runs_without_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("products.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,price,stock,aisle\nB1,Banana,0.25,90,fresh fruits\nY1,Greek Yogurt,1.29,20,yogurt\n\
+R1,Basmati Rice,3.99,12,grains rice\nO1,Orange Juice,2.49,0,juice\nM1,Whole Milk,3.49,20,milk\n\
+S1,Soy Sauce,2.19,8,asian foods\nC1,Sharp Cheddar,4.99,7,cheese\nW1,Sparkling Water,0.99,60,water\n",
+    )
+    .expect("csv");
+    let config = dir.path().join("aisle.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n",
+            dir.path().join("data"),
+            crate::data_dir().join("models"),
+        ),
+    )
+    .expect("config");
+    let out = crate::aisle(&[
+        "--config",
+        &config.to_string_lossy(),
+        "--json",
+        "bench",
+        "service",
+        "--runs",
+        "1",
+        "--soak",
+        "300",
+        "--no-peer",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 9, "{v}");
+    for r in rows {
+        assert_eq!(r["aisle"]["errors"], 0, "{r}");
+        assert!(r["aisle"]["requests"].as_u64() > Some(0), "{r}");
+    }
+    assert_eq!(v["soak"]["errors"], 0, "{v}");
+    assert_eq!(v["voice"]["server"]["errors"], 0, "{v}");
+    assert_eq!(v["voice"]["server"]["requests"], 3, "{v}");
+    assert!(v["rss_mib"]["after_soak"].as_f64().is_some(), "{v}");
+    assert!(v["rss_mib"]["soak_requests"].as_u64() >= Some(300), "{v}");
+}
