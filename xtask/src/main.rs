@@ -167,14 +167,7 @@ fn setup(release: bool) -> Result<PathBuf> {
 /// The release binary and the LLM engine library beside it.
 fn build_release() -> Result<()> {
     run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle-llm"]))?;
-    run(Command::new(env!("CARGO")).args([
-        "build",
-        "--release",
-        "-p",
-        "aisle-runtime",
-        "--bin",
-        "aisle",
-    ]))
+    run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "aisle", "--bin", "aisle"]))
 }
 
 fn demo(extra: &[String]) -> Result<()> {

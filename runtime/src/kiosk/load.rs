@@ -252,3 +252,39 @@ pub fn index_progress(quiet: bool) -> impl FnMut(usize, usize) {
         tracing::debug!(done, total, "product texts embedded");
     }
 }
+
+/// The model store of `cfg`.
+pub fn open_store(cfg: &DeviceConfig) -> Result<Store> {
+    Store::open(&cfg.model_dir).map_err(|source| KioskError::Store {
+        path: cfg.model_dir.clone(),
+        source,
+    })
+}
+
+/// The demo store's catalog in `cfg`'s data directory, built from the model store's
+/// real grocery names on first use (and refreshed when they change); the import
+/// report when it was (re)built.
+pub fn demo_catalog(
+    cfg: &DeviceConfig,
+) -> Result<(CatalogDb, Option<crate::catalog::ImportReport>)> {
+    let mut cat = CatalogDb::open(&catalog_path(cfg))?;
+    let store = open_store(cfg)?;
+    let report = crate::catalog::demo::ensure(&mut cat, &store).map_err(KioskError::from).map_err(context(
+        "building the demo store needs the `grocery-products` model: run `aisle models fetch grocery-products`",
+    ))?;
+    Ok((cat, report))
+}
+
+/// The scanner over `cat` with `models` (its text index built or read from the cache,
+/// `progress(done, total)` while product texts are embedded), at the configured
+/// match threshold.
+pub fn scanner(
+    cfg: &DeviceConfig,
+    models: std::sync::Arc<VisionModels>,
+    cat: &CatalogDb,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<crate::scan::Scanner> {
+    let mut s = crate::scan::Scanner::build(models, cat, &vision_cache_dir(cfg), progress)?;
+    s.fusion.threshold = cfg.file.thresholds.match_confidence as f32;
+    Ok(s)
+}

@@ -35,8 +35,9 @@ use crate::llm::Llm;
 use crate::scan::{ScanError, ScanReport, Scanner, VisionModels};
 
 pub use load::{
-    LLM_CONTEXT, MiniLmEmbed, catalog_path, detector, engine, llm_model_path, minilm, onnx_options,
-    ready_catalog, threads, transcriber, vad_config, vision_cache_dir, vision_models, vision_spec,
+    LLM_CONTEXT, MiniLmEmbed, catalog_path, demo_catalog, detector, engine, index_progress,
+    llm_model_path, minilm, onnx_options, open_store, ready_catalog, scanner, threads, transcriber,
+    vad_config, vision_cache_dir, vision_models, vision_spec,
 };
 pub use sessions::{SessionId, Sessions};
 

@@ -82,7 +82,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Result<ExitCode> {
     let runs = runs.max(1);
-    let cat = crate::store_cmd::demo_store(cfg, true)?;
+    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
     let t = Instant::now();
     let products = cat.products()?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -133,10 +133,10 @@ pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Resu
     // End of speech to answer text: VAD + whisper on the whole utterance, then the
     // grammar (the live loop's speculative decode usually hides part of this).
     let dir = tempfile::tempdir()?;
-    let transcriber = crate::speech_cmd::load_transcriber(cfg, Some(2))?;
+    let transcriber = crate::load_transcriber(cfg, Some(2))?;
     let mut eos = Vec::new();
     for (i, q) in SPOKEN.iter().enumerate() {
-        let wav = crate::bench::speech::espeak_16k(q, dir.path(), &format!("q{i}"))?;
+        let wav = crate::speech::espeak_16k(q, dir.path(), &format!("q{i}"))?;
         let audio = aisle_speech::decode_wav(&wav)?;
         let mut times = Vec::new();
         let mut heard = String::new();
@@ -149,7 +149,7 @@ pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Resu
         }
         eos.push((*q, percentile(&mut times, 0.5), heard));
     }
-    let our_peak = crate::bench::speech::peak_rss_mib();
+    let our_peak = crate::speech::peak_rss_mib();
 
     let peer: Option<serde_json::Value> = if with_peer {
         let python = aisle_models::ensure_venv(
@@ -175,7 +175,7 @@ pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Resu
                 .collect::<Vec<_>>()
                 .join("\n"),
         )?;
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_rapidfuzz.py",

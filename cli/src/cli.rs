@@ -262,18 +262,7 @@ pub enum EvalCmd {
     },
 }
 
-/// Options shared by the benchmarks that run a model against a peer.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// Timed runs (median reported), after one warm-up.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Skip the peer (no Python needed).
-    #[arg(long)]
-    pub no_peer: bool,
-}
+pub use aisle_bench::BenchArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
@@ -347,27 +336,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo => demo(&cli),
         Command::Bench(BenchCmd::Assistant { runs, no_peer }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::assistant::run(&cfg, *runs, !no_peer, cli.json)
+            aisle_bench::assistant::run(&cfg, *runs, !no_peer, cli.json)
         }
         Command::Bench(BenchCmd::Llm(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::llm::run(&cfg, a, cli.json)
+            aisle_bench::llm::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Ar(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::ar::run(&cfg, a, cli.json)
+            aisle_bench::ar::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Service { args, soak }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::service::run(&cfg, args, *soak, cli.json)
+            aisle_bench::service::run(&cfg, args, *soak, cli.json)
         }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::speech::run(&cfg, a, cli.json)
+            aisle_bench::speech::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Vision(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::bench::vision::run(&cfg, a, cli.json)
+            aisle_bench::vision::run(&cfg, a, cli.json)
         }
         Command::Serve { bind } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -10,14 +10,9 @@ use aisle_models::Store;
 use aisle_runtime::catalog::CatalogDb;
 use aisle_runtime::kiosk::{self, Kiosk, Parts};
 use aisle_runtime::scan::{ScanReport, Scanner, VisionModels};
-use aisle_vision::{Decision, Engine, OnnxOptions};
+use aisle_vision::{Decision, Engine};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// ONNX options for `engine`, the ONNX Runtime library taken from the model store.
-pub fn onnx_options(cfg: &DeviceConfig, engine: Engine) -> Result<OnnxOptions> {
-    Ok(kiosk::onnx_options(cfg, &open_store(cfg)?, engine)?)
-}
 
 pub fn open_store(cfg: &DeviceConfig) -> Result<Store> {
     Store::open(&cfg.model_dir)

@@ -19,7 +19,6 @@ macro_rules! out {
 }
 
 mod ar_cmd;
-mod bench;
 mod cli;
 mod demo;
 mod models_cmd;

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use aisle_ar::{Detection, LayoutParams, Overlay, ProductFacts, Profile, Rect};
-use aisle_ar_render::render::Renderer;
+use aisle_ar_render::Renderer;
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
 use aisle_vision::Engine;
 use anyhow::Result;
 
-use crate::cli::BenchArgs;
+use crate::BenchArgs;
 
 const PEER_SCRIPT: &str = include_str!("peer_ar.py");
 const PEER_REQUIREMENTS: &[&str] = &[
@@ -105,7 +105,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
     let params = LayoutParams::for_profile(Profile::Kiosk);
 
     // Facts: real products of the demo store, one per object found.
-    let cat = crate::store_cmd::demo_store(cfg, true)?;
+    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
     let view = aisle_runtime::catalog::CatalogView::load(&cat)?;
     let today = aisle_runtime::clock::Clock::today(&aisle_runtime::clock::SystemClock);
     let facts: Vec<_> = view
@@ -120,7 +120,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
     let mut det_rows = Vec::new();
     let mut detections = Vec::new();
     for engine in [Engine::OnnxRuntime, Engine::Tract] {
-        let detector = crate::ar_cmd::load_detector(cfg, Some(engine))?;
+        let detector = crate::load_detector(cfg, Some(engine))?;
         let (ms, found) = time_ms(runs, || Ok(detector.detect(&frame)?))?;
         det_rows.push((engine, ms));
         if detections.is_empty() {
@@ -141,12 +141,12 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
     let start_ms = t.elapsed().as_secs_f64() * 1e3;
     let (render_ms, _) = time_ms(runs * 3, || Ok(renderer.render(&frame, &overlay)?))?;
     let (crowd_render_ms, _) = time_ms(runs * 3, || Ok(renderer.render(&frame, &crowd_overlay)?))?;
-    let detector = crate::ar_cmd::load_detector(cfg, Some(Engine::OnnxRuntime))?;
+    let detector = crate::load_detector(cfg, Some(Engine::OnnxRuntime))?;
     let (frame_ms, _) = time_ms(runs, || {
         let d = as_products(&detector.detect(&frame)?, &facts);
         Ok(renderer.render(&frame, &layout(&d, &facts))?)
     })?;
-    let our_peak = crate::bench::speech::peak_rss_mib();
+    let our_peak = crate::speech::peak_rss_mib();
 
     let peer: Option<serde_json::Value> = if args.no_peer {
         None
@@ -169,7 +169,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
             args.threads.to_string().into(),
             (runs * 3).to_string().into(),
         ];
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_ar.py",

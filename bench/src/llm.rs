@@ -83,9 +83,9 @@ fn peer_gen(v: &serde_json::Value) -> Gen {
     }
 }
 
-pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
+pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
-    let store = crate::vision_cmd::open_store(cfg)?;
+    let store = aisle_runtime::kiosk::open_store(cfg)?;
     let model = aisle_runtime::kiosk::llm_model_path(cfg, &store)?;
 
     let t = Instant::now();
@@ -118,7 +118,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     }
 
     // Whole answers on the LLM path (product read, intent by meaning, database).
-    let cat = crate::store_cmd::demo_store(cfg, true)?;
+    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
     let meaning = aisle_runtime::kiosk::minilm(cfg, &store)
         .context("the fallback needs the text embedding model (models.text_embedding)")?;
     let engine = aisle_runtime::dialogue::Assistant::new(&cat)?
@@ -136,7 +136,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             answer_ms.push(a.elapsed_us as f64 / 1e3);
         }
     }
-    let our_peak = crate::bench::speech::peak_rss_mib();
+    let our_peak = crate::speech::peak_rss_mib();
 
     let peer: Option<serde_json::Value> = if with_peer {
         eprintln!(
@@ -161,7 +161,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
                 "fallback_tokens": FALLBACK_TOKENS,
             }))?,
         )?;
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_llama_cpp.py",

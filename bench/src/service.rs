@@ -352,7 +352,7 @@ fn llama_server_peer(
 
 pub fn run(
     cfg: &DeviceConfig,
-    args: &crate::cli::BenchArgs,
+    args: &crate::BenchArgs,
     soak_total: usize,
     json_out: bool,
 ) -> Result<ExitCode> {
@@ -362,9 +362,9 @@ pub fn run(
     // The configured catalog (`paths.catalog`), else the demo store (built on first
     // use), served from this process on loopback.
     if cfg.file.paths.catalog.is_none() {
-        crate::store_cmd::demo_store(&cfg, true)?;
+        aisle_runtime::kiosk::demo_catalog(&cfg)?;
     }
-    let store = crate::vision_cmd::open_store(&cfg)?;
+    let store = aisle_runtime::kiosk::open_store(&cfg)?;
     let photo = std::fs::read(
         store
             .verify("sample-photos", &mut |_| {})?

@@ -196,7 +196,7 @@ fn ann_row(
     }
 }
 
-pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
+pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads) = (args.runs.max(1), args.threads.max(1));
     let store = Store::open(&cfg.model_dir)?;
     let photos_art = store.verify("sample-photos", &mut |_| {})?;
@@ -211,7 +211,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     cfg_threads.file.inference.threads = threads as u32;
     let mut engines = Vec::new();
     for engine in [Engine::OnnxRuntime, Engine::Tract] {
-        let opts = crate::vision_cmd::onnx_options(&cfg_threads, engine)?;
+        let opts = crate::onnx_options(&cfg_threads, engine)?;
         let t = Instant::now();
         let net = EfficientNet::load(&model, "bench", &opts)?;
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -238,14 +238,19 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     let (det, rec) = (det_art.first_file()?.0, rec_art.first_file()?.0);
     let mut ocr_runs = Vec::new();
     for engine in [Engine::OnnxRuntime, Engine::Tract] {
-        let opts = crate::vision_cmd::onnx_options(&cfg_threads, engine)?;
+        let opts = crate::onnx_options(&cfg_threads, engine)?;
         ocr_runs.push(ocr_run(det, rec, &opts, &labelled, runs)?);
     }
 
     // One whole scan on the demo store (ConSE, 49,689 products).
-    let cat = crate::store_cmd::demo_store(cfg, true)?;
-    let vision = crate::vision_cmd::load_models(&cfg_threads, Some(Engine::OnnxRuntime))?;
-    let scanner = crate::vision_cmd::scanner(&cfg_threads, vision.clone(), &cat, json)?;
+    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
+    let vision = crate::load_models(&cfg_threads, Some(Engine::OnnxRuntime))?;
+    let scanner = aisle_runtime::kiosk::scanner(
+        &cfg_threads,
+        vision.clone(),
+        &cat,
+        &mut aisle_runtime::kiosk::index_progress(json),
+    )?;
     let mut search = Vec::new();
     let mut scan_total = Vec::new();
     for run in 0..=runs {
@@ -260,7 +265,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
     let products = scanner.len();
     // Peak memory of the scanning part (VmHWM), before the search benchmark's
     // synthetic million vectors.
-    let our_peak = crate::bench::speech::peak_rss_mib();
+    let our_peak = crate::speech::peak_rss_mib();
     // Approximate search: the demo store's real product vectors (200 products as
     // queries, each left out of its own results), then synthetic clustered
     // vectors at 50k and 1M.
@@ -319,7 +324,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             runs.to_string().into(),
         ];
         a.extend(photos.iter().map(|p| p.clone().into_os_string()));
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_onnxruntime_pil.py",
@@ -343,7 +348,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             runs.to_string().into(),
         ];
         a.extend(labelled.iter().map(|p| p.clone().into_os_string()));
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_rapidocr.py",

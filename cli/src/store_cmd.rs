@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use aisle_firmware_config::DeviceConfig;
-use aisle_models::Store;
 use aisle_runtime::catalog::{self, CatalogDb, ImportOptions, format_price};
 use aisle_runtime::dialogue::Session;
 use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
@@ -52,11 +51,8 @@ pub fn import(
 }
 
 pub fn demo_store(cfg: &DeviceConfig, quiet: bool) -> Result<CatalogDb> {
-    let mut cat = open_catalog(cfg)?;
-    let store = Store::open(&cfg.model_dir)
-        .with_context(|| format!("cannot open model store {}", cfg.model_dir.display()))?;
-    if let Some(r) = catalog::demo::ensure(&mut cat, &store)
-        .context("building the demo store needs the `grocery-products` model: run `aisle models fetch grocery-products`")?
+    let (cat, report) = kiosk::demo_catalog(cfg)?;
+    if let Some(r) = report
         && !quiet
     {
         eprintln!(

@@ -10,7 +10,7 @@ use aisle_models::Store;
 use aisle_speech::wer::word_errors;
 use anyhow::{Context, Result, bail};
 
-use crate::speech_cmd::load_transcriber;
+use crate::load_transcriber;
 
 const PEER_SCRIPT: &str = include_str!("peer_faster_whisper.py");
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
@@ -178,7 +178,7 @@ fn ct2_dir(cfg: &DeviceConfig, dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Result<ExitCode> {
+pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
     let dir = tempfile::tempdir()?;
     let mut clips = Vec::new();
@@ -241,7 +241,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::cli::BenchArgs, json: bool) -> Resu
             runs.to_string().into(),
         ];
         args.extend(clips.iter().map(|c| c.2.clone().into_os_string()));
-        Some(crate::bench::run_peer(
+        Some(crate::run_peer(
             &python,
             dir.path(),
             "peer_faster_whisper.py",

@@ -1,0 +1,92 @@
+//! `aisle bench ...`: benchmarks that print a table comparing aisle with a named peer
+//! measured in the same run, on the same machine, with the same inputs. A crate of its
+//! own (with the Python peers' scripts beside the code that runs them), so the kiosk
+//! runtime carries none of it; the `aisle` binary calls [`assistant::run`] and the
+//! others.
+
+/// `println!` that returns an error instead of panicking when stdout is closed.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
+pub mod ar;
+pub mod assistant;
+pub mod llm;
+pub mod service;
+pub mod speech;
+pub mod vision;
+
+use std::sync::Arc;
+
+use aisle_firmware_config::DeviceConfig;
+use aisle_runtime::scan::VisionModels;
+use aisle_vision::{Engine, OnnxOptions};
+
+/// Options shared by the benchmarks that run a model against a peer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Timed runs (median reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Skip the peer (no Python needed).
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
+fn onnx_options(cfg: &DeviceConfig, engine: Engine) -> anyhow::Result<OnnxOptions> {
+    let store = aisle_runtime::kiosk::open_store(cfg)?;
+    Ok(aisle_runtime::kiosk::onnx_options(cfg, &store, engine)?)
+}
+
+fn load_models(cfg: &DeviceConfig, engine: Option<Engine>) -> anyhow::Result<Arc<VisionModels>> {
+    let store = aisle_runtime::kiosk::open_store(cfg)?;
+    Ok(Arc::new(aisle_runtime::kiosk::vision_models(
+        cfg, &store, engine,
+    )?))
+}
+
+fn load_detector(
+    cfg: &DeviceConfig,
+    engine: Option<Engine>,
+) -> anyhow::Result<aisle_vision::detect::ObjectDetector> {
+    let store = aisle_runtime::kiosk::open_store(cfg)?;
+    Ok(aisle_runtime::kiosk::detector(cfg, &store, engine)?)
+}
+
+fn load_transcriber(
+    cfg: &DeviceConfig,
+    threads: Option<usize>,
+) -> anyhow::Result<aisle_speech::Transcriber> {
+    let store = aisle_runtime::kiosk::open_store(cfg)?;
+    Ok(aisle_runtime::kiosk::transcriber(cfg, &store, threads)?)
+}
+
+/// Runs a peer script (its text written to `dir`) with `python` and `args`; its
+/// standard output is one JSON document.
+pub fn run_peer(
+    python: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+    script: &str,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let path = dir.join(name);
+    std::fs::write(&path, script)?;
+    let out = std::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "peer {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("output of peer {name}"))
+}
