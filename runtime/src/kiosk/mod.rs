@@ -580,6 +580,8 @@ impl Kiosk {
         if revision == current.view().revision() {
             return Ok(current);
         }
+        // The first request to see the change rebuilds; the others that see it wait
+        // for that rebuild (every answer after an import uses the import).
         self.refresh()
     }
 
@@ -590,31 +592,35 @@ impl Kiosk {
             .clone()
     }
 
-    /// Rebuilds the snapshot from the database (models are not reloaded; the
-    /// scanner's text index is cached by content, so only new products are embedded).
+    /// Rebuilds the snapshot from the database now, waiting for a rebuild in progress
+    /// (models are not reloaded; the scanner's text index is cached by content, so
+    /// only new products are embedded).
     pub fn refresh(&self) -> Result<Arc<Snapshot>> {
-        let _one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        let one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        self.rebuild(one)
+    }
+
+    fn rebuild(&self, _one: std::sync::MutexGuard<'_, ()>) -> Result<Arc<Snapshot>> {
         let t = Instant::now();
-        let (view, scanner) = {
-            let cat = self.lock_catalog();
-            let current = self.current();
-            if cat.revision()? == current.view().revision() {
-                return Ok(current); // another request rebuilt it meanwhile
-            }
-            let view = Arc::new(CatalogView::load(&cat)?);
-            let scanner = match &self.vision {
-                Some(v) => Some(build_scanner(
-                    &self.cfg,
-                    v.clone(),
-                    &cat,
-                    &view,
-                    &mut load::index_progress(false),
-                )?),
-                None => None,
-            };
-            (view, scanner)
+        let current = self.current();
+        // A connection of its own: the shared one stays free for revision checks and
+        // writes while the new snapshot is read.
+        let cat = CatalogDb::open(self.lock_catalog().path())?;
+        if cat.revision()? == current.view().revision() {
+            return Ok(current); // rebuilt by another request meanwhile
+        }
+        let view = Arc::new(CatalogView::load(&cat)?);
+        let scanner = match &self.vision {
+            Some(v) => Some(build_scanner(
+                &self.cfg,
+                v.clone(),
+                &cat,
+                &view,
+                &mut load::index_progress(false),
+            )?),
+            None => None,
         };
-        let engine = self.current().engine.rebased(view.clone());
+        let engine = current.engine.rebased(view.clone());
         let snap = Arc::new(Snapshot { engine, scanner });
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snap.clone();
         tracing::info!(
