@@ -380,9 +380,14 @@ pub fn run(
     let t = Instant::now();
     svc.load();
     let load_s = t.elapsed().as_secs_f64();
+    let kiosk = svc
+        .kiosk()
+        .context("the kiosk did not load (see the log)")?
+        .clone();
+    // The LLM rows mean nothing without the LLM (they would measure "I don't know").
     anyhow::ensure!(
-        svc.kiosk().is_some(),
-        "the kiosk did not load (see the log)"
+        kiosk.has_llm(),
+        "the LLM did not load (see the log): build libaisle_llm.so with `cargo build --release -p aisle-llm`"
     );
     let server = svc.clone();
     std::thread::spawn(move || {
@@ -403,18 +408,33 @@ pub fn run(
     let grammar: Vec<Req> = GRAMMAR.iter().map(|q| Req::Ask(q.to_string())).collect();
     let llm: Vec<Req> = LLM.iter().map(|q| Req::Ask(q.to_string())).collect();
     let scans = vec![Req::Scan(Arc::new(photo))];
-    // Warm-up: the first LLM question embeds the fallback's examples, the first scan
-    // touches every model.
-    load(addr, 1, 2, &llm);
-    load(addr, 1, 1, &scans);
+    // Every request kind, mixed as a kiosk sees them: 18 grammar asks to one LLM ask
+    // and one scan.
+    let mixed: Vec<Req> = grammar
+        .iter()
+        .cycle()
+        .take(18)
+        .cloned()
+        .chain(llm.iter().take(1).cloned())
+        .chain(scans.iter().cloned())
+        .collect();
+    // Warm-up, then memory: 100 requests of every kind (the first LLM question embeds
+    // the fallback's examples, the first scan touches every model).
+    let warm = load(addr, 4, 25, &mixed);
+    let rss_after_100 = rss_mib();
+    // The LLM read the question (not only the grammar's "I don't know").
+    let mut check = agent()
+        .post(&format!("http://{addr}/v1/ask"))
+        .send(json!({ "text": LLM[0] }).to_string().as_bytes())?;
+    let v: serde_json::Value = check.body_mut().read_json()?;
+    anyhow::ensure!(
+        v["llm"]["stats"]["generated_tokens"].as_u64() > Some(0),
+        "the LLM did not read the fallback question: {v}"
+    );
 
     let mut rows: Vec<(String, usize, Load)> = Vec::new();
-    let mut rss_after_100 = None;
     for clients in [1, 4, 16] {
         let l = load(addr, clients, 100 * runs / clients.min(4), &grammar);
-        if rss_after_100.is_none() {
-            rss_after_100 = rss_mib();
-        }
         rows.push(("grammar ask".into(), clients, l));
     }
     for clients in [1, 4, 16] {
@@ -431,13 +451,13 @@ pub fn run(
             load(addr, clients, 2 * runs, &scans),
         ));
     }
-    // `soak_total` requests in all (10,000 by default), then memory again.
-    let sent: usize = rows
-        .iter()
-        .map(|(_, _, l)| l.latencies_ms.len() + l.errors + l.busy)
+    // `soak_total` requests in all (10,000 by default), mixed, then memory again.
+    let sent: usize = std::iter::once(&warm)
+        .chain(rows.iter().map(|(_, _, l)| l))
+        .map(|l| l.latencies_ms.len() + l.errors + l.busy)
         .sum();
     let rest = soak_total.saturating_sub(sent);
-    let soak = load(addr, 4, rest.div_ceil(4), &grammar);
+    let soak = load(addr, 4, rest.div_ceil(4), &mixed);
     let rss_after_soak = rss_mib();
     let soaked = sent + soak.latencies_ms.len() + soak.errors + soak.busy;
 
@@ -548,7 +568,7 @@ pub fn run(
         row(w, &c.to_string(), l)?;
     }
     if !soak.latencies_ms.is_empty() {
-        row("grammar ask (soak)", "4", &soak)?;
+        row("mixed (soak)", "4", &soak)?;
     }
     if let Some((secs, (l, client))) = &voice {
         row(&format!("voice run ({secs:.1} s)"), "1", l)?;
@@ -602,10 +622,11 @@ pub fn run(
     }
     let mib = |m: Option<f64>| m.map_or("?".to_string(), |m| format!("{m:.0}"));
     outln!(
-        "resident memory: {} MiB loaded, {} MiB after 100 requests, {} MiB after {soaked} (goal: flat)",
+        "resident memory: {} MiB loaded, {} MiB after 100 mixed requests, {} MiB after {soaked} (goal: flat; MALLOC_ARENA_MAX={}, the packaged unit sets 2)",
         mib(rss_loaded),
         mib(rss_after_100),
-        mib(rss_after_soak)
+        mib(rss_after_soak),
+        std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "unset".into())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,10 @@ pub fn serve(cfg: &DeviceConfig, bind: Option<&str>, json: bool) -> Result<ExitC
             "--bind {addr}: the API binds to loopback only unless service.allow_non_loopback = true"
         );
     }
+    // Inference runs on the blocking pool behind bounded queues (a few workers): a
+    // small pool keeps threads, and the memory each keeps, few.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

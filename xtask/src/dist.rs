@@ -24,6 +24,10 @@ Type=simple
 User=aisle
 Group=aisle
 Environment=AISLE_DATA_DIR=/var/lib/aisle
+# Two malloc arenas: with glibc's default (8 per core) each worker thread keeps what
+# it freed, and resident memory crept up by ~140 MiB over 10,000 mixed requests in
+# `aisle bench service` (~30 MiB with two).
+Environment=MALLOC_ARENA_MAX=2
 ExecStart=/usr/bin/aisle --config /etc/aisle/aisle.toml serve
 Restart=on-failure
 RestartSec=2

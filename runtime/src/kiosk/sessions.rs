@@ -33,6 +33,9 @@ impl std::fmt::Display for SessionId {
     }
 }
 
+/// Live conversations kept at most: memory stays bounded whatever a client sends.
+pub const MAX_SESSIONS: usize = 4096;
+
 struct Entry {
     session: Session,
     last_used: Instant,
@@ -80,11 +83,22 @@ impl Sessions {
         (SessionId::random(), Session::default())
     }
 
-    /// Puts a session back after a request, its history cut to the bound.
+    /// Puts a session back after a request, its history cut to the bound. Past
+    /// [`MAX_SESSIONS`] live conversations the one idle longest is erased first.
     pub fn put(&self, id: &SessionId, mut session: Session) {
         let excess = session.intents.len().saturating_sub(self.max_history);
         session.intents.drain(..excess);
-        self.lock().insert(
+        let mut m = self.lock();
+        if m.len() >= MAX_SESSIONS && !m.contains_key(&id.0) {
+            let oldest = m
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                m.remove(&k);
+            }
+        }
+        m.insert(
             id.0.clone(),
             Entry {
                 session,
@@ -147,5 +161,25 @@ mod tests {
         assert!(s.remove(a.as_str()));
         assert!(!s.remove(a.as_str()));
         assert!(s.peek(a.as_str()).is_none());
+    }
+
+    #[test]
+    fn the_longest_idle_session_makes_room() {
+        let clock = Arc::new(ManualClock::new("2026-01-01"));
+        let s = Sessions::new(clock.clone(), Duration::from_secs(3600), 3);
+        let (first, x) = s.take(None);
+        s.put(&first, x);
+        for _ in 1..MAX_SESSIONS {
+            clock.advance(Duration::from_millis(1));
+            let (id, x) = s.take(None);
+            s.put(&id, x);
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+        clock.advance(Duration::from_millis(1));
+        let (newest, x) = s.take(None);
+        s.put(&newest, x);
+        assert_eq!(s.len(), MAX_SESSIONS);
+        assert!(s.peek(first.as_str()).is_none(), "the oldest went");
+        assert!(s.peek(newest.as_str()).is_some());
     }
 }
