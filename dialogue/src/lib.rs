@@ -1146,6 +1146,67 @@ mod tests {
         );
     }
 
+    /// Promotions follow the clock's date: the same engine, the day the offer ends
+    /// and the day after.
+    #[test]
+    fn promotions_follow_the_clock() {
+        use aisle_catalog::{Promotion, Variant};
+        let product = Product {
+            sku: "T1".into(),
+            name: "Jasmine Tea".into(),
+            brand: None,
+            description: None,
+            department: None,
+            aisle: "Aisle 7: tea".into(),
+            price_cents: 450,
+            currency: "USD".into(),
+            tags: vec![],
+            allergens: vec![],
+            images: vec![],
+        };
+        let stock = [(
+            "T1".to_string(),
+            vec![Variant {
+                variant: String::new(),
+                quantity: 9,
+                price_cents: None,
+            }],
+        )]
+        .into();
+        let promos = [(
+            "T1".to_string(),
+            vec![Promotion {
+                sku: "T1".into(),
+                description: "spring offer".into(),
+                price_cents: Some(399),
+                percent_off: None,
+                starts: "2026-03-01".into(),
+                ends: "2026-03-31".into(),
+            }],
+        )]
+        .into();
+        let view = Arc::new(CatalogView::from_parts(1, vec![product], stock, promos));
+        let clock = Arc::new(crate::clock::ManualClock::new("2026-03-31"));
+        let engine = Assistant::over(view).with_clock(clock.clone());
+        let a = engine
+            .ask("how much is the jasmine tea", &mut Session::default(), None)
+            .expect("answer");
+        assert!(
+            a.text.contains("$3.99") && a.text.contains("spring offer"),
+            "{}",
+            a.text
+        );
+        clock.set_today("2026-04-01");
+        let a = engine
+            .ask("how much is the jasmine tea", &mut Session::default(), None)
+            .expect("answer");
+        assert!(
+            a.text.contains("$4.50") && !a.text.contains("$3.99"),
+            "{}",
+            a.text
+        );
+    }
+
     #[test]
     fn budgets() {
         assert_eq!(budget_cents("my budget is $5"), Some(500));

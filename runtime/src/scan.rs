@@ -85,6 +85,8 @@ pub struct OcrSpec {
 pub struct VisionModels {
     backend: Backend,
     pub ocr: Option<Ocr>,
+    /// Threads for the models and for index builds (`inference.threads`).
+    pub threads: usize,
 }
 
 // One per process, never moved around: the size difference costs nothing.
@@ -126,7 +128,11 @@ impl VisionModels {
             }
             None => None,
         };
-        Ok(VisionModels { backend, ocr })
+        Ok(VisionModels {
+            backend,
+            ocr,
+            threads: spec.options.threads.max(1),
+        })
     }
 
     fn load_clip(store: &Store, spec: &VisionSpec, c: &ClipSpec) -> Result<Clip> {
@@ -414,7 +420,7 @@ impl Scanner {
         let vectors = match read_vectors(&cache) {
             Ok(v) if v.keys == skus => v.vectors,
             _ => {
-                let v = embed_all(model.as_ref(), &texts, progress);
+                let v = embed_all(model.as_ref(), &texts, models.threads, progress);
                 write_vectors(&cache, &skus, &v)?;
                 v
             }
@@ -496,7 +502,7 @@ impl Scanner {
                 row.assign(&ndarray::ArrayView1::from(e.text.as_slice()));
             }
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.models.threads;
         let index = IvfIndex::build(
             m.view(),
             &IvfParams {
@@ -676,13 +682,14 @@ pub fn store_references(
     Ok((added, refs))
 }
 
-/// Text embeddings of `texts`, on all cores.
+/// Text embeddings of `texts`, on `threads` threads (`inference.threads`).
 fn embed_all(
     model: &dyn ImageTextModel,
     texts: &[String],
+    threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<Vec<f32>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.max(1);
     let total = texts.len();
     let mut out: Vec<Vec<f32>> = Vec::with_capacity(total);
     for chunk in texts.chunks(256 * threads) {

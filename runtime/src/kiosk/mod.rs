@@ -1006,3 +1006,12 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// The kiosk, its engine and its service are shared across threads as they are.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Kiosk>();
+    send_sync::<Assistant>();
+    send_sync::<Snapshot>();
+    send_sync::<crate::service::Service>();
+};
