@@ -240,7 +240,6 @@ fn make_paths_absolute(c: &mut ConfigFile, base: &Path) {
     fix(&mut c.paths.catalog);
     fix(&mut c.camera.path);
     fix(&mut c.audio.input.path);
-    fix(&mut c.sync.trust_root);
     fix(&mut c.service.staff_token_file);
 }
 
@@ -317,42 +316,6 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         out.push((
             "service.staff_webhook",
             format!("`service.staff_webhook` must be an http:// URL, found \"{url}\""),
-        ));
-    }
-    if c.sync.enabled {
-        match &c.sync.endpoint {
-            None => out.push((
-                "sync.enabled",
-                "`sync.enabled` is true but `sync.endpoint` is not set".into(),
-            )),
-            Some(e)
-                if !(e.starts_with("https://")
-                    || e.starts_with("s3://")
-                    || e.starts_with("http://127.")
-                    || e.starts_with("http://localhost")) =>
-            {
-                out.push((
-                    "sync.endpoint",
-                    format!("`sync.endpoint` must be an https:// or s3:// URL, found \"{e}\""),
-                ))
-            }
-            Some(_) => {}
-        }
-        if c.sync.trust_root.is_none() {
-            out.push((
-                "sync.enabled",
-                "`sync.enabled` is true but `sync.trust_root` is not set".into(),
-            ));
-        }
-    }
-    must_exist(&mut out, "sync.trust_root", &c.sync.trust_root, "file");
-    if c.sync.jitter_s > c.sync.interval_s {
-        out.push((
-            "sync.jitter_s",
-            format!(
-                "`sync.jitter_s` ({}) must not exceed `sync.interval_s` ({})",
-                c.sync.jitter_s, c.sync.interval_s
-            ),
         ));
     }
     for (key, value) in [

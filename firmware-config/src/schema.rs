@@ -33,8 +33,6 @@ pub struct ConfigFile {
     pub privacy: Privacy,
     /// The local HTTP/WebSocket service.
     pub service: Service,
-    /// Signed model and catalog sync (not active yet).
-    pub sync: Sync,
 }
 
 /// Device form factor.
@@ -389,37 +387,6 @@ impl Default for Service {
             allow_non_loopback: false,
             staff_token_file: None,
             staff_webhook: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Sync {
-    /// Periodically fetch signed model and catalog releases.
-    pub enabled: bool,
-    /// Release repository URL (`https://` or `s3://`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// Time between sync attempts, in seconds.
-    #[schemars(range(min = 60, max = 604800))]
-    pub interval_s: u32,
-    /// Random delay added to each attempt, in seconds, so a fleet does not sync at once.
-    #[schemars(range(min = 0, max = 86400))]
-    pub jitter_s: u32,
-    /// Trusted root metadata (TUF `root.json`) that releases must chain to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust_root: Option<PathBuf>,
-}
-
-impl Default for Sync {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            endpoint: None,
-            interval_s: 3600,
-            jitter_s: 300,
-            trust_root: None,
         }
     }
 }

@@ -78,10 +78,9 @@ fn diagnostics_table() {
             ],
         ),
         (
-            "[sync]\nenabled = true\n",
+            "[service]\nstaff_webhook = \"https://staff.example/hook\"\n",
             &[
-                "t.toml:2:11: `sync.enabled` is true but `sync.endpoint` is not set",
-                "t.toml:2:11: `sync.enabled` is true but `sync.trust_root` is not set",
+                "t.toml:2:17: `service.staff_webhook` must be an http:// URL, found \"https://staff.example/hook\"",
             ],
         ),
         (

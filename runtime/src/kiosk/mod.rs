@@ -173,6 +173,12 @@ pub enum KioskEvent {
         path: &'static str,
         products: Vec<String>,
     },
+    /// An overlay was laid out for a camera frame: the products with cards.
+    Overlay {
+        skus: Vec<String>,
+        /// "move closer", "not recognised", ... when the layout says so.
+        message: Option<String>,
+    },
     /// The shopper asked for a member of staff.
     StaffCall {
         kiosk: String,
@@ -915,14 +921,19 @@ impl Kiosk {
             .as_ref()
             .ok_or(KioskError::NotLoaded("the vision models"))?;
         let detector = self.detector()?;
-        Ok(crate::ar::overlay_for(
+        let frame = crate::ar::overlay_for(
             detector,
             scanner,
             snap.view(),
             img,
             profile(&self.cfg),
             &self.clock.today(),
-        )?)
+        )?;
+        self.publish(KioskEvent::Overlay {
+            skus: frame.overlay.cards.iter().map(|c| c.sku.clone()).collect(),
+            message: frame.overlay.message.clone(),
+        });
+        Ok(frame)
     }
 
     /// A conversation's session object, for faces that keep their own (the AR

@@ -90,7 +90,7 @@ pub async fn events(
             let (name, e) = match rx.recv().await {
                 Ok(e @ KioskEvent::StaffCall { .. }) => ("staff-call", e),
                 Ok(e @ KioskEvent::Demand(_)) => ("demand", e),
-                Ok(KioskEvent::Answer { .. }) => continue,
+                Ok(KioskEvent::Answer { .. } | KioskEvent::Overlay { .. }) => continue,
                 Err(RecvError::Lagged(n)) => {
                     let ev = Event::default().event("lagged").data(n.to_string());
                     return Some((Ok::<_, Infallible>(ev), rx));
