@@ -670,5 +670,9 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
             "ar",
             "products located (SSD MobileNetV2), identified, laid out and drawn with bevy: `aisle ar render IMAGE --out PNG`, `aisle ar` on a camera, `--video FILE` or `--frames DIR` (window; tap a card to ask about it)",
         ),
+        (
+            "service",
+            "ready: `aisle serve` (HTTP + WebSocket API, every model loaded once; /openapi.json), `cargo xtask dist` (Debian package, systemd unit)",
+        ),
     ]
 }
