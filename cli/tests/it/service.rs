@@ -949,3 +949,41 @@ S1,Soy Sauce,2.19,8,asian foods\nC1,Sharp Cheddar,4.99,7,cheese\nW1,Sparkling Wa
     assert!(v["rss_mib"]["after_soak"].as_f64().is_some(), "{v}");
     assert!(v["rss_mib"]["soak_requests"].as_u64() >= Some(300), "{v}");
 }
+
+/// `privacy.persist_images` / `persist_audio` keep raw inputs for debugging, and only
+/// then: under `<data_dir>/debug/`, named by time.
+#[test]
+fn raw_inputs_are_kept_only_when_privacy_says_so() {
+    use aisle_runtime::kiosk::{Kiosk, Parts};
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("products.csv");
+    std::fs::write(&csv, crate::scan::CATALOG).expect("csv");
+    let photo = std::fs::read(crate::scan::photo("coffee.png")).expect("photo");
+    for keep in [false, true] {
+        let data = dir.path().join(format!("data-{keep}"));
+        let config = dir.path().join(format!("{keep}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\ndata_dir = {data:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n\n[privacy]\npersist_images = {keep}\n",
+                crate::data_dir().join("models"),
+            ),
+        )
+        .expect("config");
+        let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
+        let kiosk = Kiosk::load(&cfg, Parts::none()).expect("kiosk");
+        let img = kiosk.decode_image(&photo, "test photo").expect("decode");
+        assert!(img.width() > 0 && img.height() > 0);
+        let kept: Vec<_> = std::fs::read_dir(data.join("debug/images"))
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if keep {
+            assert_eq!(kept.len(), 1, "{kept:?}");
+            let bytes = std::fs::read(kept[0].path()).expect("read");
+            assert_eq!(bytes, photo, "the input exactly as sent");
+        } else {
+            assert!(kept.is_empty(), "{kept:?}");
+            assert!(!data.join("debug").exists());
+        }
+    }
+}
