@@ -987,3 +987,64 @@ fn raw_inputs_are_kept_only_when_privacy_says_so() {
         }
     }
 }
+
+/// What the shopper said reaches the log only as its length, unless
+/// `privacy.redact_transcripts_in_logs = false` says otherwise.
+#[test]
+fn transcripts_are_redacted_in_logs_unless_privacy_says_otherwise() {
+    use aisle_runtime::kiosk::{Kiosk, Parts};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("products.csv"), crate::scan::CATALOG).expect("csv");
+    for redact in [true, false] {
+        let config = dir.path().join(format!("{redact}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n\n[privacy]\nredact_transcripts_in_logs = {redact}\n",
+                dir.path().join(format!("data-{redact}")),
+                crate::data_dir().join("models"),
+            ),
+        )
+        .expect("config");
+        let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
+        let kiosk = Kiosk::load(&cfg, Parts::none()).expect("kiosk");
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            kiosk.log_transcript("heard", "where is the oat milk");
+        });
+        let log = String::from_utf8(buf.0.lock().expect("log").clone()).expect("utf-8");
+        assert!(log.contains("heard"), "{log}");
+        assert_eq!(log.contains("oat milk"), !redact, "{log}");
+        if redact {
+            assert!(log.contains("chars=21"), "{log}");
+        }
+    }
+}
+
+/// `inference.threads` is what the vision models and index builds run on.
+#[test]
+fn inference_threads_reach_the_models() {
+    let store = aisle_models::Store::open(&crate::data_dir().join("models")).expect("store");
+    let cfg = crate::scan::config("[inference]\nthreads = 1\nocr = false\n");
+    let m = aisle_runtime::kiosk::vision_models(&cfg, &store, None).expect("vision models");
+    assert_eq!(m.threads, 1);
+}
