@@ -461,13 +461,13 @@ pub fn run(
     let rss_after_soak = rss_mib();
     let soaked = sent + soak.latencies_ms.len() + soak.errors + soak.busy;
 
-    // A 3 s spoken question at real-time pace.
+    // A spoken question of about 3 s at real-time pace.
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("q.wav");
     let spoken = std::process::Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "-w"])
         .arg(&wav)
-        .arg("how much is the banana")
+        .arg("how much is the banana and where can I find it")
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
