@@ -196,22 +196,21 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
         }
         (None, None) => unreachable!("checked above"),
     };
-    let session = load_session(input.session)?;
-    let id = kiosk.resume(session);
-    let mut asked = kiosk.ask(&AskRequest {
-        text: &question,
-        session: Some(id.as_str()),
-        sku: input.sku,
-        image: photo.as_ref(),
-    })?;
+    let mut session = load_session(input.session)?;
+    let mut asked = kiosk.ask_kept(
+        &AskRequest {
+            text: &question,
+            session: None,
+            sku: input.sku,
+            image: photo.as_ref(),
+        },
+        &mut session,
+    )?;
     if let (Some(r), Some(path)) = (asked.scan.as_mut(), input.image) {
         r.image = path.display().to_string();
     }
     if let Some(p) = input.session {
-        save_session(
-            p,
-            &kiosk.session(asked.session.as_str()).unwrap_or_default(),
-        )?;
+        save_session(p, &session)?;
     }
     asked.transcript = transcript.clone();
     asked.timings.insert("load".into(), load_ms.into());
@@ -291,7 +290,9 @@ pub fn chat_voice(
             source.describe()
         );
     }
-    let session = kiosk.new_session();
+    // The conversation lasts as long as the chat, however far the speech
+    // processing falls behind the audio.
+    let mut session = Session::default();
     let mut failure: Option<anyhow::Error> = None;
     let mut on_event = |ev: aisle_speech::ListenEvent| {
         use std::io::Write as _;
@@ -302,11 +303,13 @@ pub fn chat_voice(
             }
             aisle_speech::ListenEvent::Final(u) => {
                 let t = std::time::Instant::now();
-                let asked = kiosk.ask(&AskRequest {
-                    text: &u.text,
-                    session: Some(session.as_str()),
-                    ..Default::default()
-                });
+                let asked = kiosk.ask_kept(
+                    &AskRequest {
+                        text: &u.text,
+                        ..Default::default()
+                    },
+                    &mut session,
+                );
                 let a = match asked {
                     Ok(a) => a.answer,
                     Err(e) => {
@@ -355,7 +358,7 @@ aisle: {}
 
 pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
     let kiosk = Kiosk::load(cfg, Parts::dialogue())?;
-    let session = kiosk.new_session();
+    let mut session = Session::default();
     if !json {
         eprintln!(
             "aisle chat: ask about products in this store ({} products). Empty line or Ctrl-D ends.",
@@ -369,11 +372,13 @@ pub fn chat(cfg: &DeviceConfig, json: bool) -> Result<ExitCode> {
             break;
         }
         let a = kiosk
-            .ask(&AskRequest {
-                text: &line,
-                session: Some(session.as_str()),
-                ..Default::default()
-            })?
+            .ask_kept(
+                &AskRequest {
+                    text: &line,
+                    ..Default::default()
+                },
+                &mut session,
+            )?
             .answer;
         if json {
             outln!(

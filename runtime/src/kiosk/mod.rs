@@ -224,7 +224,9 @@ impl Snapshot {
 #[derive(Debug, Clone)]
 pub struct Asked {
     pub answer: Answer,
-    pub session: SessionId,
+    /// The conversation's id in the kiosk's sessions (`None` for one the caller
+    /// keeps, see [`Kiosk::ask_kept`]).
+    pub session: Option<SessionId>,
     pub scan: Option<ScanReport>,
     pub transcript: Option<String>,
     /// Milliseconds per stage (`transcribe`, `scan`, `answer`, `total`).
@@ -237,7 +239,7 @@ impl Asked {
         let timings = serde_json::Value::Object(self.timings.clone());
         let mut j = AnswerJson::new(&self.answer, self.transcript.as_deref(), &timings);
         j.scan = self.scan.as_ref();
-        j.session = Some(self.session.as_str());
+        j.session = self.session.as_ref().map(SessionId::as_str);
         serde_json::to_value(&j).unwrap_or_default()
     }
 }
@@ -759,6 +761,23 @@ impl Kiosk {
 
     /// Answers one question in a conversation.
     pub fn ask(&self, req: &AskRequest<'_>) -> Result<Asked> {
+        let (id, mut session) = self.sessions.take(req.session);
+        let asked = self.answer(req, &mut session, id.as_str());
+        // The conversation goes back even when answering failed.
+        self.sessions.put(&id, session);
+        let mut asked = asked?;
+        asked.session = Some(id);
+        Ok(asked)
+    }
+
+    /// Answers one question in a conversation the caller keeps: a terminal chat (it
+    /// lasts as long as the chat, however slowly the speech is processed) or `aisle
+    /// ask --session FILE`. No kiosk session is made or expired.
+    pub fn ask_kept(&self, req: &AskRequest<'_>, session: &mut Session) -> Result<Asked> {
+        self.answer(req, session, "kept")
+    }
+
+    fn answer(&self, req: &AskRequest<'_>, session: &mut Session, id: &str) -> Result<Asked> {
         let t0 = Instant::now();
         let snap = self.snapshot()?;
         let mut timings = serde_json::Map::new();
@@ -787,17 +806,13 @@ impl Kiosk {
             Some(_) => None,
             None => req.sku.map(str::to_string),
         };
-        let (id, mut session) = self.sessions.take(req.session);
-        let answer = snap.engine.ask(req.text, &mut session, scanned.as_deref());
-        // The conversation goes back even when answering failed.
-        self.sessions.put(&id, session);
-        let answer = answer?;
+        let answer = snap.engine.ask(req.text, session, scanned.as_deref())?;
         timings.insert("answer".into(), (answer.elapsed_us as f64 / 1000.0).into());
         timings.insert("total".into(), ms(t0).into());
-        self.after_answer(&id, &answer, snap.view());
+        self.after_answer(id, &answer, snap.view());
         Ok(Asked {
             answer,
-            session: id,
+            session: None,
             scan,
             transcript: None,
             timings,
@@ -805,7 +820,7 @@ impl Kiosk {
     }
 
     /// Events and demand signals of one answer.
-    fn after_answer(&self, id: &SessionId, a: &Answer, view: &CatalogView) {
+    fn after_answer(&self, id: &str, a: &Answer, view: &CatalogView) {
         self.publish(KioskEvent::Answer {
             session: id.to_string(),
             intent: a.intent,
@@ -941,13 +956,6 @@ impl Kiosk {
     pub fn new_session(&self) -> SessionId {
         let (id, s) = self.sessions.take(None);
         self.sessions.put(&id, s);
-        id
-    }
-
-    /// Continues a conversation kept elsewhere (`aisle ask --session FILE`).
-    pub fn resume(&self, session: Session) -> SessionId {
-        let (id, _) = self.sessions.take(None);
-        self.sessions.put(&id, session);
         id
     }
 

@@ -71,14 +71,16 @@ impl Sessions {
         before - m.len()
     }
 
-    /// The session `id` (taken out while a request works on it), or a new one when
-    /// `id` is `None`, unknown or expired.
+    /// A copy of the session `id` for a request to work on (it goes back with
+    /// [`Sessions::put`]; two requests at once on one session both keep its id, the
+    /// later answer's state wins), or a new one when `id` is `None`, unknown or
+    /// expired.
     pub fn take(&self, id: Option<&str>) -> (SessionId, Session) {
         self.expire();
         if let Some(id) = id
-            && let Some(e) = self.lock().remove(id)
+            && let Some(e) = self.lock().get(id)
         {
-            return (SessionId(id.to_string()), e.session);
+            return (SessionId(id.to_string()), e.session.clone());
         }
         (SessionId::random(), Session::default())
     }
