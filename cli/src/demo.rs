@@ -42,7 +42,8 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
     let vision = crate::vision_cmd::load_models(cfg, None)?;
     stages.push(("vision models load", ms(t)));
     let t = Instant::now();
-    let mut scanner = crate::vision_cmd::scanner(cfg, vision, &cat, false)?;
+    let mut scanner =
+        aisle_runtime::kiosk::scanner(cfg, vision, &cat, &mut crate::vision_cmd::index_bar(false))?;
     stages.push(("product embedding index", ms(t)));
     let photo = aisle_models::Store::open(&cfg.model_dir)?
         .verify("sample-photos", &mut |_| {})?

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_models::Store;
-use aisle_runtime::catalog::CatalogDb;
 use aisle_runtime::kiosk::{self, Kiosk, Parts};
-use aisle_runtime::scan::{ScanReport, Scanner, VisionModels};
+use aisle_runtime::scan::{ScanReport, VisionModels};
 use aisle_vision::{Decision, Engine};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -59,24 +58,6 @@ pub fn index_bar(quiet: bool) -> impl FnMut(usize, usize) {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The scanner over `cat`, with a progress bar while product texts are embedded
-/// (the first time, or after the catalog or a model changed).
-pub fn scanner(
-    cfg: &DeviceConfig,
-    models: Arc<VisionModels>,
-    cat: &CatalogDb,
-    quiet: bool,
-) -> Result<Scanner> {
-    let mut s = Scanner::build(
-        models,
-        cat,
-        &kiosk::vision_cache_dir(cfg),
-        &mut index_bar(quiet),
-    )?;
-    s.fusion.threshold = cfg.file.thresholds.match_confidence as f32;
-    Ok(s)
 }
 
 pub fn print_report(r: &ScanReport, json: bool) -> Result<()> {

@@ -963,11 +963,6 @@ impl Kiosk {
     pub fn product_count(&self) -> Result<usize> {
         Ok(self.snapshot()?.view().len())
     }
-
-    /// A session's state, for tests and `aisle ask --session`.
-    pub fn session(&self, id: &str) -> Option<Session> {
-        self.sessions.peek(id)
-    }
 }
 
 /// The device profile as the overlay layout knows it.
