@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An axis-aligned rectangle in frame pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rect {
     pub x: f32,
     pub y: f32,
@@ -78,7 +78,7 @@ pub struct Detection {
 }
 
 /// Stock as the shopper should read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "level", content = "count")]
 pub enum Stock {
     InStock(i64),
@@ -88,7 +88,7 @@ pub enum Stock {
 
 /// What a card says about a product, already formatted (prices in the store's
 /// currency, aisle names): the layout never looks anything up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProductFacts {
     pub sku: String,
     pub name: String,
@@ -149,7 +149,7 @@ impl LayoutParams {
 }
 
 /// Where a card sits relative to its product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Side {
     Right,
@@ -176,7 +176,7 @@ impl Side {
 }
 
 /// One line of text on a card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TextLine {
     pub text: String,
     /// Top-left of the line's box.
@@ -186,7 +186,7 @@ pub struct TextLine {
     pub role: LineRole,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LineRole {
     Name,
@@ -197,7 +197,7 @@ pub enum LineRole {
 }
 
 /// A placed product card: everything drawn for one product.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Card {
     pub sku: String,
     pub rect: Rect,
@@ -217,7 +217,7 @@ pub struct Card {
 }
 
 /// The overlay for one frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 pub struct Overlay {
     pub width: f32,
     pub height: f32,

@@ -456,10 +456,31 @@ pub fn run(
         .chain(rows.iter().map(|(_, _, l)| l))
         .map(|l| l.latencies_ms.len() + l.errors + l.busy)
         .sum();
-    let rest = soak_total.saturating_sub(sent);
-    let soak = load(addr, 4, rest.div_ceil(4), &mixed);
+    // In chunks of at most 5,000 with the resident memory after each, so a plateau
+    // tells itself apart from a leak (each chunk has its own RUN_LIMIT).
+    let mut rest = soak_total.saturating_sub(sent);
+    let mut soak = Load::default();
+    let mut rss_series: Vec<(usize, Option<f64>)> = Vec::new();
+    let mut soaked = sent;
+    while rest > 0 {
+        let n = rest.min(5_000);
+        let l = load(addr, 4, n.div_ceil(4), &mixed);
+        let done = l.latencies_ms.len() + l.errors + l.busy;
+        soaked += done;
+        rest = rest.saturating_sub(n);
+        soak.latencies_ms.extend(l.latencies_ms);
+        soak.errors += l.errors;
+        soak.busy += l.busy;
+        soak.wall_s += l.wall_s;
+        rss_series.push((soaked, rss_mib()));
+        if !json_out {
+            eprintln!(
+                "soak: {soaked} requests, resident {:.0} MiB",
+                rss_mib().unwrap_or(f64::NAN)
+            );
+        }
+    }
     let rss_after_soak = rss_mib();
-    let soaked = sent + soak.latencies_ms.len() + soak.errors + soak.busy;
 
     // A spoken question of about 3 s at real-time pace.
     let dir = tempfile::tempdir()?;
@@ -528,7 +549,8 @@ pub fn run(
                 "voice": voice.as_ref().map(|(secs, (l, client))| json!({ "question_s": secs, "server": l.json(), "client_ms": client })),
                 "cli_per_request": peer.as_ref().map(|(a, s)| json!({ "ask": a.json(), "scan": s.json() })),
                 "llama_cpp_server_product_read": llama_peer.as_ref().map(|rows| rows.iter().map(|(c, l)| json!({ "clients": c, "peer": l.json() })).collect::<Vec<_>>()),
-                "rss_mib": { "loaded": rss_loaded, "after_100": rss_after_100, "after_soak": rss_after_soak, "soak_requests": soaked },
+                "rss_mib": { "loaded": rss_loaded, "after_100": rss_after_100, "after_soak": rss_after_soak, "soak_requests": soaked,
+                    "series": rss_series.iter().map(|(n, m)| json!({ "requests": n, "rss_mib": m })).collect::<Vec<_>>() },
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -621,6 +643,16 @@ pub fn run(
         }
     }
     let mib = |m: Option<f64>| m.map_or("?".to_string(), |m| format!("{m:.0}"));
+    if rss_series.len() > 1 {
+        let series: Vec<String> = rss_series
+            .iter()
+            .map(|(n, m)| format!("{n}: {}", mib(*m)))
+            .collect();
+        outln!(
+            "resident memory through the soak (requests: MiB): {}",
+            series.join(", ")
+        );
+    }
     outln!(
         "resident memory: {} MiB loaded, {} MiB after 100 mixed requests, {} MiB after {soaked} (goal: flat; MALLOC_ARENA_MAX={}, the packaged unit sets 2)",
         mib(rss_loaded),

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use aisle_ar::{LayoutParams, Overlay, ProductFacts, Profile};
+use aisle_ar::{Overlay, Profile};
 use aisle_ar_render::render::Renderer;
 use aisle_firmware_config::DeviceConfig;
-use aisle_runtime::ar::{self, FrameOverlay};
-use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts};
+use aisle_runtime::ar::FrameOverlay;
+use aisle_runtime::kiosk::{self, AskRequest, Kiosk, Parts, Pass, Tracker};
 use aisle_vision::detect::ObjectDetector;
 use aisle_vision::{Engine, FrameInput, FrameOptions, FrameReader, ImageLimits};
 use anyhow::{Context, Result};
@@ -452,59 +452,26 @@ impl<T> Latest<T> {
     }
 }
 
-/// Locates and identifies the products in the newest frame, then, until the next
-/// identification, keeps their cards on them with the detector alone (each frame it
-/// is given, see [`ar::Follower`]); steadies the cards and sends the overlays.
-/// Identification takes at most half of this thread's time, and starts at most once
-/// per `min_period`.
+/// Turns the newest frame into its overlay (see [`Tracker`]: identification now and
+/// then, the detector alone in between, steadied cards) and sends it to the window.
 fn analyse(
     kiosk: &Kiosk,
     frames: &Latest<RgbImage>,
     overlays: &mpsc::Sender<Overlay>,
     min_period: Option<Duration>,
 ) -> Result<()> {
-    let detector = kiosk.detector()?.clone();
-    let mut stabilizer = aisle_ar::Stabilizer::new(aisle_ar::Stability::default());
-    let params = LayoutParams::for_profile(Profile::ArTablet);
-    let mut follower = ar::Follower::default();
-    let mut facts: Vec<ProductFacts> = Vec::new();
-    // The soonest the next identification may start.
-    let mut next_identification: Option<Instant> = None;
+    let mut tracker = Tracker::new(Profile::ArTablet, min_period);
     let mut last_rate = Instant::now();
     let (mut identifications, mut followed) = (0u32, 0u32);
     loop {
         let Some(img) = frames.take() else {
             return Ok(()); // the reader stopped
         };
-        let now = Instant::now();
-        if next_identification.is_none_or(|next| now >= next) {
-            // The newest catalog: an import while the window is open shows.
-            let snap = kiosk.snapshot()?;
-            let scanner = snap
-                .scanner
-                .as_ref()
-                .context("the vision models are not loaded")?;
-            let (objects, _) = ar::locate(&detector, scanner, &img)?;
-            follower.reset(&objects);
-            facts.clear();
-            let today = kiosk.clock().today();
-            for d in follower.detections() {
-                facts.extend(ar::facts(snap.view(), &d.sku, &today));
-            }
-            let took = now.elapsed();
-            next_identification = Some((now + 2 * took).max(now + min_period.unwrap_or_default()));
-            identifications += 1;
-        } else {
-            follower.follow(&ar::detect_products(&detector, &img)?);
-            followed += 1;
+        let (overlay, pass) = tracker.frame(kiosk, &img, None)?;
+        match pass {
+            Pass::Identified => identifications += 1,
+            Pass::Followed => followed += 1,
         }
-        let overlay = stabilizer.frame(
-            img.width() as f32,
-            img.height() as f32,
-            &follower.detections(),
-            &facts,
-            &params,
-        );
         for c in &overlay.cards {
             let r = c.rect;
             tracing::debug!(sku = %c.sku, x = r.x, y = r.y, w = r.w, h = r.h, "card shown");

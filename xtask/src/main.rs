@@ -31,7 +31,15 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // The AR window test: a virtual X display and a scripted click.
     "xvfb",
     "xdotool",
+    // The kiosk screen's tests: headless Chromium driven over WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
+
+/// axe-core, the accessibility scan the kiosk screen's tests inject: from npm, its
+/// tarball checked by npm against the registry and its script by this checksum.
+const AXE_VERSION: &str = "4.10.3";
+const AXE_SHA256: &str = "880970c081707360e64f34cea25ff91892f5bc95675b0776925b9709dd8a68bb";
 
 /// (probe command, Debian package that provides it), for tools that may also come
 /// from elsewhere (a pyenv Python, say).
@@ -213,6 +221,7 @@ fn test() -> Result<()> {
     );
     report_disk("after the build");
     run(Command::new(&bin).args(["models", "verify"]))?;
+    fetch_axe(&bin)?;
     let t = std::time::Instant::now();
     let result = run(Command::new(env!("CARGO")).args(["test", "--workspace"]));
     eprintln!("stage: cargo test {:.0} s", t.elapsed().as_secs_f64());
@@ -235,16 +244,66 @@ fn target_dir() -> PathBuf {
 
 /// The model store `aisle` uses here (its effective config).
 fn model_dir(bin: &Path) -> Result<PathBuf> {
+    config_path(bin, "model_dir")
+}
+
+/// A `paths.KEY` of `aisle`'s effective config.
+fn config_path(bin: &Path, key: &str) -> Result<PathBuf> {
     let out = Command::new(bin)
         .args(["config", "show", "--json"])
         .output()
         .context("aisle config show")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split("\"model_dir\": \"")
+    text.split(&format!("\"{key}\": \""))
         .nth(1)
         .and_then(|r| r.split('"').next())
         .map(PathBuf::from)
-        .context("no paths.model_dir in `aisle config show --json`")
+        .with_context(|| format!("no paths.{key} in `aisle config show --json`"))
+}
+
+fn sha256(path: &Path) -> Option<String> {
+    let out = Command::new("sha256sum").arg(path).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
+
+/// axe-core's `axe.min.js` into `<data dir>/ui-test/` (cached).
+fn fetch_axe(bin: &Path) -> Result<()> {
+    let dir = config_path(bin, "data_dir")?.join("ui-test");
+    let js = dir.join("axe.min.js");
+    if sha256(&js).as_deref() == Some(AXE_SHA256) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let tmp = dir.join("npm");
+    std::fs::create_dir_all(&tmp)?;
+    run(Command::new("npm")
+        .args([
+            "pack",
+            "--silent",
+            &format!("axe-core@{AXE_VERSION}"),
+            "--pack-destination",
+        ])
+        .arg(&tmp))?;
+    let tgz = tmp.join(format!("axe-core-{AXE_VERSION}.tgz"));
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&tmp)
+        .arg("package/axe.min.js"))?;
+    let got = tmp.join("package/axe.min.js");
+    match sha256(&got) {
+        Some(h) if h == AXE_SHA256 => {}
+        other => {
+            bail!("axe-core {AXE_VERSION} from npm has SHA-256 {other:?}, expected {AXE_SHA256}")
+        }
+    }
+    std::fs::rename(&got, &js)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }
 
 /// `cargo xtask dist [--debug]`: the release (or test) build as a Debian package.

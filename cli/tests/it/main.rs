@@ -7,10 +7,12 @@ use aisle_models::Store;
 
 mod ar;
 mod assistant;
+mod browser;
 mod catalog_import;
 mod llm;
 mod scan;
 mod service;
+mod ui;
 
 fn data_dir() -> PathBuf {
     std::env::var_os("AISLE_DATA_DIR")

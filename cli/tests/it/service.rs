@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use aisle_runtime::service::{self, Service};
 use serde_json::{Value, json};
 
-struct Server {
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub addr: SocketAddr,
+    /// The service behind `addr` (its kiosk serves other listeners in the UI tests).
+    pub service: std::sync::Arc<Service>,
     /// `/health` statuses seen while the models loaded, first to last.
     health: Vec<u16>,
     dir: tempfile::TempDir,
 }
 
-fn server() -> &'static Server {
+pub(crate) fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
     S.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tmp");
@@ -40,6 +42,11 @@ fn server() -> &'static Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
+        let svc = Service::new(
+            cfg,
+            Some(std::sync::Arc::new(aisle_ar_render::SharedRenderer::get())),
+        );
+        let served = svc.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -48,14 +55,7 @@ fn server() -> &'static Server {
                 .expect("runtime");
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-                service::serve(
-                    l,
-                    Service::new(
-                        cfg,
-                        Some(std::sync::Arc::new(aisle_ar_render::SharedRenderer::get())),
-                    ),
-                    std::future::pending(),
-                )
+                service::serve(l, served, std::future::pending())
                     .await
                     .expect("serve");
             });
@@ -75,7 +75,12 @@ fn server() -> &'static Server {
             assert!(t.elapsed() < Duration::from_secs(600), "models never loaded");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Server { addr, health, dir }
+        Server {
+            addr,
+            service: svc,
+            health,
+            dir,
+        }
     })
 }
 

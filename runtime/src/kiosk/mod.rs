@@ -17,6 +17,7 @@
 
 mod load;
 mod sessions;
+mod tracker;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,6 +41,7 @@ pub use load::{
     vad_config, vision_cache_dir, vision_models, vision_spec,
 };
 pub use sessions::{SessionId, Sessions};
+pub use tracker::{Pass, Tracker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KioskError {
@@ -650,6 +652,7 @@ impl Kiosk {
             product: p.clone(),
             stock: view.stock(sku).to_vec(),
             promotions: view.promotions(sku).to_vec(),
+            display: crate::ar::facts(view, sku, &self.clock.today()),
         })
     }
 
@@ -819,6 +822,18 @@ impl Kiosk {
         })
     }
 
+    /// The shopper asked for a member of staff (by a question, or the screen's "Call
+    /// staff" button): the staff's event stream and webhook hear of it.
+    pub fn call_staff(&self) -> i64 {
+        let at = unix_now();
+        tracing::info!(event = "staff_call", kiosk = %self.cfg.file.device.name, at, "shopper asked for staff");
+        self.publish(KioskEvent::StaffCall {
+            kiosk: self.cfg.file.device.name.clone(),
+            at,
+        });
+        at
+    }
+
     /// Events and demand signals of one answer.
     fn after_answer(&self, id: &str, a: &Answer, view: &CatalogView) {
         self.publish(KioskEvent::Answer {
@@ -828,12 +843,7 @@ impl Kiosk {
             products: a.products.clone(),
         });
         if a.staff_requested {
-            let at = unix_now();
-            tracing::info!(event = "staff_call", kiosk = %self.cfg.file.device.name, at, "shopper asked for staff");
-            self.publish(KioskEvent::StaffCall {
-                kiosk: self.cfg.file.device.name.clone(),
-                at,
-            });
+            self.call_staff();
         }
         let hour = unix_now() / 3600 * 3600;
         let mut signals = Vec::new();
@@ -1002,6 +1012,10 @@ pub struct ProductInfo {
     pub product: Product,
     pub stock: Vec<crate::catalog::Variant>,
     pub promotions: Vec<crate::catalog::Promotion>,
+    /// What a screen shows, formatted by the kiosk (the price in the store's currency,
+    /// the offer's price while one runs today, the stock level, the aisle's name): a
+    /// screen prints these as sent and computes none of them.
+    pub display: Option<aisle_ar::ProductFacts>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

@@ -115,6 +115,14 @@ impl Sessions {
         self.lock().get(id).map(|e| e.session.clone())
     }
 
+    /// Marks a live session used now (it expires a full timeout later); whether it
+    /// was live.
+    pub fn touch(&self, id: &str) -> bool {
+        self.expire();
+        let now = self.clock.now();
+        self.lock().get_mut(id).map(|e| e.last_used = now).is_some()
+    }
+
     /// Erases a session; whether it existed.
     pub fn remove(&self, id: &str) -> bool {
         self.lock().remove(id).is_some()

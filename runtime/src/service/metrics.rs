@@ -124,6 +124,11 @@ impl Metrics {
             "# TYPE aisle_ready gauge\naisle_ready {}",
             u8::from(ready)
         );
+        let _ = writeln!(
+            out,
+            "# TYPE aisle_camera_streams gauge\naisle_camera_streams {}",
+            s.cameras.len()
+        );
         if let Some(k) = s.kiosk() {
             let _ = writeln!(
                 out,

@@ -7,10 +7,12 @@
 //! request's 500 and the service keeps serving. Every failure has one JSON shape:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
+mod camera;
 mod metrics;
 mod openapi;
 mod queue;
 mod staff;
+pub mod ui;
 mod voice;
 
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub struct Service {
     /// Draws `/v1/overlay` pictures; without one only JSON overlays are served.
     painter: Option<Arc<dyn aisle_ar::Paint>>,
     pub(crate) queues: Queues,
+    /// The screens' live camera streams.
+    pub(crate) cameras: camera::Streams,
     pub metrics: Metrics,
 }
 
@@ -77,6 +81,7 @@ impl Service {
                 vision: Queue::new("vision", 1, 8),
                 speech: Queue::new("speech", 1, 4),
             },
+            cameras: camera::Streams::default(),
             metrics: Metrics::default(),
         })
     }
@@ -139,6 +144,10 @@ impl Service {
 /// Binds nothing: the routes over `service`.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.css", get(ui::css))
+        .route("/ui/app.js", get(ui::js))
+        .route("/ui/pcm-worklet.js", get(ui::worklet))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
@@ -146,6 +155,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/ask", post(ask))
         .route("/v1/scan", post(scan))
         .route("/v1/overlay", post(overlay))
+        .route(
+            "/v1/camera/{stream}",
+            post(camera::frame).delete(camera::end),
+        )
+        .route("/v1/call-staff", post(call_staff))
         .route("/v1/transcribe", post(transcribe))
         .route("/v1/products/{sku}", get(product))
         .route("/v1/search", get(search))
@@ -183,6 +197,8 @@ pub async fn serve(
                 every.tick().await;
                 if let Some(k) = s.kiosk.get() {
                     k.sessions().expire();
+                    let idle = u64::from(k.config().file.dialogue.session_timeout_s);
+                    s.cameras.expire(Duration::from_secs(idle));
                 }
             }
         })
@@ -638,6 +654,40 @@ async fn search(
     let top = q.top.unwrap_or(10).clamp(1, 100);
     let hits = run_blocking(&s.queues.dialogue, move || Ok(k.search(&text, top)?)).await?;
     Ok(Json(hits).into_response())
+}
+
+/// `POST /v1/call-staff`: the screen's "Call staff" button.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallStaffBody {
+    /// The conversation the shopper is in, if any (not sent to staff: it only keeps
+    /// the session alive).
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+async fn call_staff(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    // An empty body is allowed here (no session).
+    let b = match read_body(&headers, b, MAX_JSON_BYTES, "request body").await {
+        Ok(b) => b,
+        Err(e) if e.code == "bad_request" && e.message.ends_with("is empty") => Bytes::new(),
+        Err(e) => return Err(e),
+    };
+    let req: CallStaffBody = if b.is_empty() {
+        CallStaffBody::default()
+    } else {
+        parse_json(&b)?
+    };
+    if let Some(id) = &req.session {
+        k.sessions().touch(id);
+    }
+    let at = k.call_staff();
+    Ok(Json(serde_json::json!({ "called": true, "at": at })).into_response())
 }
 
 async fn end_session(

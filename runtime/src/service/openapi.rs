@@ -7,7 +7,8 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use super::{AskBody, ErrorBody};
+use super::camera::CameraFrame;
+use super::{AskBody, CallStaffBody, ErrorBody};
 use crate::catalog::ImportReport;
 use crate::kiosk::{AnswerJson, DemandCount, ProductInfo, SearchHit, TranscriptJson};
 use crate::scan::ScanReport;
@@ -58,6 +59,8 @@ pub fn document() -> Value {
     let hits = g.subschema_for::<Vec<SearchHit>>().to_value();
     let demand = g.subschema_for::<Vec<DemandCount>>().to_value();
     let import = g.subschema_for::<ImportReport>().to_value();
+    let camera = g.subschema_for::<CameraFrame>().to_value();
+    let call_staff = g.subschema_for::<CallStaffBody>().to_value();
     let schemas = g.take_definitions(true);
 
     let j = |s: &Value| Some(("application/json", s.clone()));
@@ -90,6 +93,19 @@ pub fn document() -> Value {
         v
     };
     let ops = vec![
+        Op {
+            method: "get",
+            path: "/",
+            summary: "the kiosk's touch screen (HTML; its scripts and styles under /ui/, all embedded)",
+            staff: false,
+            request: None,
+            responses: vec![(
+                200,
+                "the page",
+                Some(("text/html", json!({ "type": "string" }))),
+            )],
+            parameters: vec![],
+        },
         Op {
             method: "get",
             path: "/health",
@@ -209,6 +225,60 @@ pub fn document() -> Value {
                     (400, "empty body"),
                     (413, "larger than 50 MB"),
                     (422, "not a readable WAV"),
+                ]),
+            ),
+            parameters: vec![],
+        },
+        Op {
+            method: "post",
+            path: "/v1/camera/{stream}",
+            summary: "one frame of a screen's live camera: its products' cards, steadied across the stream's frames and laid out in the display size w x h",
+            staff: false,
+            request: bin("image/jpeg"),
+            responses: with(
+                (200, "the cards", j(&camera)),
+                failures(&[
+                    (
+                        400,
+                        "empty body, a bad stream id, or w/h not given together",
+                    ),
+                    (413, "larger than 20 MB"),
+                    (422, "not a readable image"),
+                ]),
+            ),
+            parameters: vec![
+                path_param(
+                    "stream",
+                    "the screen's stream id: 8-64 letters, digits or '-'",
+                ),
+                query_param("w", "display width, CSS pixels (1-16384)", "number", false),
+                query_param("h", "display height, CSS pixels (1-16384)", "number", false),
+            ],
+        },
+        Op {
+            method: "delete",
+            path: "/v1/camera/{stream}",
+            summary: "ends a camera stream (its tracks are erased)",
+            staff: false,
+            request: None,
+            responses: vec![
+                (204, "ended", None),
+                (400, "a bad stream id", j(&err)),
+                (404, "no such stream", j(&err)),
+            ],
+            parameters: vec![path_param("stream", "the screen's stream id")],
+        },
+        Op {
+            method: "post",
+            path: "/v1/call-staff",
+            summary: "the shopper asks for a member of staff (the staff's event stream and webhook hear of it)",
+            staff: false,
+            request: j(&call_staff),
+            responses: with(
+                (200, "staff called", j(&any)),
+                failures(&[
+                    (400, "not JSON for this endpoint"),
+                    (413, "larger than 64 KB"),
                 ]),
             ),
             parameters: vec![],

@@ -1,0 +1,286 @@
+//! A minimal W3C WebDriver client over Debian's chromedriver and headless Chromium,
+//! for the kiosk screen's tests: a session per browser, commands as JSON over HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub(crate) struct Browser {
+    driver: Child,
+    base: String,
+    _profile: tempfile::TempDir,
+}
+
+/// What the browser's fake devices play.
+#[derive(Default)]
+pub(crate) struct Media<'a> {
+    /// A WAV as the microphone (looped).
+    pub audio: Option<&'a Path>,
+    /// A `.y4m` as the camera (looped).
+    pub video: Option<&'a Path>,
+    /// Deny camera and microphone instead of granting them.
+    pub deny: bool,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Browser {
+    /// Headless Chromium at `width` x `height` CSS pixels.
+    pub fn launch(width: u32, height: u32, media: Media<'_>) -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver, installed by the test command)");
+        let base = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        while agent().get(&format!("{base}/status")).call().is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--autoplay-policy=no-user-gesture-required",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--window-size={width},{height}"));
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        // Fake devices always (a camera and a microphone exist); the permission is
+        // granted without a prompt, or refused as a shopper tapping "Block" would.
+        args.push("--use-fake-device-for-media-stream".into());
+        args.push(if media.deny {
+            "--deny-permission-prompts".into()
+        } else {
+            "--use-fake-ui-for-media-stream".into()
+        });
+        if let Some(a) = media.audio {
+            args.push(format!("--use-file-for-fake-audio-capture={}", a.display()));
+        }
+        if let Some(v) = media.video {
+            args.push(format!("--use-file-for-fake-video-capture={}", v.display()));
+        }
+        let mut b = Self {
+            driver,
+            base,
+            _profile: profile,
+        };
+        let v = b.send(
+            "POST",
+            "/session",
+            json!({ "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+            } } }),
+        );
+        let id = v["sessionId"].as_str().expect("a session id").to_string();
+        b.base = format!("{}/session/{id}", b.base);
+        b.send("POST", "/timeouts", json!({ "script": 60_000 }));
+        // The viewport itself at the size asked for (the window's would include the
+        // browser's own frame).
+        b.send(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false,
+            } }),
+        );
+        b
+    }
+
+    fn send(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let a = agent();
+        let r = match method {
+            "GET" => a.get(&url).call(),
+            "DELETE" => a.delete(&url).call(),
+            _ => a
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string().as_bytes()),
+        };
+        let mut r = r.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let status = r.status().as_u16();
+        let v: Value = r
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_json()
+            .unwrap_or(Value::Null);
+        assert!(status < 300, "WebDriver {method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    pub fn open(&self, url: &str) {
+        self.send("POST", "/url", json!({ "url": url }));
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) and returns its value.
+    pub fn js(&self, script: &str, args: Value) -> Value {
+        self.send(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": args }),
+        )
+    }
+
+    /// Runs `script`, which calls `arguments[arguments.length - 1](value)` when done.
+    pub fn js_async(&self, script: &str, args: Value) -> Value {
+        self.send(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": args }),
+        )
+    }
+
+    /// The element matching `css`, waiting up to `wait` for it.
+    pub fn find(&self, css: &str, wait: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let v = self.send(
+                "POST",
+                "/elements",
+                json!({ "using": "css selector", "value": css }),
+            );
+            if let Some(e) = v.get(0).and_then(|e| e[ELEMENT].as_str()) {
+                return e.to_string();
+            }
+            assert!(t.elapsed() < wait, "no element {css} after {wait:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn testid(&self, id: &str) -> String {
+        self.find(&format!("[data-testid={id:?}]"), Duration::from_secs(10))
+    }
+
+    pub fn click(&self, element: &str) {
+        self.send("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    pub fn type_text(&self, element: &str, text: &str) {
+        self.send(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        );
+    }
+
+    /// The visible text of the `data-testid` element.
+    pub fn text_of(&self, testid: &str) -> String {
+        self.js(
+            "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.innerText : null;",
+            json!([testid]),
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    /// Waits until the `data-testid` element's text satisfies `ok`; returns it.
+    pub fn wait_text(&self, testid: &str, wait: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let t = Instant::now();
+        loop {
+            let s = self.text_of(testid);
+            if ok(&s) {
+                return s;
+            }
+            if t.elapsed() > wait {
+                let banner = self.js(
+                    "return document.getElementById('banner').innerText",
+                    json!([]),
+                );
+                panic!(
+                    "{testid} never became what was expected after {wait:?}: {s:?} (banner: {banner})"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `script` (returning a value) until it is truthy.
+    pub fn wait_js(&self, script: &str, wait: Duration) -> Value {
+        let t = Instant::now();
+        loop {
+            let v = self.js(script, json!([]));
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Array(a) => !a.is_empty(),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            assert!(t.elapsed() < wait, "never true after {wait:?}: {script}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A PNG of the viewport, written to `path`.
+    pub fn screenshot(&self, path: &Path) -> image::RgbaImage {
+        let v = self.send("GET", "/screenshot", Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64"))
+            .expect("base64 PNG");
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).expect("artefact dir");
+        }
+        std::fs::write(path, &png).expect("write screenshot");
+        image::load_from_memory(&png).expect("PNG").to_rgba8()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = agent().delete(&self.base).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Where screenshots go: `target/tmp/ui/`, kept after the run as test artefacts.
+pub(crate) fn artefacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui")
+}
+
+/// The page's address on `addr`.
+pub(crate) fn page(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}

@@ -1,0 +1,475 @@
+//! The kiosk screen (`/`) in a real browser: Debian's headless Chromium through
+//! chromedriver, its fake camera and microphone playing real photos and a spoken
+//! question, against the test binary's one `aisle serve` (real weights).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aisle_runtime::service::{self, Service};
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, Media, artefacts, page};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn accept(b: &Browser) {
+    let c = b.testid("consent-accept");
+    b.click(&c);
+}
+
+fn type_question(b: &Browser, q: &str) {
+    let input = b.testid("ask-input");
+    b.type_text(&input, q);
+    let submit = b.testid("ask-submit");
+    b.click(&submit);
+}
+
+/// Asks by typing and waits for an answer containing `want`.
+fn ask_for(b: &Browser, q: &str, want: &str) -> String {
+    let before = b.text_of("answer");
+    type_question(b, q);
+    b.wait_text("answer", WAIT, |t| t != before && t.contains(want))
+}
+
+/// The text of the answer once it changed from `before`.
+fn next_answer(b: &Browser, before: &str) -> String {
+    b.wait_text("answer", WAIT, |t| t != before && !t.trim().is_empty())
+}
+
+/// Every visible element inside the viewport, no text below 20 px, no touch target
+/// below 48 px, no content spilling out of a box that does not clip or scroll.
+const LAYOUT_CHECK: &str = r#"
+const vw = innerWidth, vh = innerHeight, out = [];
+const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.dataset.testid ? `[${e.dataset.testid}]` : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '');
+for (const e of document.querySelectorAll('body *')) {
+  if (e.closest('[hidden]') || e.closest('.visually-hidden')) continue;
+  const cs = getComputedStyle(e);
+  if (cs.display === 'none' || cs.visibility === 'hidden') continue;
+  const r = e.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if (r.left < -1 || r.top < -1 || r.right > vw + 1 || r.bottom > vh + 1)
+    out.push(`${name(e)} leaves the viewport: ${JSON.stringify(r)}`);
+  const own = Array.from(e.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (own && parseFloat(cs.fontSize) < 20) out.push(`${name(e)} text ${cs.fontSize}`);
+  const target = e.matches('button, input, a[href], [role=button]');
+  if (target && (r.width < 48 || r.height < 48)) out.push(`${name(e)} target ${r.width}x${r.height}`);
+  const clips = ['hidden', 'auto', 'scroll', 'clip'];
+  if (!clips.includes(cs.overflowX) && e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+    out.push(`${name(e)} overflows: ${e.scrollWidth} > ${e.clientWidth}`);
+}
+return out;
+"#;
+
+/// The layout rules and an axe-core scan at the browser's size; a screenshot in the
+/// artefacts. Returns the screenshot's path.
+fn check_screen(b: &Browser, label: &str) -> PathBuf {
+    let problems = b.js(LAYOUT_CHECK, json!([]));
+    assert_eq!(problems, json!([]), "{label}: layout problems");
+    let axe = axe_source();
+    b.js(&format!("{axe}\n;return true;"), json!([]));
+    let violations = b.js_async(
+        "const done = arguments[arguments.length - 1];
+         axe.run(document, { resultTypes: ['violations'] }).then(
+           (r) => done(r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+             nodes: v.nodes.map((n) => n.target.join(' ')) }))),
+           (e) => done({ error: String(e) }));",
+        json!([]),
+    );
+    let serious: Vec<&Value> = violations
+        .as_array()
+        .unwrap_or_else(|| panic!("axe failed: {violations}"))
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(
+        serious.is_empty(),
+        "{label}: axe-core finds serious or critical violations: {serious:#?}"
+    );
+    let path = artefacts().join(format!("{label}.png"));
+    let shot = b.screenshot(&path);
+    let (w, h) = b
+        .js("return [innerWidth, innerHeight]", json!([]))
+        .as_array()
+        .map(|a| (a[0].as_u64().unwrap_or(0), a[1].as_u64().unwrap_or(0)))
+        .expect("viewport");
+    assert_eq!((shot.width() as u64, shot.height() as u64), (w, h));
+    let want: Vec<u64> = label
+        .split('-')
+        .nth(1)
+        .and_then(|s| s.split('x').map(|n| n.parse().ok()).collect())
+        .expect("label: NAME-WxH");
+    assert_eq!(vec![w, h], want, "the viewport is the size under test");
+    path
+}
+
+/// axe-core's script: fetched by the test command (`cargo xtask test`) from npm into
+/// the data directory, or where `AISLE_AXE_JS` says.
+fn axe_source() -> String {
+    let path = std::env::var_os("AISLE_AXE_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::data_dir().join("ui-test").join("axe.min.js"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is missing at {} ({e}): `cargo xtask test` fetches it",
+            path.display()
+        )
+    })
+}
+
+/// A typed question, a follow-up in the same session, "Start over", and the screen
+/// at kiosk size (portrait 1080x1920).
+#[test]
+fn typed_questions_keep_the_session_until_start_over() {
+    let s = crate::service::server();
+    let b = Browser::launch(1080, 1920, Media::default());
+    b.open(&page(s.addr));
+    // The attract screen shows the privacy notice from the config before anything opens.
+    let notice = b.wait_js(
+        "return document.getElementById('privacy-notice').innerText",
+        WAIT,
+    );
+    assert!(
+        notice
+            .as_str()
+            .unwrap_or("")
+            .contains("processed on this kiosk only"),
+        "{notice}"
+    );
+    let camera_open = b.js("return window.aisle.state.cameraOn", json!([]));
+    assert_eq!(camera_open, json!(false), "no camera before consent");
+    accept(&b);
+
+    let a = ask_for(&b, "how much are the organic bananas?", "$0.69");
+    assert!(a.contains("Organic Bananas"), "{a}");
+    // The answer card lists the product as the service formats it.
+    let card = b.wait_js(
+        "const c = document.querySelector('.fact-card[data-sku=\"BAN-1\"]'); return c && c.innerText",
+        WAIT,
+    );
+    let card = card.as_str().unwrap_or("");
+    assert!(
+        card.contains("$0.69") && card.contains("fresh fruits"),
+        "{card}"
+    );
+
+    let a = ask_for(&b, "and where are they?", "fresh fruits");
+    assert!(a.contains("Bananas"), "the follow-up used the session: {a}");
+    let shot = check_screen(&b, "kiosk-1080x1920");
+    eprintln!("screenshot: {}", shot.display());
+
+    let start_over = b.testid("start-over");
+    b.click(&start_over);
+    b.wait_js("return window.aisle.state.session === null", WAIT);
+    let before = b.text_of("answer");
+    type_question(&b, "and where are they?");
+    let a = next_answer(&b, &before);
+    assert!(
+        !a.contains("Bananas") && a.contains("Which product"),
+        "the session was forgotten: {a}"
+    );
+
+    // "Call staff" reaches the staff's webhook.
+    let called = b.testid("call-staff");
+    b.click(&called);
+    b.wait_text("answer", WAIT, |t| t.contains("staff has been called"));
+}
+
+/// A 16-bit WAV: `secs_before` of silence, the spoken question, `secs_after` of silence.
+fn padded_question(text: &str, dir: &Path, secs_before: f32, secs_after: f32) -> PathBuf {
+    let raw = dir.join("raw.wav");
+    crate::speak(text, &raw);
+    let mut r = hound::WavReader::open(&raw).expect("espeak wav");
+    let spec = r.spec();
+    let speech: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
+    let rate = spec.sample_rate as f32;
+    let out = dir.join("question.wav");
+    let mut w = hound::WavWriter::create(
+        &out,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: spec.sample_rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .expect("wav");
+    for _ in 0..(secs_before * rate) as usize {
+        w.write_sample(0i16).expect("write");
+    }
+    for s in speech {
+        w.write_sample(s).expect("write");
+    }
+    for _ in 0..(secs_after * rate) as usize {
+        w.write_sample(0i16).expect("write");
+    }
+    w.finalize().expect("finalize");
+    out
+}
+
+/// The spoken question from the fake microphone: a tap, the service's VAD ends it,
+/// the transcript and then the answer appear (tablet size, 1280x800).
+#[test]
+fn a_spoken_question_is_transcribed_and_answered() {
+    let s = crate::service::server();
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = padded_question("how much is the banana", dir.path(), 0.5, 4.0);
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            audio: Some(&wav),
+            ..Default::default()
+        },
+    );
+    b.open(&page(s.addr));
+    accept(&b);
+    let mic = b.testid("mic-button");
+    b.click(&mic);
+    let heard = b.wait_text("transcript", WAIT, |t| t.to_lowercase().contains("banana"));
+    let a = b.wait_text("answer", WAIT, |t| t.contains("$0.69"));
+    assert!(a.contains("Bananas"), "{a} (heard {heard:?})");
+    // The microphone is closed once the question is heard.
+    b.wait_js(
+        "return document.querySelector('[data-testid=mic-button]').getAttribute('aria-pressed') === 'false'",
+        WAIT,
+    );
+    let m = b.wait_js("return window.aisle.metrics.voice", WAIT);
+    assert!(
+        m[0]["answerPainted"].as_f64() > m[0]["vadEnd"].as_f64(),
+        "{m}"
+    );
+}
+
+/// The shelf of `crate::ar::shelf` as a 2-frame Y4M for Chromium's fake camera.
+fn shelf_video(dir: &Path) -> PathBuf {
+    let png = dir.join("shelf.png");
+    crate::ar::shelf(&png);
+    let y4m = dir.join("shelf.y4m");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-loop", "1", "-i"])
+        .arg(&png)
+        .args(["-frames:v", "2", "-r", "5", "-pix_fmt", "yuv420p"])
+        .arg(&y4m)
+        .status()
+        .expect("ffmpeg is installed by the test command");
+    assert!(status.success(), "ffmpeg failed");
+    y4m
+}
+
+/// The fake camera shows the cup and the cat food: a card over each, laid out by the
+/// service; touching the cup's card answers about the cup. Tablet size.
+#[test]
+fn camera_cards_over_the_products_answer_when_touched() {
+    let s = crate::service::server();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = shelf_video(dir.path());
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            video: Some(&video),
+            ..Default::default()
+        },
+    );
+    b.open(&page(s.addr));
+    accept(&b);
+    let skus = b.wait_js(
+        "const s = Array.from(document.querySelectorAll('[data-testid=product-card]'), (c) => c.dataset.sku).sort();
+         return s.length === 2 ? s : null",
+        WAIT,
+    );
+    assert_eq!(skus, json!(["CAT-1", "COF-1"]));
+    // Each card sits beside its own product: the cup is on the left of the shelf.
+    let xs = b.js(
+        "const x = (s) => document.querySelector(`[data-sku=\"${s}\"]`).getBoundingClientRect().left;
+         return [x('COF-1'), x('CAT-1')]",
+        json!([]),
+    );
+    assert!(xs[0].as_f64() < xs[1].as_f64(), "{xs}");
+    let text = b.js(
+        "return document.querySelector('[data-sku=\"COF-1\"]').innerText",
+        json!([]),
+    );
+    assert!(text.as_str().unwrap_or("").contains("$8.99"), "{text}");
+    let shot = check_screen(&b, "tablet-1280x800-camera");
+    eprintln!("screenshot: {}", shot.display());
+
+    let cup = b.find("[data-testid=product-card][data-sku=\"COF-1\"]", WAIT);
+    b.click(&cup);
+    let a = b.wait_text("answer", WAIT, |t| t.contains("$8.99"));
+    assert!(a.contains("Espresso"), "{a}");
+    // Cards keep coming at the camera's pace; the frames were identified and followed.
+    let passes = b.wait_js(
+        "const m = window.aisle.metrics.camera; return m.length >= 4 ? m.map((f) => f.pass) : null",
+        WAIT,
+    );
+    let passes = passes.as_array().expect("passes");
+    assert!(passes.iter().any(|p| p == "identified"), "{passes:?}");
+}
+
+/// Camera and microphone denied: the page says so, and typing still works.
+#[test]
+fn denied_camera_and_microphone_are_said_plainly() {
+    let s = crate::service::server();
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            deny: true,
+            ..Default::default()
+        },
+    );
+    b.open(&page(s.addr));
+    accept(&b);
+    let note = b.wait_js(
+        "return document.getElementById('camera-note').innerText",
+        WAIT,
+    );
+    assert!(
+        note.as_str().unwrap_or("").contains("camera is turned off"),
+        "{note}"
+    );
+    let mic = b.testid("mic-button");
+    b.click(&mic);
+    let a = b.wait_text("answer", WAIT, |t| t.contains("microphone is turned off"));
+    assert!(a.contains("type your question"), "{a}");
+    ask_for(&b, "how much is the sparkling water?", "$0.99");
+}
+
+/// A service whose models never finish loading (`serve` would load them).
+struct Loading(Arc<Service>);
+
+/// What an [`Instance`] serves.
+enum Serves {
+    Whole(Arc<Service>),
+    Loading(Arc<Service>),
+}
+
+impl From<Arc<Service>> for Serves {
+    fn from(s: Arc<Service>) -> Self {
+        Serves::Whole(s)
+    }
+}
+
+impl From<Loading> for Serves {
+    fn from(s: Loading) -> Self {
+        Serves::Loading(s.0)
+    }
+}
+
+/// A server on a fixed loopback port that can be stopped and started again.
+struct Instance {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Instance {
+    fn start(addr: SocketAddr, svc: impl Into<Serves>) -> Self {
+        let svc = svc.into();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+                sock.set_reuseaddr(true).expect("reuseaddr");
+                sock.bind(addr).expect("bind the same port again");
+                let l = sock.listen(64).expect("listen");
+                let _ = ready_tx.send(());
+                let stop = async {
+                    let _ = rx.await;
+                };
+                match svc {
+                    Serves::Whole(svc) => service::serve(l, svc, stop).await.expect("serve"),
+                    Serves::Loading(svc) => axum::serve(l, service::router(svc))
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .expect("serve"),
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("listening");
+        Self {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The service stops mid-conversation, comes back unable to answer (503), then
+/// comes back whole: the page says each plainly and recovers on its own, and the
+/// conversation goes on.
+#[test]
+fn the_page_survives_a_service_restart() {
+    let main = crate::service::server();
+    let kiosk = main.service.kiosk().expect("loaded").clone();
+    let cfg = kiosk.config().clone();
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr")
+    };
+    let whole = || Service::with_kiosk(cfg.clone(), kiosk.clone(), None);
+    let up = Instance::start(addr, whole());
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            deny: true,
+            ..Default::default()
+        },
+    );
+    b.open(&page(addr));
+    accept(&b);
+    ask_for(&b, "how much is the whole milk?", "$3.49");
+
+    // Stopped: the page cannot reach it.
+    up.stop();
+    let before = b.text_of("answer");
+    type_question(&b, "and where is it?");
+    b.wait_js(
+        "const e = document.getElementById('banner'); return !e.hidden && e.innerText",
+        WAIT,
+    );
+    let said = next_answer(&b, &before);
+    assert!(said.contains("cannot be reached"), "{said}");
+
+    // Back, but still loading its models: every request is a 503.
+    let down = Instance::start(addr, Loading(Service::new(cfg.clone(), None)));
+    let before = b.text_of("answer");
+    type_question(&b, "and where is it?");
+    let said = next_answer(&b, &before);
+    assert!(said.contains("still loading"), "{said}");
+    let banner = b.js(
+        "return document.getElementById('banner').innerText",
+        json!([]),
+    );
+    assert!(
+        banner.as_str().unwrap_or("").contains("back in a moment"),
+        "{banner}"
+    );
+    down.stop();
+
+    // Whole again: the banner goes by itself, and the conversation continues.
+    let up = Instance::start(addr, whole());
+    b.wait_js("return document.getElementById('banner').hidden", WAIT);
+    let a = ask_for(&b, "and where is it?", "Whole Milk is in");
+    assert!(a.contains("milk"), "{a}");
+    up.stop();
+}

@@ -1,0 +1,586 @@
+// aisle kiosk screen: plain JavaScript over the kiosk's own API (same origin, no
+// network beyond it). The service does all the work: it identifies products, lays
+// out and steadies the cards (the same rules as `aisle ar`), transcribes, answers and
+// formats every number; this page draws what it is sent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  app: $("app"), status: $("status"), video: $("video"), cards: $("cards"),
+  cameraNote: $("camera-note"), notice: $("privacy-notice"), consent: $("consent-accept"),
+  start: $("start"), transcript: $("transcript"), answer: $("answer"),
+  answerText: $("answer-text"), answerProducts: $("answer-products"), form: $("ask-form"),
+  input: $("ask-input"), mic: $("mic-button"), micLabel: $("mic-label"),
+  staff: $("call-staff"), startOver: $("start-over"), banner: $("banner"),
+};
+
+// What a card tap asks (the same words as a tap in `aisle ar`).
+const TAP_QUESTION = "How much is this, do you have it in stock, and where is it?";
+const IDLE_ANSWER = el.answerText.textContent;
+
+const state = {
+  kiosk: null,          // GET /v1/kiosk
+  session: null,        // the conversation, from the last answer
+  stream: newId(),      // this screen's camera stream
+  started: false,       // past the attract screen (consent given when asked)
+  cameraOn: false,
+  cards: [],            // the cards now shown: [{sku, ...}]
+  down: false,          // the service answered 503 or not at all
+  voice: null,          // the voice run in progress
+  idleTimer: null,
+};
+
+// Figures for tests and `aisle bench ui` (Performance API marks and these).
+window.aisle = { state, metrics: { voice: [], camera: [], asks: [] } };
+
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------- service health and errors ----------
+
+function banner(text, kind) {
+  if (!text) { el.banner.hidden = true; el.banner.textContent = ""; return; }
+  el.banner.textContent = text;
+  el.banner.className = "banner" + (kind ? " " + kind : "");
+  el.banner.hidden = false;
+}
+
+function serviceDown(why) {
+  if (!state.down) {
+    state.down = true;
+    banner(why || "The assistant is restarting. It will be back in a moment.");
+    waitForService();
+  }
+}
+
+async function waitForService() {
+  for (;;) {
+    await sleep(1000);
+    try {
+      const r = await fetch("/health", { cache: "no-store" });
+      if (r.ok) break;
+    } catch (_) { /* still down */ }
+  }
+  state.down = false;
+  banner("");
+  status("Ready.");
+  if (state.started && !state.cameraOn) startCamera();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function status(text) { el.status.textContent = text; }
+
+// A failed API call, said plainly; 503 and network failures start the recovery.
+async function apiError(r) {
+  let msg = `The assistant could not answer (${r.status}).`;
+  try {
+    const j = await r.json();
+    if (j && j.error && j.error.message) msg = j.error.message;
+  } catch (_) { /* not JSON */ }
+  if (r.status === 503) serviceDown("The assistant is busy or restarting. It will be back in a moment.");
+  return msg;
+}
+
+async function api(path, opts) {
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch (_) {
+    serviceDown("The assistant cannot be reached. It will be back in a moment.");
+    throw new Error("The assistant cannot be reached right now.");
+  }
+  if (!r.ok) throw Object.assign(new Error(await apiError(r)), { status: r.status });
+  return r.status === 204 ? null : r.json();
+}
+
+// ---------- attract screen, consent, inactivity ----------
+
+async function loadKiosk() {
+  for (;;) {
+    try {
+      state.kiosk = await api("/v1/kiosk");
+      break;
+    } catch (_) { await sleep(1000); }
+  }
+  el.notice.replaceChildren(...state.kiosk.privacy.notice.map((t) => {
+    const li = document.createElement("li");
+    li.textContent = t;
+    return li;
+  }));
+  if (state.kiosk.privacy.consent_prompt) {
+    el.consent.hidden = false;
+  } else {
+    el.start.hidden = false;
+    begin(); // no consent asked: the camera opens at once
+  }
+  status(state.kiosk.ready ? "Ready." : "Starting up…");
+}
+
+function begin() {
+  if (state.started) return;
+  state.started = true;
+  el.app.dataset.phase = "active";
+  startCamera();
+  touch();
+}
+
+// Any use postpones the reset; the reset erases the conversation.
+function touch() {
+  clearTimeout(state.idleTimer);
+  const s = (state.kiosk && state.kiosk.session_timeout_s) || 120;
+  state.idleTimer = setTimeout(() => startOver(true), s * 1000);
+}
+
+async function startOver(idle) {
+  const old = state.session;
+  state.session = null;
+  stopVoice();
+  el.transcript.textContent = "";
+  el.answerText.textContent = IDLE_ANSWER;
+  el.answerProducts.replaceChildren();
+  el.input.value = "";
+  if (old) { try { await api(`/v1/sessions/${encodeURIComponent(old)}`, { method: "DELETE" }); } catch (_) { /* expired */ } }
+  status(idle ? "Started over after a pause." : "Started over.");
+  if (idle && state.kiosk && state.kiosk.privacy.consent_prompt) {
+    // Back to the attract screen: the next shopper consents again.
+    state.started = false;
+    stopCamera();
+    el.app.dataset.phase = "attract";
+  } else {
+    touch();
+  }
+}
+
+// ---------- asking and answering ----------
+
+function productInView() {
+  return state.cards.length ? state.cards[0].sku : null;
+}
+
+async function ask(text, sku) {
+  text = text.trim();
+  if (!text) return;
+  touch();
+  const t0 = performance.now();
+  status("Thinking…");
+  try {
+    const body = { text };
+    if (state.session) body.session = state.session;
+    const s = sku || productInView();
+    if (s) body.sku = s;
+    const a = await api("/v1/ask", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    await showAnswer(a);
+    window.aisle.metrics.asks.push({ ms: performance.now() - t0 });
+    status("Ready.");
+  } catch (e) {
+    showProblem(e.message);
+  }
+}
+
+function showProblem(text) {
+  el.answerText.textContent = text;
+  el.answerProducts.replaceChildren();
+  status("");
+}
+
+// The answer card: the answer's words, then each product it is about as the service
+// formats it (name, price, stock, aisle, offer).
+async function showAnswer(a) {
+  state.session = a.session || state.session;
+  el.answerText.textContent = a.answer;
+  const skus = (a.products || []).slice(0, 3);
+  const infos = await Promise.all(skus.map((s) =>
+    api(`/v1/products/${encodeURIComponent(s)}`).catch(() => null)));
+  el.answerProducts.replaceChildren(...infos.filter((i) => i && i.display).map(factCard));
+  if (a.staff_requested) status("A member of staff is on the way.");
+  await painted();
+  performance.mark("answer-painted");
+}
+
+function factCard(info) {
+  const d = info.display;
+  const li = document.createElement("li");
+  li.className = "fact-card";
+  li.dataset.sku = d.sku;
+  const name = span("name", d.name);
+  const price = span("price", d.price);
+  const stock = span("stock-badge " + d.stock.level, stockText(d.stock));
+  li.append(name, price, stock);
+  if (d.aisle) li.append(span("where", d.aisle));
+  if (d.promotion) li.append(span("promo", d.promotion));
+  return li;
+}
+
+function stockText(s) {
+  if (s.level === "in_stock") return `In stock (${s.count})`;
+  if (s.level === "low") return `Only ${s.count} left`;
+  return "Out of stock";
+}
+
+function span(cls, text) {
+  const s = document.createElement("span");
+  s.className = cls;
+  s.textContent = text;
+  return s;
+}
+
+// Resolves after the next frame is painted.
+const painted = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+
+el.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = el.input.value;
+  el.input.value = "";
+  el.transcript.textContent = "";
+  begin();
+  ask(q);
+});
+
+el.consent.addEventListener("click", begin);
+el.start.addEventListener("click", begin);
+el.startOver.addEventListener("click", () => startOver(false));
+el.staff.addEventListener("click", async () => {
+  touch();
+  try {
+    await api("/v1/call-staff", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(state.session ? { session: state.session } : {}) });
+    status("A member of staff is on the way.");
+    el.answerText.textContent = "A member of staff has been called and is on the way.";
+    el.answerProducts.replaceChildren();
+  } catch (e) { showProblem(e.message); }
+});
+document.addEventListener("pointerdown", touch, { passive: true });
+document.addEventListener("keydown", touch, { passive: true });
+
+// ---------- camera: frames to the service, cards over the video ----------
+
+let camStream = null;
+
+async function startCamera() {
+  if (state.cameraOn) return;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    el.cameraNote.textContent = "This screen has no camera access: type or speak your question.";
+    return;
+  }
+  try {
+    camStream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } }, audio: false,
+    });
+  } catch (e) {
+    el.cameraNote.textContent = cameraProblem(e);
+    return;
+  }
+  el.video.srcObject = camStream;
+  state.cameraOn = true;
+  el.cameraNote.textContent = "";
+  try { await el.video.play(); } catch (_) { /* autoplay of a muted stream is allowed */ }
+  cameraLoop();
+}
+
+function cameraProblem(e) {
+  if (e && (e.name === "NotAllowedError" || e.name === "SecurityError"))
+    return "The camera is turned off for this screen. You can still type or speak your question.";
+  if (e && (e.name === "NotFoundError" || e.name === "OverconstrainedError"))
+    return "No camera was found. You can still type or speak your question.";
+  return "The camera could not start. You can still type or speak your question.";
+}
+
+function stopCamera() {
+  state.cameraOn = false;
+  if (camStream) camStream.getTracks().forEach((t) => t.stop());
+  camStream = null;
+  el.video.srcObject = null;
+  drawCards(null);
+  fetch(`/v1/camera/${state.stream}`, { method: "DELETE" }).catch(() => {});
+  state.stream = newId();
+}
+
+// The displayed video's box inside the stage (object-fit: contain).
+function videoBox() {
+  const sw = el.video.clientWidth, sh = el.video.clientHeight;
+  const vw = el.video.videoWidth, vh = el.video.videoHeight;
+  if (!vw || !vh || !sw || !sh) return null;
+  const k = Math.min(sw / vw, sh / vh);
+  const w = vw * k, h = vh * k;
+  return { x: (sw - w) / 2, y: (sh - h) / 2, w, h };
+}
+
+const canvas = document.createElement("canvas");
+
+// One frame in flight at a time: the next is sent when the last is answered, so the
+// cards follow at whatever pace the kiosk keeps.
+async function cameraLoop() {
+  while (state.cameraOn) {
+    if (state.down || document.hidden || el.video.readyState < 2) { await sleep(200); continue; }
+    const box = videoBox();
+    if (!box) { await sleep(100); continue; }
+    const vw = el.video.videoWidth, vh = el.video.videoHeight;
+    const k = Math.min(1, 640 / vw);
+    canvas.width = Math.round(vw * k);
+    canvas.height = Math.round(vh * k);
+    canvas.getContext("2d").drawImage(el.video, 0, 0, canvas.width, canvas.height);
+    const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.85));
+    if (!blob || !state.cameraOn) continue;
+    const sent = performance.now();
+    const url = `/v1/camera/${state.stream}?w=${box.w.toFixed(1)}&h=${box.h.toFixed(1)}`;
+    let r;
+    try {
+      r = await fetch(url, { method: "POST", headers: { "Content-Type": "image/jpeg" }, body: blob });
+    } catch (_) {
+      serviceDown("The assistant cannot be reached. It will be back in a moment.");
+      continue;
+    }
+    if (!r.ok) {
+      const msg = await apiError(r);
+      if (r.status === 422 || r.status === 400) el.cameraNote.textContent = "That camera picture could not be read. Hold the product still.";
+      else if (r.status !== 503) el.cameraNote.textContent = msg;
+      await sleep(500);
+      continue;
+    }
+    const f = await r.json();
+    if (!state.cameraOn) break;
+    drawCards(f.overlay, box);
+    el.cameraNote.textContent = f.overlay.message || "";
+    await painted();
+    const m = window.aisle.metrics.camera;
+    m.push({ ms: performance.now() - sent, pass: f.pass, cards: f.overlay.cards.length });
+    if (m.length > 1000) m.shift();
+  }
+}
+
+// Cards as the service laid them out, in the displayed video's space. Each is a
+// button: a tap asks about its product.
+function drawCards(overlay, box) {
+  if (!overlay) { el.cards.replaceChildren(); state.cards = []; return; }
+  Object.assign(el.cards.style, { left: `${box.x}px`, top: `${box.y}px`, width: `${box.w}px`, height: `${box.h}px` });
+  const keep = new Map();
+  for (const n of el.cards.querySelectorAll(".card")) keep.set(n.dataset.sku, n);
+  const nodes = [];
+  for (const c of overlay.cards) {
+    const pb = document.createElement("div");
+    pb.className = "product-box";
+    place(pb, c.product);
+    let b = keep.get(c.sku);
+    if (!b) {
+      b = document.createElement("button");
+      b.type = "button";
+      b.className = "card";
+      b.setAttribute("data-testid", "product-card");
+      b.dataset.sku = c.sku;
+      b.addEventListener("click", () => { begin(); ask(TAP_QUESTION, b.dataset.sku); });
+    }
+    place(b, c.rect);
+    b.replaceChildren();
+    for (const l of c.lines) {
+      const s = span("line " + l.role, l.text);
+      Object.assign(s.style, {
+        left: `${l.x - c.rect.x}px`, top: `${l.y - c.rect.y}px`, fontSize: `${l.px}px`,
+        maxWidth: `${c.rect.w - (l.x - c.rect.x) - 4}px`,
+      });
+      b.append(s);
+    }
+    const badge = span("badge " + c.stock.level, "");
+    place(badge, { x: c.badge.x - c.rect.x, y: c.badge.y - c.rect.y, w: c.badge.w, h: c.badge.h });
+    b.append(badge);
+    const name = (c.lines.find((l) => l.role === "name") || {}).text || c.sku;
+    const price = (c.lines.find((l) => l.role === "price") || {}).text || "";
+    b.setAttribute("aria-label", `${name} ${price}: ask about it`);
+    nodes.push(pb, b);
+  }
+  el.cards.replaceChildren(...nodes);
+  state.cards = overlay.cards.map((c) => ({ sku: c.sku }));
+}
+
+function place(node, r) {
+  Object.assign(node.style, { left: `${r.x}px`, top: `${r.y}px`, width: `${r.w}px`, height: `${r.h}px` });
+}
+
+// ---------- voice: 16 kHz PCM over the /v1/voice WebSocket ----------
+
+let ws = null;
+let wsReady = null;
+let voiceEvents = Promise.resolve();
+
+function voiceSocket() {
+  if (ws && ws.readyState === WebSocket.OPEN) return Promise.resolve(ws);
+  if (wsReady) return wsReady;
+  wsReady = new Promise((resolve, reject) => {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const s = new WebSocket(`${proto}//${location.host}/v1/voice`);
+    s.binaryType = "arraybuffer";
+    s.onopen = () => { ws = s; wsReady = null; resolve(s); };
+    s.onerror = () => { wsReady = null; reject(new Error("The voice service cannot be reached.")); };
+    s.onclose = () => {
+      if (ws === s) ws = null;
+      if (state.voice) { voiceFailed("The assistant stopped listening: it is restarting."); serviceDown(); }
+    };
+    // Events are handled one after another (an answer is painted before the run ends).
+    s.onmessage = (m) => {
+      let e;
+      try { e = JSON.parse(m.data); } catch (_) { return; }
+      voiceEvents = voiceEvents.then(() => onVoiceEvent(e)).catch(() => {});
+    };
+  });
+  return wsReady;
+}
+
+// A tap listens hands-free (the service's VAD ends the question); pressing and
+// holding is push-to-talk (the release ends it).
+let pressTimer = null, held = false;
+el.mic.addEventListener("pointerdown", (e) => {
+  if (e.button !== 0) return;
+  held = false;
+  pressTimer = setTimeout(() => {
+    held = true;
+    if (!state.voice) startVoice("push");
+  }, 350);
+});
+el.mic.addEventListener("pointerup", () => {
+  clearTimeout(pressTimer);
+  if (held && state.voice) endVoice();
+});
+el.mic.addEventListener("pointerleave", () => {
+  clearTimeout(pressTimer);
+  if (held && state.voice) endVoice();
+});
+el.mic.addEventListener("click", () => {
+  if (held) { held = false; return; }
+  if (state.voice) endVoice();
+  else startVoice("tap");
+});
+
+async function startVoice(mode) {
+  begin();
+  touch();
+  if (state.down) return;
+  const v = { mode, ended: false, chunks: 0, t0: performance.now(), marks: {} };
+  state.voice = v;
+  setMic(true, mode === "push" ? "Listening: release to send" : "Listening… tap to stop");
+  el.transcript.textContent = "";
+  let mic;
+  try {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw Object.assign(new Error(), { name: "NotFoundError" });
+    mic = await navigator.mediaDevices.getUserMedia({
+      // Raw sound: whisper hears better without the browser's voice-call filters.
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      video: false,
+    });
+  } catch (e) {
+    voiceFailed(micProblem(e));
+    return;
+  }
+  v.mic = mic;
+  try {
+    const sock = await voiceSocket();
+    let ctx;
+    try { ctx = new AudioContext({ sampleRate: 16000 }); } catch (_) { ctx = new AudioContext(); }
+    v.ctx = ctx;
+    await ctx.audioWorklet.addModule("/ui/pcm-worklet.js");
+    const src = ctx.createMediaStreamSource(mic);
+    const node = new AudioWorkletNode(ctx, "pcm16", { numberOfInputs: 1, numberOfOutputs: 0 });
+    v.node = node;
+    const start = { type: "start", sample_rate: ctx.sampleRate };
+    if (state.session) start.session = state.session;
+    const sku = productInView();
+    if (sku) start.sku = sku;
+    sock.send(JSON.stringify(start));
+    node.port.onmessage = (m) => {
+      if (state.voice !== v || v.ended) return;
+      if (v.chunks === 0) v.marks.firstAudio = performance.now();
+      v.chunks++;
+      sock.send(m.data);
+    };
+    src.connect(node);
+    if (ctx.state === "suspended") await ctx.resume();
+  } catch (e) {
+    voiceFailed(e.message || "The microphone could not start.");
+  }
+}
+
+function micProblem(e) {
+  if (e && (e.name === "NotAllowedError" || e.name === "SecurityError"))
+    return "The microphone is turned off for this screen. Please type your question instead.";
+  if (e && e.name === "NotFoundError")
+    return "No microphone was found. Please type your question instead.";
+  return "The microphone could not start. Please type your question instead.";
+}
+
+function endVoice() {
+  const v = state.voice;
+  if (!v || v.ended) return;
+  v.ended = true;
+  releaseMic(v);
+  setMic(false, "Tap to speak");
+  status("Thinking…");
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));
+}
+
+function stopVoice() {
+  const v = state.voice;
+  if (!v) return;
+  if (!v.ended && ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "cancel" }));
+  releaseMic(v);
+  state.voice = null;
+  setMic(false, "Tap to speak");
+}
+
+function voiceFailed(text) {
+  stopVoice();
+  showProblem(text);
+}
+
+// The microphone is open only while a question is being heard.
+function releaseMic(v) {
+  if (v.node) { v.node.port.onmessage = null; v.node.disconnect(); }
+  if (v.mic) v.mic.getTracks().forEach((t) => t.stop());
+  if (v.ctx) v.ctx.close().catch(() => {});
+  v.node = v.mic = v.ctx = null;
+}
+
+function setMic(on, label) {
+  el.mic.setAttribute("aria-pressed", on ? "true" : "false");
+  el.micLabel.textContent = label;
+}
+
+async function onVoiceEvent(e) {
+  const v = state.voice;
+  if (!v) return;
+  const now = performance.now();
+  switch (e.type) {
+    case "vad-start": status("Listening…"); break;
+    case "stt-partial": el.transcript.textContent = e.text; break;
+    case "vad-end":
+      v.marks.vadEnd = now;
+      if (!v.ended) { v.ended = true; releaseMic(v); setMic(false, "Tap to speak"); }
+      status("Thinking…");
+      break;
+    case "stt-end": el.transcript.textContent = e.text; v.marks.sttEnd = now; break;
+    case "intent-end":
+      await showAnswer(e.answer);
+      v.marks.answerPainted = performance.now();
+      status("Ready.");
+      break;
+    case "run-end":
+      window.aisle.metrics.voice.push({ t0: v.t0, ...v.marks, server: e.timings_ms });
+      state.voice = null;
+      setMic(false, "Tap to speak");
+      break;
+    case "error":
+      voiceFailed(e.message || "The question could not be heard.");
+      break;
+    default: break;
+  }
+}
+
+window.addEventListener("pagehide", () => {
+  // Leaving the page ends the conversation and the camera stream.
+  if (state.session) fetch(`/v1/sessions/${encodeURIComponent(state.session)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+  fetch(`/v1/camera/${state.stream}`, { method: "DELETE", keepalive: true }).catch(() => {});
+});
+
+loadKiosk();
