@@ -1053,3 +1053,241 @@ fn inference_threads_reach_the_models() {
     let m = aisle_runtime::kiosk::vision_models(&cfg, &store, None).expect("vision models");
     assert_eq!(m.threads, 1);
 }
+
+/// A screen's camera stream: cards laid out in the display size asked for (the text
+/// floor holds there), steady across the stream's frames; bad ids and sizes are
+/// refused; a stream ends when asked.
+#[test]
+fn camera_streams_keep_cards_steady_in_the_display_space() {
+    let frame = server().dir.path().join("camera-shelf.png");
+    crate::ar::shelf(&frame); // 1280x720
+    let frame = std::fs::read(&frame).expect("frame");
+    let id = "0f7c2c7e-screen-test";
+    let mut cards_per_frame = Vec::new();
+    for i in 0..3 {
+        let (s, v) = post(&format!("/v1/camera/{id}?w=640&h=360"), "image/png", &frame);
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (v["frame_width"].as_u64(), v["frame_height"].as_u64()),
+            (Some(1280), Some(720))
+        );
+        assert_eq!(
+            (
+                v["overlay"]["width"].as_f64(),
+                v["overlay"]["height"].as_f64()
+            ),
+            (Some(640.0), Some(360.0))
+        );
+        if i == 0 {
+            assert_eq!(v["pass"], "identified", "{v}");
+        }
+        let mut cards: Vec<(String, [f64; 4])> = v["overlay"]["cards"]
+            .as_array()
+            .expect("cards")
+            .iter()
+            .map(|c| {
+                let r = &c["product"];
+                let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                for l in c["lines"].as_array().expect("lines") {
+                    assert!(l["px"].as_f64() >= Some(20.0), "kiosk text floor: {l}");
+                }
+                let card = &c["rect"];
+                let inside = card["x"].as_f64() >= Some(0.0)
+                    && card["y"].as_f64() >= Some(0.0)
+                    && card["x"].as_f64().unwrap_or(0.0) + card["w"].as_f64().unwrap_or(0.0)
+                        <= 640.5
+                    && card["y"].as_f64().unwrap_or(0.0) + card["h"].as_f64().unwrap_or(0.0)
+                        <= 360.5;
+                assert!(inside, "the card is inside the display: {card}");
+                (
+                    c["sku"].as_str().unwrap_or("").to_string(),
+                    [f("x"), f("y"), f("w"), f("h")],
+                )
+            })
+            .collect();
+        cards.sort_by(|a, b| a.0.cmp(&b.0));
+        cards_per_frame.push(cards);
+    }
+    let skus: Vec<&str> = cards_per_frame[0].iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(skus, ["CAT-1", "COF-1"], "{cards_per_frame:?}");
+    // The cup is on the left half of the frame: its box, scaled by a half, too.
+    assert!(cards_per_frame[0][1].1[0] < 320.0, "{cards_per_frame:?}");
+    // The same still frame three times: the cards do not move.
+    for later in &cards_per_frame[1..] {
+        assert_eq!(later.len(), 2, "{cards_per_frame:?}");
+        for (a, b) in cards_per_frame[0].iter().zip(later) {
+            assert_eq!(a.0, b.0);
+            for k in 0..4 {
+                assert!((a.1[k] - b.1[k]).abs() < 2.0, "{cards_per_frame:?}");
+            }
+        }
+    }
+    let metrics = String::from_utf8(
+        agent()
+            .get(&format!("http://{}/metrics", server().addr))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_vec()
+            .expect("body"),
+    )
+    .expect("text");
+    assert!(metrics.contains("aisle_camera_streams"), "{metrics}");
+
+    assert_error(
+        &post("/v1/camera/short", "image/png", &frame),
+        400,
+        "stream id",
+    );
+    assert_error(
+        &post("/v1/camera/has%20a%20space1", "image/png", &frame),
+        400,
+        "stream id",
+    );
+    assert_error(
+        &post(&format!("/v1/camera/{id}?w=640"), "image/png", &frame),
+        400,
+        "w and h",
+    );
+    assert_error(
+        &post(&format!("/v1/camera/{id}?w=0&h=10"), "image/png", &frame),
+        400,
+        "w and h",
+    );
+    assert_error(
+        &post(&format!("/v1/camera/{id}"), "image/png", b"not an image"),
+        422,
+        "camera frame",
+    );
+
+    let url = format!("http://{}/v1/camera/{id}", server().addr);
+    assert_eq!(
+        agent()
+            .delete(&url)
+            .call()
+            .expect("DELETE")
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        agent()
+            .delete(&url)
+            .call()
+            .expect("DELETE")
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_alive();
+}
+
+/// The screen's "Call staff" button: staff hear of it; a bad body is refused.
+#[test]
+fn the_call_staff_button_reaches_the_staff() {
+    let before = HOOKED.lock().expect("hooked").len();
+    let (s, v) = post("/v1/call-staff", "application/json", b"");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["called"], true, "{v}");
+    let t = Instant::now();
+    while HOOKED.lock().expect("hooked").len() <= before && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hooked = HOOKED.lock().expect("hooked").clone();
+    assert!(
+        hooked[before..]
+            .iter()
+            .any(|b| b.contains("staff-call") && b.contains("test-kiosk")),
+        "{hooked:?}"
+    );
+    let (_, a) = ask(json!({ "text": "how much is the whole milk?" }));
+    let id = a["session"].as_str().expect("session");
+    let (s, v) = post(
+        "/v1/call-staff",
+        "application/json",
+        json!({ "session": id }).to_string().as_bytes(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_error(
+        &post("/v1/call-staff", "application/json", b"{\"who\": 1}"),
+        400,
+        "who",
+    );
+}
+
+/// The page and its assets: embedded, typed, under a policy that lets it reach only
+/// this service; every asset the page names is served.
+#[test]
+fn the_kiosk_page_is_served_with_its_assets() {
+    let r = agent()
+        .get(&format!("http://{}/", server().addr))
+        .call()
+        .expect("GET /");
+    assert_eq!(r.status().as_u16(), 200);
+    let h = |k: &str| {
+        r.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(h("content-type").starts_with("text/html"));
+    let csp = h("content-security-policy");
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let mut r = r;
+    let html = r.body_mut().read_to_string().expect("html");
+    for testid in [
+        "ask-input",
+        "ask-submit",
+        "mic-button",
+        "transcript",
+        "answer",
+        "call-staff",
+        "start-over",
+        "consent-accept",
+    ] {
+        assert!(
+            html.contains(&format!("data-testid=\"{testid}\"")),
+            "{testid}"
+        );
+    }
+    let mut total = html.len();
+    for (path, ty) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/pcm-worklet.js", "text/javascript"),
+    ] {
+        let mut r = agent()
+            .get(&format!("http://{}{path}", server().addr))
+            .call()
+            .expect("asset");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(ct.starts_with(ty), "{path}: {ct}");
+        total += r.body_mut().read_to_vec().expect("body").len();
+    }
+    // No address outside this service in the page or its scripts.
+    let js = agent()
+        .get(&format!("http://{}/ui/app.js", server().addr))
+        .call()
+        .expect("js")
+        .body_mut()
+        .read_to_string()
+        .expect("js");
+    for page in [&html, &js] {
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "an outside address"
+        );
+    }
+    eprintln!("kiosk page: {total} bytes of HTML, JS and CSS");
+    assert_error(&get("/ui/nope.js"), 404, "no such endpoint");
+}

@@ -104,6 +104,30 @@ fn check_screen(b: &Browser, label: &str) -> PathBuf {
     path
 }
 
+/// The layout rules and the axe scan fail on a page that breaks them: small text, a
+/// small unnamed low-contrast button, a box whose text spills out.
+fn checks_catch_what_they_are_for(b: &Browser) {
+    b.js(
+        "const d = document.createElement('div'); d.id = 'bad';
+         d.innerHTML = '<p style=\"font-size:12px\">tiny</p><button style=\"width:30px;height:30px;color:#777;background:#888\"></button><div style=\"width:50px;white-space:nowrap\">a line far too long for its box</div>';
+         document.querySelector('.talk').append(d);",
+        json!([]),
+    );
+    let problems = b.js(LAYOUT_CHECK, json!([])).to_string();
+    for want in ["text 12px", "target 30x30", "overflows"] {
+        assert!(problems.contains(want), "{want} not caught: {problems}");
+    }
+    let axe = axe_source();
+    b.js(&format!("{axe}\n;return true;"), json!([]));
+    let ids = b.js_async(
+        "const done = arguments[arguments.length - 1];
+         axe.run(document.getElementById('bad')).then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id)));",
+        json!([]),
+    );
+    assert!(ids.to_string().contains("button-name"), "{ids}");
+    b.js("document.getElementById('bad').remove()", json!([]));
+}
+
 /// axe-core's script: fetched by the test command (`cargo xtask test`) from npm into
 /// the data directory, or where `AISLE_AXE_JS` says.
 fn axe_source() -> String {
@@ -158,6 +182,7 @@ fn typed_questions_keep_the_session_until_start_over() {
     assert!(a.contains("Bananas"), "the follow-up used the session: {a}");
     let shot = check_screen(&b, "kiosk-1080x1920");
     eprintln!("screenshot: {}", shot.display());
+    checks_catch_what_they_are_for(&b);
 
     let start_over = b.testid("start-over");
     b.click(&start_over);
