@@ -14,6 +14,7 @@ macro_rules! outln {
 
 pub mod ar;
 pub mod assistant;
+pub mod browser;
 pub mod llm;
 pub mod service;
 pub mod speech;

@@ -7,7 +7,6 @@ use aisle_models::Store;
 
 mod ar;
 mod assistant;
-mod browser;
 mod catalog_import;
 mod llm;
 mod scan;

@@ -10,31 +10,42 @@ use std::time::Duration;
 use aisle_runtime::service::{self, Service};
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, Media, artefacts, page};
+use aisle_bench::browser::{Browser, Media};
+use anyhow::Result;
+
+/// Where screenshots go: `target/tmp/ui/`, kept after the run as test artefacts.
+fn artefacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui")
+}
+
+/// The page's address on `addr`.
+fn page(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn accept(b: &Browser) {
-    let c = b.testid("consent-accept");
-    b.click(&c);
+fn accept(b: &Browser) -> Result<()> {
+    let c = b.testid("consent-accept")?;
+    b.click(&c)
 }
 
-fn type_question(b: &Browser, q: &str) {
-    let input = b.testid("ask-input");
-    b.type_text(&input, q);
-    let submit = b.testid("ask-submit");
-    b.click(&submit);
+fn type_question(b: &Browser, q: &str) -> Result<()> {
+    let input = b.testid("ask-input")?;
+    b.type_text(&input, q)?;
+    let submit = b.testid("ask-submit")?;
+    b.click(&submit)
 }
 
 /// Asks by typing and waits for an answer containing `want`.
-fn ask_for(b: &Browser, q: &str, want: &str) -> String {
-    let before = b.text_of("answer");
-    type_question(b, q);
+fn ask_for(b: &Browser, q: &str, want: &str) -> Result<String> {
+    let before = b.text_of("answer")?;
+    type_question(b, q)?;
     b.wait_text("answer", WAIT, |t| t != before && t.contains(want))
 }
 
 /// The text of the answer once it changed from `before`.
-fn next_answer(b: &Browser, before: &str) -> String {
+fn next_answer(b: &Browser, before: &str) -> Result<String> {
     b.wait_text("answer", WAIT, |t| t != before && !t.trim().is_empty())
 }
 
@@ -64,11 +75,11 @@ return out;
 
 /// The layout rules and an axe-core scan at the browser's size; a screenshot in the
 /// artefacts. Returns the screenshot's path.
-fn check_screen(b: &Browser, label: &str) -> PathBuf {
-    let problems = b.js(LAYOUT_CHECK, json!([]));
+fn check_screen(b: &Browser, label: &str) -> Result<PathBuf> {
+    let problems = b.js(LAYOUT_CHECK, json!([]))?;
     assert_eq!(problems, json!([]), "{label}: layout problems");
     let axe = axe_source();
-    b.js(&format!("{axe}\n;return true;"), json!([]));
+    b.js(&format!("{axe}\n;return true;"), json!([]))?;
     let violations = b.js_async(
         "const done = arguments[arguments.length - 1];
          axe.run(document, { resultTypes: ['violations'] }).then(
@@ -76,7 +87,7 @@ fn check_screen(b: &Browser, label: &str) -> PathBuf {
              nodes: v.nodes.map((n) => n.target.join(' ')) }))),
            (e) => done({ error: String(e) }));",
         json!([]),
-    );
+    )?;
     let serious: Vec<&Value> = violations
         .as_array()
         .unwrap_or_else(|| panic!("axe failed: {violations}"))
@@ -88,9 +99,9 @@ fn check_screen(b: &Browser, label: &str) -> PathBuf {
         "{label}: axe-core finds serious or critical violations: {serious:#?}"
     );
     let path = artefacts().join(format!("{label}.png"));
-    let shot = b.screenshot(&path);
+    let shot = b.screenshot(&path)?;
     let (w, h) = b
-        .js("return [innerWidth, innerHeight]", json!([]))
+        .js("return [innerWidth, innerHeight]", json!([]))?
         .as_array()
         .map(|a| (a[0].as_u64().unwrap_or(0), a[1].as_u64().unwrap_or(0)))
         .expect("viewport");
@@ -101,31 +112,32 @@ fn check_screen(b: &Browser, label: &str) -> PathBuf {
         .and_then(|s| s.split('x').map(|n| n.parse().ok()).collect())
         .expect("label: NAME-WxH");
     assert_eq!(vec![w, h], want, "the viewport is the size under test");
-    path
+    Ok(path)
 }
 
 /// The layout rules and the axe scan fail on a page that breaks them: small text, a
 /// small unnamed low-contrast button, a box whose text spills out.
-fn checks_catch_what_they_are_for(b: &Browser) {
+fn checks_catch_what_they_are_for(b: &Browser) -> Result<()> {
     b.js(
         "const d = document.createElement('div'); d.id = 'bad';
          d.innerHTML = '<p style=\"font-size:12px\">tiny</p><button style=\"width:30px;height:30px;color:#777;background:#888\"></button><div style=\"width:50px;white-space:nowrap\">a line far too long for its box</div>';
          document.querySelector('.talk').append(d);",
         json!([]),
-    );
-    let problems = b.js(LAYOUT_CHECK, json!([])).to_string();
+    )?;
+    let problems = b.js(LAYOUT_CHECK, json!([]))?.to_string();
     for want in ["text 12px", "target 30x30", "overflows"] {
         assert!(problems.contains(want), "{want} not caught: {problems}");
     }
     let axe = axe_source();
-    b.js(&format!("{axe}\n;return true;"), json!([]));
+    b.js(&format!("{axe}\n;return true;"), json!([]))?;
     let ids = b.js_async(
         "const done = arguments[arguments.length - 1];
          axe.run(document.getElementById('bad')).then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id)));",
         json!([]),
-    );
+    )?;
     assert!(ids.to_string().contains("button-name"), "{ids}");
-    b.js("document.getElementById('bad').remove()", json!([]));
+    b.js("document.getElementById('bad').remove()", json!([]))?;
+    Ok(())
 }
 
 /// axe-core's script: fetched by the test command (`cargo xtask test`) from npm into
@@ -145,15 +157,15 @@ fn axe_source() -> String {
 /// A typed question, a follow-up in the same session, "Start over", and the screen
 /// at kiosk size (portrait 1080x1920).
 #[test]
-fn typed_questions_keep_the_session_until_start_over() {
+fn typed_questions_keep_the_session_until_start_over() -> Result<()> {
     let s = crate::service::server();
-    let b = Browser::launch(1080, 1920, Media::default());
-    b.open(&page(s.addr));
+    let b = Browser::launch(1080, 1920, Media::default())?;
+    b.open(&page(s.addr))?;
     // The attract screen shows the privacy notice from the config before anything opens.
     let notice = b.wait_js(
         "return document.getElementById('privacy-notice').innerText",
         WAIT,
-    );
+    )?;
     assert!(
         notice
             .as_str()
@@ -161,44 +173,45 @@ fn typed_questions_keep_the_session_until_start_over() {
             .contains("processed on this kiosk only"),
         "{notice}"
     );
-    let camera_open = b.js("return window.aisle.state.cameraOn", json!([]));
+    let camera_open = b.js("return window.aisle.state.cameraOn", json!([]))?;
     assert_eq!(camera_open, json!(false), "no camera before consent");
-    accept(&b);
+    accept(&b)?;
 
-    let a = ask_for(&b, "how much are the organic bananas?", "$0.69");
+    let a = ask_for(&b, "how much are the organic bananas?", "$0.69")?;
     assert!(a.contains("Organic Bananas"), "{a}");
     // The answer card lists the product as the service formats it.
     let card = b.wait_js(
         "const c = document.querySelector('.fact-card[data-sku=\"BAN-1\"]'); return c && c.innerText",
         WAIT,
-    );
+    )?;
     let card = card.as_str().unwrap_or("");
     assert!(
         card.contains("$0.69") && card.contains("fresh fruits"),
         "{card}"
     );
 
-    let a = ask_for(&b, "and where are they?", "fresh fruits");
+    let a = ask_for(&b, "and where are they?", "fresh fruits")?;
     assert!(a.contains("Bananas"), "the follow-up used the session: {a}");
-    let shot = check_screen(&b, "kiosk-1080x1920");
+    let shot = check_screen(&b, "kiosk-1080x1920")?;
     eprintln!("screenshot: {}", shot.display());
-    checks_catch_what_they_are_for(&b);
+    checks_catch_what_they_are_for(&b)?;
 
-    let start_over = b.testid("start-over");
-    b.click(&start_over);
-    b.wait_js("return window.aisle.state.session === null", WAIT);
-    let before = b.text_of("answer");
-    type_question(&b, "and where are they?");
-    let a = next_answer(&b, &before);
+    let start_over = b.testid("start-over")?;
+    b.click(&start_over)?;
+    b.wait_js("return window.aisle.state.session === null", WAIT)?;
+    let before = b.text_of("answer")?;
+    type_question(&b, "and where are they?")?;
+    let a = next_answer(&b, &before)?;
     assert!(
         !a.contains("Bananas") && a.contains("Which product"),
         "the session was forgotten: {a}"
     );
 
     // "Call staff" reaches the staff's webhook.
-    let called = b.testid("call-staff");
-    b.click(&called);
-    b.wait_text("answer", WAIT, |t| t.contains("staff has been called"));
+    let called = b.testid("call-staff")?;
+    b.click(&called)?;
+    b.wait_text("answer", WAIT, |t| t.contains("staff has been called"))?;
+    Ok(())
 }
 
 /// A 16-bit WAV: `secs_before` of silence, the spoken question, `secs_after` of silence.
@@ -236,7 +249,7 @@ fn padded_question(text: &str, dir: &Path, secs_before: f32, secs_after: f32) ->
 /// The spoken question from the fake microphone: a tap, the service's VAD ends it,
 /// the transcript and then the answer appear (tablet size, 1280x800).
 #[test]
-fn a_spoken_question_is_transcribed_and_answered() {
+fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
     let wav = padded_question("how much is the banana", dir.path(), 0.5, 4.0);
@@ -247,24 +260,25 @@ fn a_spoken_question_is_transcribed_and_answered() {
             audio: Some(&wav),
             ..Default::default()
         },
-    );
-    b.open(&page(s.addr));
-    accept(&b);
-    let mic = b.testid("mic-button");
-    b.click(&mic);
-    let heard = b.wait_text("transcript", WAIT, |t| t.to_lowercase().contains("banana"));
-    let a = b.wait_text("answer", WAIT, |t| t.contains("$0.69"));
+    )?;
+    b.open(&page(s.addr))?;
+    accept(&b)?;
+    let mic = b.testid("mic-button")?;
+    b.click(&mic)?;
+    let heard = b.wait_text("transcript", WAIT, |t| t.to_lowercase().contains("banana"))?;
+    let a = b.wait_text("answer", WAIT, |t| t.contains("$0.69"))?;
     assert!(a.contains("Bananas"), "{a} (heard {heard:?})");
     // The microphone is closed once the question is heard.
     b.wait_js(
         "return document.querySelector('[data-testid=mic-button]').getAttribute('aria-pressed') === 'false'",
         WAIT,
-    );
-    let m = b.wait_js("return window.aisle.metrics.voice", WAIT);
+    )?;
+    let m = b.wait_js("return window.aisle.metrics.voice", WAIT)?;
     assert!(
         m[0]["answerPainted"].as_f64() > m[0]["vadEnd"].as_f64(),
         "{m}"
     );
+    Ok(())
 }
 
 /// The shelf of `crate::ar::shelf` as a 2-frame Y4M for Chromium's fake camera.
@@ -286,7 +300,7 @@ fn shelf_video(dir: &Path) -> PathBuf {
 /// The fake camera shows the cup and the cat food: a card over each, laid out by the
 /// service; touching the cup's card answers about the cup. Tablet size.
 #[test]
-fn camera_cards_over_the_products_answer_when_touched() {
+fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
     let video = shelf_video(dir.path());
@@ -297,46 +311,47 @@ fn camera_cards_over_the_products_answer_when_touched() {
             video: Some(&video),
             ..Default::default()
         },
-    );
-    b.open(&page(s.addr));
-    accept(&b);
+    )?;
+    b.open(&page(s.addr))?;
+    accept(&b)?;
     let skus = b.wait_js(
         "const s = Array.from(document.querySelectorAll('[data-testid=product-card]'), (c) => c.dataset.sku).sort();
          return s.length === 2 ? s : null",
         WAIT,
-    );
+    )?;
     assert_eq!(skus, json!(["CAT-1", "COF-1"]));
     // Each card sits beside its own product: the cup is on the left of the shelf.
     let xs = b.js(
         "const x = (s) => document.querySelector(`[data-sku=\"${s}\"]`).getBoundingClientRect().left;
          return [x('COF-1'), x('CAT-1')]",
         json!([]),
-    );
+    )?;
     assert!(xs[0].as_f64() < xs[1].as_f64(), "{xs}");
     let text = b.js(
         "return document.querySelector('[data-sku=\"COF-1\"]').innerText",
         json!([]),
-    );
+    )?;
     assert!(text.as_str().unwrap_or("").contains("$8.99"), "{text}");
-    let shot = check_screen(&b, "tablet-1280x800-camera");
+    let shot = check_screen(&b, "tablet-1280x800-camera")?;
     eprintln!("screenshot: {}", shot.display());
 
-    let cup = b.find("[data-testid=product-card][data-sku=\"COF-1\"]", WAIT);
-    b.click(&cup);
-    let a = b.wait_text("answer", WAIT, |t| t.contains("$8.99"));
+    let cup = b.find("[data-testid=product-card][data-sku=\"COF-1\"]", WAIT)?;
+    b.click(&cup)?;
+    let a = b.wait_text("answer", WAIT, |t| t.contains("$8.99"))?;
     assert!(a.contains("Espresso"), "{a}");
     // Cards keep coming at the camera's pace; the frames were identified and followed.
     let passes = b.wait_js(
         "const m = window.aisle.metrics.camera; return m.length >= 4 ? m.map((f) => f.pass) : null",
         WAIT,
-    );
+    )?;
     let passes = passes.as_array().expect("passes");
     assert!(passes.iter().any(|p| p == "identified"), "{passes:?}");
+    Ok(())
 }
 
 /// Camera and microphone denied: the page says so, and typing still works.
 #[test]
-fn denied_camera_and_microphone_are_said_plainly() {
+fn denied_camera_and_microphone_are_said_plainly() -> Result<()> {
     let s = crate::service::server();
     let b = Browser::launch(
         1280,
@@ -345,22 +360,23 @@ fn denied_camera_and_microphone_are_said_plainly() {
             deny: true,
             ..Default::default()
         },
-    );
-    b.open(&page(s.addr));
-    accept(&b);
+    )?;
+    b.open(&page(s.addr))?;
+    accept(&b)?;
     let note = b.wait_js(
         "return document.getElementById('camera-note').innerText",
         WAIT,
-    );
+    )?;
     assert!(
         note.as_str().unwrap_or("").contains("camera is turned off"),
         "{note}"
     );
-    let mic = b.testid("mic-button");
-    b.click(&mic);
-    let a = b.wait_text("answer", WAIT, |t| t.contains("microphone is turned off"));
+    let mic = b.testid("mic-button")?;
+    b.click(&mic)?;
+    let a = b.wait_text("answer", WAIT, |t| t.contains("microphone is turned off"))?;
     assert!(a.contains("type your question"), "{a}");
-    ask_for(&b, "how much is the sparkling water?", "$0.99");
+    ask_for(&b, "how much is the sparkling water?", "$0.99")?;
+    Ok(())
 }
 
 /// A service whose models never finish loading (`serve` would load them).
@@ -442,7 +458,7 @@ impl Instance {
 /// comes back whole: the page says each plainly and recovers on its own, and the
 /// conversation goes on.
 #[test]
-fn the_page_survives_a_service_restart() {
+fn the_page_survives_a_service_restart() -> Result<()> {
     let main = crate::service::server();
     let kiosk = main.service.kiosk().expect("loaded").clone();
     let cfg = kiosk.config().clone();
@@ -459,32 +475,32 @@ fn the_page_survives_a_service_restart() {
             deny: true,
             ..Default::default()
         },
-    );
-    b.open(&page(addr));
-    accept(&b);
-    ask_for(&b, "how much is the whole milk?", "$3.49");
+    )?;
+    b.open(&page(addr))?;
+    accept(&b)?;
+    ask_for(&b, "how much is the whole milk?", "$3.49")?;
 
     // Stopped: the page cannot reach it.
     up.stop();
-    let before = b.text_of("answer");
-    type_question(&b, "and where is it?");
+    let before = b.text_of("answer")?;
+    type_question(&b, "and where is it?")?;
     b.wait_js(
         "const e = document.getElementById('banner'); return !e.hidden && e.innerText",
         WAIT,
-    );
-    let said = next_answer(&b, &before);
+    )?;
+    let said = next_answer(&b, &before)?;
     assert!(said.contains("cannot be reached"), "{said}");
 
     // Back, but still loading its models: every request is a 503.
     let down = Instance::start(addr, Loading(Service::new(cfg.clone(), None)));
-    let before = b.text_of("answer");
-    type_question(&b, "and where is it?");
-    let said = next_answer(&b, &before);
+    let before = b.text_of("answer")?;
+    type_question(&b, "and where is it?")?;
+    let said = next_answer(&b, &before)?;
     assert!(said.contains("still loading"), "{said}");
     let banner = b.js(
         "return document.getElementById('banner').innerText",
         json!([]),
-    );
+    )?;
     assert!(
         banner.as_str().unwrap_or("").contains("back in a moment"),
         "{banner}"
@@ -493,8 +509,9 @@ fn the_page_survives_a_service_restart() {
 
     // Whole again: the banner goes by itself, and the conversation continues.
     let up = Instance::start(addr, whole());
-    b.wait_js("return document.getElementById('banner').hidden", WAIT);
-    let a = ask_for(&b, "and where is it?", "Whole Milk is in");
+    b.wait_js("return document.getElementById('banner').hidden", WAIT)?;
+    let a = ask_for(&b, "and where is it?", "Whole Milk is in")?;
     assert!(a.contains("milk"), "{a}");
     up.stop();
+    Ok(())
 }

@@ -1,17 +1,18 @@
 //! A minimal W3C WebDriver client over Debian's chromedriver and headless Chromium,
-//! for the kiosk screen's tests: a session per browser, commands as JSON over HTTP.
+//! for the kiosk screen's tests and `aisle bench ui`: a session per browser, commands
+//! as JSON over HTTP.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-pub(crate) struct Browser {
+pub struct Browser {
     driver: Child,
     base: String,
     _profile: tempfile::TempDir,
@@ -19,7 +20,7 @@ pub(crate) struct Browser {
 
 /// What the browser's fake devices play.
 #[derive(Default)]
-pub(crate) struct Media<'a> {
+pub struct Media<'a> {
     /// A WAV as the microphone (looped).
     pub audio: Option<&'a Path>,
     /// A `.y4m` as the camera (looped).
@@ -36,33 +37,38 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+        .context("a free loopback port")?
+        .port())
 }
 
 impl Browser {
     /// Headless Chromium at `width` x `height` CSS pixels.
-    pub fn launch(width: u32, height: u32, media: Media<'_>) -> Self {
-        let port = free_port();
+    pub fn launch(width: u32, height: u32, media: Media<'_>) -> Result<Self> {
+        let port = free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver (Debian's chromium-driver, installed by the test command)");
-        let base = format!("http://127.0.0.1:{port}");
+            .context(
+                "cannot start chromedriver (Debian's chromium-driver; `cargo xtask setup` installs it)",
+            )?;
+        let mut b = Self {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            _profile: tempfile::tempdir().context("a browser profile directory")?,
+        };
         let t = Instant::now();
-        while agent().get(&format!("{base}/status")).call().is_err() {
-            assert!(
+        while agent().get(&format!("{}/status", b.base)).call().is_err() {
+            ensure!(
                 t.elapsed() < Duration::from_secs(20),
                 "chromedriver did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = tempfile::tempdir().expect("profile dir");
         let mut args: Vec<String> = [
             "--headless=new",
             "--no-sandbox",
@@ -80,7 +86,7 @@ impl Browser {
         .map(String::from)
         .to_vec();
         args.push(format!("--window-size={width},{height}"));
-        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.push(format!("--user-data-dir={}", b._profile.path().display()));
         // Fake devices always (a camera and a microphone exist); the permission is
         // granted without a prompt, or refused as a shopper tapping "Block" would.
         args.push("--use-fake-device-for-media-stream".into());
@@ -95,11 +101,6 @@ impl Browser {
         if let Some(v) = media.video {
             args.push(format!("--use-file-for-fake-video-capture={}", v.display()));
         }
-        let mut b = Self {
-            driver,
-            base,
-            _profile: profile,
-        };
         let v = b.send(
             "POST",
             "/session",
@@ -107,10 +108,13 @@ impl Browser {
                 "browserName": "chrome",
                 "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
             } } }),
-        );
-        let id = v["sessionId"].as_str().expect("a session id").to_string();
+        )?;
+        let id = v["sessionId"]
+            .as_str()
+            .with_context(|| format!("chromedriver gave no session: {v}"))?
+            .to_string();
         b.base = format!("{}/session/{id}", b.base);
-        b.send("POST", "/timeouts", json!({ "script": 60_000 }));
+        b.send("POST", "/timeouts", json!({ "script": 60_000 }))?;
         // The viewport itself at the size asked for (the window's would include the
         // browser's own frame).
         b.send(
@@ -119,11 +123,11 @@ impl Browser {
             json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
                 "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false,
             } }),
-        );
-        b
+        )?;
+        Ok(b)
     }
 
-    fn send(&self, method: &str, path: &str, body: Value) -> Value {
+    fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let a = agent();
         let r = match method {
@@ -134,7 +138,7 @@ impl Browser {
                 .header("Content-Type", "application/json")
                 .send(body.to_string().as_bytes()),
         };
-        let mut r = r.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let mut r = r.with_context(|| format!("WebDriver {method} {path}"))?;
         let status = r.status().as_u16();
         let v: Value = r
             .body_mut()
@@ -142,16 +146,16 @@ impl Browser {
             .limit(64 << 20)
             .read_json()
             .unwrap_or(Value::Null);
-        assert!(status < 300, "WebDriver {method} {path}: {status} {v}");
-        v["value"].clone()
+        ensure!(status < 300, "WebDriver {method} {path}: {status} {v}");
+        Ok(v["value"].clone())
     }
 
-    pub fn open(&self, url: &str) {
-        self.send("POST", "/url", json!({ "url": url }));
+    pub fn open(&self, url: &str) -> Result<()> {
+        self.send("POST", "/url", json!({ "url": url })).map(drop)
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) and returns its value.
-    pub fn js(&self, script: &str, args: Value) -> Value {
+    pub fn js(&self, script: &str, args: Value) -> Result<Value> {
         self.send(
             "POST",
             "/execute/sync",
@@ -160,7 +164,7 @@ impl Browser {
     }
 
     /// Runs `script`, which calls `arguments[arguments.length - 1](value)` when done.
-    pub fn js_async(&self, script: &str, args: Value) -> Value {
+    pub fn js_async(&self, script: &str, args: Value) -> Result<Value> {
         self.send(
             "POST",
             "/execute/async",
@@ -169,63 +173,71 @@ impl Browser {
     }
 
     /// The element matching `css`, waiting up to `wait` for it.
-    pub fn find(&self, css: &str, wait: Duration) -> String {
+    pub fn find(&self, css: &str, wait: Duration) -> Result<String> {
         let t = Instant::now();
         loop {
             let v = self.send(
                 "POST",
                 "/elements",
                 json!({ "using": "css selector", "value": css }),
-            );
+            )?;
             if let Some(e) = v.get(0).and_then(|e| e[ELEMENT].as_str()) {
-                return e.to_string();
+                return Ok(e.to_string());
             }
-            assert!(t.elapsed() < wait, "no element {css} after {wait:?}");
+            ensure!(t.elapsed() < wait, "no element {css} after {wait:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    pub fn testid(&self, id: &str) -> String {
+    pub fn testid(&self, id: &str) -> Result<String> {
         self.find(&format!("[data-testid={id:?}]"), Duration::from_secs(10))
     }
 
-    pub fn click(&self, element: &str) {
-        self.send("POST", &format!("/element/{element}/click"), json!({}));
+    pub fn click(&self, element: &str) -> Result<()> {
+        self.send("POST", &format!("/element/{element}/click"), json!({}))
+            .map(drop)
     }
 
-    pub fn type_text(&self, element: &str, text: &str) {
+    pub fn type_text(&self, element: &str, text: &str) -> Result<()> {
         self.send(
             "POST",
             &format!("/element/{element}/value"),
             json!({ "text": text }),
-        );
+        )
+        .map(drop)
     }
 
     /// The visible text of the `data-testid` element.
-    pub fn text_of(&self, testid: &str) -> String {
-        self.js(
-            "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.innerText : null;",
-            json!([testid]),
-        )
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    pub fn text_of(&self, testid: &str) -> Result<String> {
+        Ok(self
+            .js(
+                "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.innerText : null;",
+                json!([testid]),
+            )?
+            .as_str()
+            .unwrap_or("")
+            .to_string())
     }
 
     /// Waits until the `data-testid` element's text satisfies `ok`; returns it.
-    pub fn wait_text(&self, testid: &str, wait: Duration, ok: impl Fn(&str) -> bool) -> String {
+    pub fn wait_text(
+        &self,
+        testid: &str,
+        wait: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let t = Instant::now();
         loop {
-            let s = self.text_of(testid);
+            let s = self.text_of(testid)?;
             if ok(&s) {
-                return s;
+                return Ok(s);
             }
             if t.elapsed() > wait {
                 let banner = self.js(
-                    "return document.getElementById('banner').innerText",
+                    "const b = document.getElementById('banner'); return b && b.innerText",
                     json!([]),
-                );
-                panic!(
+                )?;
+                bail!(
                     "{testid} never became what was expected after {wait:?}: {s:?} (banner: {banner})"
                 );
             }
@@ -234,10 +246,10 @@ impl Browser {
     }
 
     /// Polls `script` (returning a value) until it is truthy.
-    pub fn wait_js(&self, script: &str, wait: Duration) -> Value {
+    pub fn wait_js(&self, script: &str, wait: Duration) -> Result<Value> {
         let t = Instant::now();
         loop {
-            let v = self.js(script, json!([]));
+            let v = self.js(script, json!([]))?;
             let truthy = match &v {
                 Value::Null => false,
                 Value::Bool(b) => *b,
@@ -246,24 +258,26 @@ impl Browser {
                 _ => true,
             };
             if truthy {
-                return v;
+                return Ok(v);
             }
-            assert!(t.elapsed() < wait, "never true after {wait:?}: {script}");
+            ensure!(t.elapsed() < wait, "never true after {wait:?}: {script}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// A PNG of the viewport, written to `path`.
-    pub fn screenshot(&self, path: &Path) -> image::RgbaImage {
-        let v = self.send("GET", "/screenshot", Value::Null);
+    pub fn screenshot(&self, path: &Path) -> Result<image::RgbaImage> {
+        let v = self.send("GET", "/screenshot", Value::Null)?;
         let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("base64"))
-            .expect("base64 PNG");
+            .decode(v.as_str().context("the screenshot is not text")?)
+            .context("the screenshot is not base64")?;
         if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).expect("artefact dir");
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
         }
-        std::fs::write(path, &png).expect("write screenshot");
-        image::load_from_memory(&png).expect("PNG").to_rgba8()
+        std::fs::write(path, &png).with_context(|| format!("write {}", path.display()))?;
+        Ok(image::load_from_memory(&png)
+            .context("the screenshot is not a PNG")?
+            .to_rgba8())
     }
 }
 
@@ -273,14 +287,4 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-/// Where screenshots go: `target/tmp/ui/`, kept after the run as test artefacts.
-pub(crate) fn artefacts() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui")
-}
-
-/// The page's address on `addr`.
-pub(crate) fn page(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
 }
