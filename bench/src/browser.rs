@@ -15,7 +15,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub struct Browser {
     driver: Child,
     base: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 /// What the browser's fake devices play.
@@ -59,7 +59,7 @@ impl Browser {
         let mut b = Self {
             driver,
             base: format!("http://127.0.0.1:{port}"),
-            _profile: tempfile::tempdir().context("a browser profile directory")?,
+            profile: tempfile::tempdir().context("a browser profile directory")?,
         };
         let t = Instant::now();
         while agent().get(&format!("{}/status", b.base)).call().is_err() {
@@ -86,7 +86,7 @@ impl Browser {
         .map(String::from)
         .to_vec();
         args.push(format!("--window-size={width},{height}"));
-        args.push(format!("--user-data-dir={}", b._profile.path().display()));
+        args.push(format!("--user-data-dir={}", b.profile.path().display()));
         // Fake devices always (a camera and a microphone exist); the permission is
         // granted without a prompt, or refused as a shopper tapping "Block" would.
         args.push("--use-fake-device-for-media-stream".into());
@@ -148,6 +148,31 @@ impl Browser {
             .unwrap_or(Value::Null);
         ensure!(status < 300, "WebDriver {method} {path}: {status} {v}");
         Ok(v["value"].clone())
+    }
+
+    /// Resident memory of this browser's processes (those started with its
+    /// profile), MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let needle = format!("--user-data-dir={}", self.profile.path().display());
+        let mut kib = 0.0;
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let p = e.path();
+            let Ok(cmd) = std::fs::read(p.join("cmdline")) else {
+                continue;
+            };
+            if !String::from_utf8_lossy(&cmd).contains(&needle) {
+                continue;
+            }
+            if let Ok(status) = std::fs::read_to_string(p.join("status")) {
+                kib += status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+        }
+        (kib > 0.0).then_some(kib / 1024.0)
     }
 
     pub fn open(&self, url: &str) -> Result<()> {

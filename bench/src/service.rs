@@ -34,15 +34,15 @@ const LLM: &[&str] = &[
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default, Clone)]
-struct Load {
-    latencies_ms: Vec<f64>,
+pub(crate) struct Load {
+    pub latencies_ms: Vec<f64>,
     errors: usize,
     busy: usize,
     wall_s: f64,
 }
 
 impl Load {
-    fn pct(&self, p: f64) -> f64 {
+    pub fn pct(&self, p: f64) -> f64 {
         let mut v = self.latencies_ms.clone();
         if v.is_empty() {
             return f64::NAN;
@@ -133,7 +133,11 @@ fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, reqs: &[R
 
 /// Voice runs at real-time pace, one client: end of speech (the last voiced audio
 /// sent) to `intent-end`, as the server measures it and as the client sees it.
-fn voice_runs(addr: std::net::SocketAddr, pcm: &[u8], runs: usize) -> Result<(Load, Vec<f64>)> {
+pub(crate) fn voice_runs(
+    addr: std::net::SocketAddr,
+    pcm: &[u8],
+    runs: usize,
+) -> Result<(Load, Vec<f64>)> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,7 +206,7 @@ fn voice_runs(addr: std::net::SocketAddr, pcm: &[u8], runs: usize) -> Result<(Lo
     Ok((out, client_side))
 }
 
-fn rss_mib() -> Option<f64> {
+pub(crate) fn rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -350,26 +354,11 @@ fn llama_server_peer(
     result
 }
 
-pub fn run(
+/// The service over `cfg`, in this process on a loopback port, its models loaded
+/// (the LLM required): its address, kiosk and load time in seconds.
+pub(crate) fn start(
     cfg: &DeviceConfig,
-    args: &crate::BenchArgs,
-    soak_total: usize,
-    json_out: bool,
-) -> Result<ExitCode> {
-    let runs = args.runs.max(1);
-    let mut cfg = cfg.clone();
-    cfg.file.inference.threads = args.threads.max(1) as _;
-    // The configured catalog (`paths.catalog`), else the demo store (built on first
-    // use), served from this process on loopback.
-    if cfg.file.paths.catalog.is_none() {
-        aisle_runtime::kiosk::demo_catalog(&cfg)?;
-    }
-    let store = aisle_runtime::kiosk::open_store(&cfg)?;
-    let photo = std::fs::read(
-        store
-            .verify("sample-photos", &mut |_| {})?
-            .path("coffee.png")?,
-    )?;
+) -> Result<(std::net::SocketAddr, Arc<aisle_runtime::kiosk::Kiosk>, f64)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -403,6 +392,30 @@ pub fn run(
             });
         }
     });
+    Ok((addr, kiosk, load_s))
+}
+
+pub fn run(
+    cfg: &DeviceConfig,
+    args: &crate::BenchArgs,
+    soak_total: usize,
+    json_out: bool,
+) -> Result<ExitCode> {
+    let runs = args.runs.max(1);
+    let mut cfg = cfg.clone();
+    cfg.file.inference.threads = args.threads.max(1) as _;
+    // The configured catalog (`paths.catalog`), else the demo store (built on first
+    // use), served from this process on loopback.
+    if cfg.file.paths.catalog.is_none() {
+        aisle_runtime::kiosk::demo_catalog(&cfg)?;
+    }
+    let store = aisle_runtime::kiosk::open_store(&cfg)?;
+    let photo = std::fs::read(
+        store
+            .verify("sample-photos", &mut |_| {})?
+            .path("coffee.png")?,
+    )?;
+    let (addr, _kiosk, load_s) = start(&cfg)?;
     let rss_loaded = rss_mib();
 
     let grammar: Vec<Req> = GRAMMAR.iter().map(|q| Req::Ask(q.to_string())).collect();

@@ -291,6 +291,10 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 10_000)]
         soak: usize,
     },
+    /// The kiosk screen in headless Chromium (Performance API): cold start, transfer
+    /// size, end of speech to answer painted, camera frame to cards painted, page fps;
+    /// against a bare WebSocket client on the same service.
+    Ui(BenchArgs),
 }
 
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
@@ -349,6 +353,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Service { args, soak }) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             aisle_bench::service::run(&cfg, args, *soak, cli.json)
+        }
+        Command::Bench(BenchCmd::Ui(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            aisle_bench::ui::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -117,6 +117,7 @@ async function loadKiosk() {
     begin(); // no consent asked: the camera opens at once
   }
   status(state.kiosk.ready ? "Ready." : "Starting up…");
+  performance.mark("interactive");
 }
 
 function begin() {
@@ -314,9 +315,18 @@ const canvas = document.createElement("canvas");
 
 // One frame in flight at a time: the next is sent when the last is answered, so the
 // cards follow at whatever pace the kiosk keeps.
+// At most this many frames a second go to the service (its follow passes are cheap,
+// identification paces itself), and none while a spoken question is being heard and
+// answered: the kiosk's cores go to the voice then.
+const CAMERA_FPS = 8;
+
 async function cameraLoop() {
+  let last = 0;
   while (state.cameraOn) {
-    if (state.down || document.hidden || el.video.readyState < 2) { await sleep(200); continue; }
+    if (state.down || document.hidden || el.video.readyState < 2 || state.voice) { await sleep(100); continue; }
+    const wait = last + 1000 / CAMERA_FPS - performance.now();
+    if (wait > 0) { await sleep(wait); continue; }
+    last = performance.now();
     const box = videoBox();
     if (!box) { await sleep(100); continue; }
     const vw = el.video.videoWidth, vh = el.video.videoHeight;
@@ -491,8 +501,15 @@ async function startVoice(mode) {
     sock.send(JSON.stringify(start));
     node.port.onmessage = (m) => {
       if (state.voice !== v || v.ended) return;
-      if (v.chunks === 0) v.marks.firstAudio = performance.now();
+      const now = performance.now();
+      if (v.chunks === 0) v.marks.firstAudio = now;
       v.chunks++;
+      // The last chunk with voice in it (peak above about -30 dBFS): where the
+      // shopper stopped speaking, as the page heard it.
+      const pcm = new Int16Array(m.data);
+      let peak = 0;
+      for (let i = 0; i < pcm.length; i++) { const x = Math.abs(pcm[i]); if (x > peak) peak = x; }
+      if (peak > 1000) v.marks.lastVoice = now;
       sock.send(m.data);
     };
     src.connect(node);

@@ -515,3 +515,44 @@ fn the_page_survives_a_service_restart() -> Result<()> {
     up.stop();
     Ok(())
 }
+
+/// `aisle bench ui` runs end to end (its figures are printed, never asserted).
+#[test]
+fn the_ui_benchmark_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("products.csv");
+    std::fs::write(&csv, crate::scan::CATALOG)?;
+    let config = dir.path().join("aisle.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n",
+            dir.path().join("data"),
+            crate::data_dir().join("models"),
+        ),
+    )?;
+    let out = crate::aisle(&[
+        "--config",
+        &config.to_string_lossy(),
+        "--json",
+        "bench",
+        "ui",
+        "--runs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    for key in [
+        "/cold_start/first_contentful_paint_ms",
+        "/cold_start/transfer_bytes/js",
+        "/camera/page_fps",
+        "/voice/end_of_speech_to_answer_painted_ms/p50",
+        "/voice/peer_bare_websocket_ms/p50",
+    ] {
+        assert!(
+            v.pointer(key).and_then(Value::as_f64).is_some(),
+            "{key} in {v}"
+        );
+    }
+    Ok(())
+}
