@@ -63,8 +63,8 @@ fn shelf(cfg: &DeviceConfig, dir: &Path) -> Result<std::path::PathBuf> {
     let store = aisle_runtime::kiosk::open_store(cfg)?;
     let photos = store.verify("sample-photos", &mut |_| {})?;
     let limits = aisle_vision::ImageLimits::default();
-    let cup = aisle_vision::load_image(&photos.path("coffee.png")?, &limits)?;
-    let cat = aisle_vision::load_image(&photos.path("chelsea.png")?, &limits)?;
+    let cup = aisle_vision::load_image(photos.path("coffee.png")?, &limits)?;
+    let cat = aisle_vision::load_image(photos.path("chelsea.png")?, &limits)?;
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
     image::imageops::overlay(&mut canvas, &cup, 40, 180);
     image::imageops::overlay(&mut canvas, &cat, 760, 210);
