@@ -590,6 +590,12 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let run = crate::demo::run(&cfg)?;
+    // Where `aisle serve` with this config shows the kiosk screen.
+    let screen = format!("http://{}/", cfg.file.service.bind);
+    let serve = match cli.config.as_deref() {
+        Some(c) => format!("aisle --config {} serve", c.display()),
+        None => "aisle serve".to_string(),
+    };
     if cli.json {
         outln!(
             "{}",
@@ -601,6 +607,7 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
                 "configured_models": configured_json(&configured),
                 "capabilities": capabilities(),
                 "run": run.to_json(),
+                "screen": { "url": screen, "serve": serve },
             }))?
         );
     } else {
@@ -621,6 +628,11 @@ fn demo(cli: &Cli) -> Result<ExitCode> {
         for (name, state) in capabilities() {
             outln!("  {name:<12} {state}");
         }
+        outln!();
+        outln!("The kiosk screen: run `{serve}`, then open {screen}");
+        outln!(
+            "  (a kiosk runs `chromium --kiosk {screen}`; camera and microphone stay on this machine)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -681,6 +693,10 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
         (
             "service",
             "ready: `aisle serve` (HTTP + WebSocket API, every model loaded once; /openapi.json), `cargo xtask dist` (Debian package, systemd unit)",
+        ),
+        (
+            "screen",
+            "ready: the kiosk's touch screen at `/` of `aisle serve` (camera cards, voice, typing; embedded, works offline)",
         ),
     ]
 }
