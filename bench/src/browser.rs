@@ -11,6 +11,10 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// WebDriver's Tab key.
+pub const TAB: char = '\u{E004}';
+/// WebDriver's Enter key.
+pub const ENTER: char = '\u{E007}';
 
 pub struct Browser {
     driver: Child,
@@ -228,6 +232,40 @@ impl Browser {
             "POST",
             &format!("/element/{element}/value"),
             json!({ "text": text }),
+        )
+        .map(drop)
+    }
+
+    /// Types `keys` on the keyboard, into whatever has the focus (WebDriver key codes:
+    /// [`TAB`], [`ENTER`]).
+    pub fn keys(&self, keys: &str) -> Result<()> {
+        let mut actions = Vec::new();
+        for c in keys.chars() {
+            actions.push(json!({ "type": "keyDown", "value": c.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": c.to_string() }));
+        }
+        self.send(
+            "POST",
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .map(drop)
+    }
+
+    /// Presses the mouse on `element`, holds it `hold`, releases it.
+    pub fn press_and_hold(&self, element: &str, hold: Duration) -> Result<()> {
+        self.send(
+            "POST",
+            "/actions",
+            json!({ "actions": [{
+                "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" },
+                "actions": [
+                    { "type": "pointerMove", "origin": { ELEMENT: element }, "x": 0, "y": 0 },
+                    { "type": "pointerDown", "button": 0 },
+                    { "type": "pause", "duration": hold.as_millis() as u64 },
+                    { "type": "pointerUp", "button": 0 },
+                ],
+            }] }),
         )
         .map(drop)
     }

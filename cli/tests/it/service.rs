@@ -1144,15 +1144,19 @@ fn camera_streams_keep_cards_steady_in_the_display_space() {
         400,
         "stream id",
     );
-    assert_error(
-        &post(&format!("/v1/camera/{id}?w=640"), "image/png", &frame),
-        400,
-        "w and h",
-    );
+    // One side alone: the other follows the frame's shape (16:9).
+    let (s, v) = post(&format!("/v1/camera/{id}?w=640"), "image/png", &frame);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["overlay"]["height"].as_f64(), Some(360.0), "{v}");
     assert_error(
         &post(&format!("/v1/camera/{id}?w=0&h=10"), "image/png", &frame),
         400,
-        "w and h",
+        "w must be between 1 and 16384",
+    );
+    assert_error(
+        &post(&format!("/v1/camera/{id}?h=NaN"), "image/png", &frame),
+        400,
+        "h must be",
     );
     assert_error(
         &post(&format!("/v1/camera/{id}"), "image/png", b"not an image"),
@@ -1290,4 +1294,12 @@ fn the_kiosk_page_is_served_with_its_assets() {
     }
     eprintln!("kiosk page: {total} bytes of HTML, JS and CSS");
     assert_error(&get("/ui/nope.js"), 404, "no such endpoint");
+    // A method an endpoint does not take: the same error shape.
+    let mut r = agent()
+        .delete(&format!("http://{}/health", server().addr))
+        .call()
+        .expect("DELETE");
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_vec().expect("body");
+    assert_error(&parse(status, &body), 405, "does not take DELETE");
 }

@@ -11,7 +11,7 @@ use aisle_runtime::service::{self, Service};
 use serde_json::{Value, json};
 
 use aisle_bench::browser::{Browser, Media};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// Where screenshots go: `target/tmp/ui/`, kept after the run as test artefacts.
 fn artefacts() -> PathBuf {
@@ -278,6 +278,30 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
         m[0]["answerPainted"].as_f64() > m[0]["vadEnd"].as_f64(),
         "{m}"
     );
+
+    // Push-to-talk: pressed and held through the question, released; the release
+    // closes the microphone and the question is answered again.
+    b.js(
+        "document.getElementById('answer-text').textContent = ''",
+        json!([]),
+    )?;
+    b.press_and_hold(&mic, Duration::from_millis(3500))?;
+    let pressed = b.js(
+        "return document.querySelector('[data-testid=mic-button]').getAttribute('aria-pressed')",
+        json!([]),
+    )?;
+    assert_eq!(
+        pressed,
+        json!("false"),
+        "released: the microphone is closed"
+    );
+    let a = b.wait_text("answer", WAIT, |t| t.contains("$0.69"))?;
+    assert!(a.contains("Bananas"), "{a}");
+    let runs = b.wait_js(
+        "const m = window.aisle.metrics.voice; return m.length >= 2 ? m : null",
+        WAIT,
+    )?;
+    assert!(runs[1]["answerPainted"].as_f64().is_some(), "{runs}");
     Ok(())
 }
 
@@ -554,5 +578,126 @@ fn the_ui_benchmark_runs() -> Result<()> {
             "{key} in {v}"
         );
     }
+    Ok(())
+}
+
+/// The whole page with the keyboard alone: Tab to the consent button, Enter, Tab to
+/// the text field, type, Enter; every control is reached by Tab.
+#[test]
+fn the_keyboard_alone_is_enough() -> Result<()> {
+    use aisle_bench::browser::{ENTER, TAB};
+    let s = crate::service::server();
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            deny: true,
+            ..Default::default()
+        },
+    )?;
+    b.open(&page(s.addr))?;
+    b.testid("consent-accept")?;
+    let focused = || -> Result<String> {
+        Ok(b
+            .js(
+                "const e = document.activeElement; return e ? (e.dataset.testid || e.id || e.tagName) : ''",
+                json!([]),
+            )?
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    };
+    // Tab until the consent button has the focus.
+    let mut order = Vec::new();
+    for _ in 0..20 {
+        b.keys(&TAB.to_string())?;
+        let f = focused()?;
+        if f == "consent-accept" {
+            break;
+        }
+        order.push(f);
+    }
+    assert_eq!(
+        focused()?,
+        "consent-accept",
+        "Tab never reached consent: {order:?}"
+    );
+    b.keys(&ENTER.to_string())?;
+    b.wait_js(
+        "return document.getElementById('app').dataset.phase === 'active'",
+        WAIT,
+    )?;
+    // Every control is in the Tab order.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        b.keys(&TAB.to_string())?;
+        seen.insert(focused()?);
+    }
+    for id in [
+        "ask-input",
+        "ask-submit",
+        "mic-button",
+        "call-staff",
+        "start-over",
+    ] {
+        assert!(seen.contains(id), "{id} is not reached by Tab: {seen:?}");
+    }
+    // The focus is drawn (a visible outline).
+    let outline = b.js(
+        "const e = document.querySelector('[data-testid=ask-submit]'); e.focus();
+         return getComputedStyle(e).outlineStyle",
+        json!([]),
+    )?;
+    assert_ne!(
+        outline,
+        json!("none"),
+        "the focused button shows no outline"
+    );
+    b.js(
+        "document.querySelector('[data-testid=ask-input]').focus()",
+        json!([]),
+    )?;
+    let before = b.text_of("answer")?;
+    b.keys(&format!("how much is the sparkling water?{ENTER}"))?;
+    let a = b.wait_text("answer", WAIT, |t| t != before && t.contains("$0.99"))?;
+    assert!(a.contains("Sparkling Water"), "{a}");
+    Ok(())
+}
+
+/// After `dialogue.session_timeout_s` without a touch, the page erases the
+/// conversation and goes back to the attract screen (consent asked again).
+#[test]
+fn an_idle_screen_resets_itself() -> Result<()> {
+    let main = crate::service::server();
+    let kiosk = main.service.kiosk().context("loaded")?.clone();
+    let mut cfg = kiosk.config().clone();
+    cfg.file.dialogue.session_timeout_s = 3;
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let up = Instance::start(addr, Service::with_kiosk(cfg, kiosk.clone(), None));
+    let b = Browser::launch(
+        1280,
+        800,
+        Media {
+            deny: true,
+            ..Default::default()
+        },
+    )?;
+    b.open(&page(addr))?;
+    accept(&b)?;
+    ask_for(&b, "how much is the whole milk?", "$3.49")?;
+    let session = b.js("return window.aisle.state.session", json!([]))?;
+    let id = session.as_str().context("a session")?.to_string();
+    b.wait_js(
+        "return document.getElementById('app').dataset.phase === 'attract' && window.aisle.state.session === null",
+        WAIT,
+    )?;
+    let a = b.text_of("answer")?;
+    assert!(!a.contains("$3.49"), "the answer is gone: {a}");
+    // The service erased it too (the page said so with DELETE).
+    assert!(
+        kiosk.sessions().peek(&id).is_none(),
+        "session {id} still live"
+    );
+    up.stop();
     Ok(())
 }

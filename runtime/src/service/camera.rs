@@ -114,22 +114,13 @@ pub(crate) async fn frame(
     let k = s.ready()?;
     check_id(&id)?;
     let q = super::query(q)?;
-    let display = match (q.w, q.h) {
-        (Some(w), Some(h))
-            if w.is_finite()
-                && h.is_finite()
-                && (1.0..=16384.0).contains(&w)
-                && (1.0..=16384.0).contains(&h) =>
-        {
-            Some((w, h))
-        }
-        (None, None) => None,
-        _ => {
-            return Err(ApiError::bad_request(
-                "w and h go together, each between 1 and 16384",
-            ));
-        }
+    let side = |v: Option<f32>, name: &str| match v {
+        Some(v) if !(v.is_finite() && (1.0..=16384.0).contains(&v)) => Err(ApiError::bad_request(
+            format!("{name} must be between 1 and 16384 (CSS pixels)"),
+        )),
+        v => Ok(v),
     };
+    let (w, h) = (side(q.w, "w")?, side(q.h, "h")?);
     let b = read_body(&headers, b, MAX_IMAGE_BYTES, "camera frame").await?;
     let tracker = s
         .cameras
@@ -137,6 +128,14 @@ pub(crate) async fn frame(
     let out = run_blocking(&s.queues.vision, move || {
         let t = Instant::now();
         let img = k.decode_image(&b, "camera frame")?;
+        // One side alone keeps the frame's shape.
+        let aspect = img.height() as f32 / img.width().max(1) as f32;
+        let display = match (w, h) {
+            (Some(w), Some(h)) => Some((w, h)),
+            (Some(w), None) => Some((w, w * aspect)),
+            (None, Some(h)) => Some((h / aspect.max(f32::MIN_POSITIVE), h)),
+            (None, None) => None,
+        };
         let mut tr = tracker.lock().unwrap_or_else(|p| p.into_inner());
         let (overlay, pass) = tr.frame(&k, &img, display)?;
         Ok(CameraFrame {

@@ -170,6 +170,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/staff/catalog", post(staff::import))
         .route("/v1/staff/products/{sku}/photos", post(staff::enroll))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             metrics::track,
@@ -469,6 +470,14 @@ async fn metrics_text(State(s): State<Arc<Service>>) -> Response {
         text,
     )
         .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this endpoint does not take {method}"),
+    )
 }
 
 async fn not_found() -> ApiError {

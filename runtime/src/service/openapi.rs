@@ -34,6 +34,13 @@ fn path_param(name: &str, what: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": what, "schema": { "type": "string" } })
 }
 
+/// A camera stream's id, as the service accepts it.
+fn stream_param() -> Value {
+    json!({ "name": "stream", "in": "path", "required": true,
+        "description": "the screen's stream id: 8-64 letters, digits or '-'",
+        "schema": { "type": "string", "pattern": "^[A-Za-z0-9-]{8,64}$" } })
+}
+
 fn query_param(name: &str, what: &str, ty: &str, required: bool) -> Value {
     json!({ "name": name, "in": "query", "required": required, "description": what, "schema": { "type": ty } })
 }
@@ -64,7 +71,13 @@ pub fn document() -> Value {
     let schemas = g.take_definitions(true);
 
     let j = |s: &Value| Some(("application/json", s.clone()));
-    let bin = |t: &'static str| Some((t, json!({ "type": "string", "contentMediaType": t })));
+    // A binary body: never empty (an empty one is a 400).
+    let bin = |t: &'static str| {
+        Some((
+            t,
+            json!({ "type": "string", "format": "binary", "contentMediaType": t, "minLength": 1 }),
+        ))
+    };
     let any = json!({ "type": "object" });
     // Failures every inference endpoint can give.
     let failures = |extra: &[(u16, &'static str)]| {
@@ -247,12 +260,13 @@ pub fn document() -> Value {
                 ]),
             ),
             parameters: vec![
-                path_param(
-                    "stream",
-                    "the screen's stream id: 8-64 letters, digits or '-'",
-                ),
-                query_param("w", "display width, CSS pixels (1-16384)", "number", false),
-                query_param("h", "display height, CSS pixels (1-16384)", "number", false),
+                stream_param(),
+                json!({ "name": "w", "in": "query", "required": false,
+                    "description": "display width, CSS pixels (alone: the height follows the frame's shape)",
+                    "schema": { "type": "number", "minimum": 1, "maximum": 16384 } }),
+                json!({ "name": "h", "in": "query", "required": false,
+                    "description": "display height, CSS pixels (alone: the width follows the frame's shape)",
+                    "schema": { "type": "number", "minimum": 1, "maximum": 16384 } }),
             ],
         },
         Op {
@@ -266,7 +280,7 @@ pub fn document() -> Value {
                 (400, "a bad stream id", j(&err)),
                 (404, "no such stream", j(&err)),
             ],
-            parameters: vec![path_param("stream", "the screen's stream id")],
+            parameters: vec![stream_param()],
         },
         Op {
             method: "post",
@@ -306,7 +320,8 @@ pub fn document() -> Value {
                 failures(&[(400, "no ?q= or a bad query")]),
             ),
             parameters: vec![
-                query_param("q", "the text", "string", true),
+                json!({ "name": "q", "in": "query", "required": true, "description": "the text (not blank)",
+                    "schema": { "type": "string", "minLength": 1, "pattern": "\\S" } }),
                 query_param("top", "matches (1-100)", "integer", false),
             ],
         },
@@ -352,7 +367,7 @@ pub fn document() -> Value {
             path: "/v1/staff/catalog",
             summary: "imports products, stock and promotions (CSV or JSON Lines, as `aisle catalog import`)",
             staff: true,
-            request: Some(("text/csv", json!({ "type": "string" }))),
+            request: Some(("text/csv", json!({ "type": "string", "minLength": 1 }))),
             responses: with(
                 (200, "what changed", j(&import)),
                 staff_failures(&[
@@ -400,7 +415,14 @@ pub fn document() -> Value {
         }
         let mut o = json!({ "summary": op.summary, "responses": responses });
         if let Some((media, schema)) = op.request {
-            o["requestBody"] = json!({ "required": true, "content": media_type(media, schema) });
+            let mut content = media_type(media, schema.clone());
+            // Binary bodies are read whatever their declared type.
+            if media.starts_with("audio/") || media.starts_with("image/") {
+                content["application/octet-stream"] = json!({ "schema": schema });
+            }
+            // `POST /v1/call-staff` may come without a body.
+            let required = op.path != "/v1/call-staff";
+            o["requestBody"] = json!({ "required": required, "content": content });
         }
         if !op.parameters.is_empty() {
             o["parameters"] = Value::Array(op.parameters);
