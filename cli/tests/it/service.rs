@@ -384,6 +384,22 @@ fn bad_input_gets_a_clear_4xx_and_the_service_keeps_answering() {
         "request body",
     );
     assert_error(&post("/v1/scan", "image/png", b""), 400, "empty");
+    assert_error(
+        &get("/v1/search?q=milk&top=0"),
+        400,
+        "top must be between 1 and 100",
+    );
+    // serde would read a struct from an array; the API takes objects only.
+    assert_error(
+        &post("/v1/ask", "application/json", b"[\"how much is the milk\"]"),
+        400,
+        "must be a JSON object",
+    );
+    assert_error(
+        &post("/v1/call-staff", "application/json", b"[]"),
+        400,
+        "must be a JSON object",
+    );
     assert_error(&post("/v1/transcribe", "audio/wav", b""), 400, "empty");
     assert_error(
         &post("/v1/transcribe", "audio/wav", b"RIFF....WAVEfmt "),

@@ -86,8 +86,8 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct CameraQuery {
     /// The width the screen shows the frame at (CSS pixels); cards are laid out there.
-    w: Option<f32>,
-    h: Option<f32>,
+    w: Option<f64>,
+    h: Option<f64>,
 }
 
 /// One camera frame's cards.
@@ -114,11 +114,12 @@ pub(crate) async fn frame(
     let k = s.ready()?;
     check_id(&id)?;
     let q = super::query(q)?;
-    let side = |v: Option<f32>, name: &str| match v {
+    // Checked before narrowing (16384.000000000004 is not 16384).
+    let side = |v: Option<f64>, name: &str| match v {
         Some(v) if !(v.is_finite() && (1.0..=16384.0).contains(&v)) => Err(ApiError::bad_request(
             format!("{name} must be between 1 and 16384 (CSS pixels)"),
         )),
-        v => Ok(v),
+        v => Ok(v.map(|v| v as f32)),
     };
     let (w, h) = (side(q.w, "w")?, side(q.h, "h")?);
     let b = read_body(&headers, b, MAX_IMAGE_BYTES, "camera frame").await?;

@@ -503,11 +503,19 @@ fn parse_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(b).is_err() {
         return Err(ApiError::bad_request("the request body is not UTF-8 text"));
     }
-    serde_json::from_slice(b).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         ApiError::bad_request(format!(
             "the request body is not valid JSON for this endpoint: {e}"
         ))
-    })
+    };
+    // An object, always: serde would also read a struct from an array.
+    let v: serde_json::Value = serde_json::from_slice(b).map_err(bad)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(v).map_err(bad)
 }
 
 async fn ask(
@@ -547,6 +555,25 @@ struct ScanQuery {
     top: Option<usize>,
 }
 
+/// A numeric query parameter: `default` when absent, a 400 naming it when outside
+/// `range` (the range `/openapi.json` states).
+fn in_range(
+    v: Option<usize>,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{name} must be between {} and {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
 /// A query string that does not parse: our error shape, not the framework's.
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
@@ -562,7 +589,7 @@ async fn scan(
     let k = s.ready()?;
     let q = query(q)?;
     let b = read_body(&headers, b, MAX_IMAGE_BYTES, "image").await?;
-    let top = q.top.unwrap_or(5).clamp(1, 50);
+    let top = in_range(q.top, "top", 5, 1..=50)?;
     let r = run_blocking(&s.queues.vision, move || {
         Ok(k.scan_bytes(&b, "request body", top)?)
     })
@@ -660,7 +687,7 @@ async fn search(
     let text =
         q.q.filter(|t| !t.trim().is_empty())
             .ok_or_else(|| ApiError::bad_request("give the search text as ?q="))?;
-    let top = q.top.unwrap_or(10).clamp(1, 100);
+    let top = in_range(q.top, "top", 10, 1..=100)?;
     let hits = run_blocking(&s.queues.dialogue, move || Ok(k.search(&text, top)?)).await?;
     Ok(Json(hits).into_response())
 }

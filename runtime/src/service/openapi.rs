@@ -34,6 +34,12 @@ fn path_param(name: &str, what: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": what, "schema": { "type": "string" } })
 }
 
+/// An optional integer query parameter within `min..=max`.
+fn ranged(name: &str, what: &str, min: u32, max: u32) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": format!("{what} ({min}-{max})"),
+        "schema": { "type": "integer", "minimum": min, "maximum": max } })
+}
+
 /// A camera stream's id, as the service accepts it.
 fn stream_param() -> Value {
     json!({ "name": "stream", "in": "path", "required": true,
@@ -198,12 +204,7 @@ pub fn document() -> Value {
                     (422, "not a readable JPEG, PNG or WebP"),
                 ]),
             ),
-            parameters: vec![query_param(
-                "top",
-                "matches listed (1-50)",
-                "integer",
-                false,
-            )],
+            parameters: vec![ranged("top", "matches listed", 1, 50)],
         },
         Op {
             method: "post",
@@ -322,7 +323,7 @@ pub fn document() -> Value {
             parameters: vec![
                 json!({ "name": "q", "in": "query", "required": true, "description": "the text (not blank)",
                     "schema": { "type": "string", "minLength": 1, "pattern": "\\S" } }),
-                query_param("top", "matches (1-100)", "integer", false),
+                ranged("top", "matches", 1, 100),
             ],
         },
         Op {
