@@ -485,15 +485,19 @@ async function startVoice(mode) {
     return;
   }
   v.mic = mic;
+  // Released (push-to-talk) or cancelled before anything was sent: nothing to hear.
+  const gone = () => {
+    if (state.voice === v && !v.ended) return false;
+    releaseMic(v);
+    if (state.voice === v) { state.voice = null; setMic(false, "Tap to speak"); status("Hold the button while you speak, or tap it once."); }
+    return true;
+  };
   try {
     const sock = await voiceSocket();
-    let ctx;
-    try { ctx = new AudioContext({ sampleRate: 16000 }); } catch (_) { ctx = new AudioContext(); }
-    v.ctx = ctx;
-    await ctx.audioWorklet.addModule("/ui/pcm-worklet.js");
+    const { ctx, node } = await audioGraph();
+    if (gone()) return;
     const src = ctx.createMediaStreamSource(mic);
-    const node = new AudioWorkletNode(ctx, "pcm16", { numberOfInputs: 1, numberOfOutputs: 0 });
-    v.node = node;
+    v.src = src;
     const start = { type: "start", sample_rate: ctx.sampleRate };
     if (state.session) start.session = state.session;
     const sku = productInView();
@@ -513,10 +517,23 @@ async function startVoice(mode) {
       sock.send(m.data);
     };
     src.connect(node);
-    if (ctx.state === "suspended") await ctx.resume();
+    if (ctx.state !== "running") await ctx.resume();
   } catch (e) {
     voiceFailed(e.message || "The microphone could not start.");
   }
+}
+
+// One audio context and PCM node for the page's life (loading a worklet module per
+// question is slow and can fail); each question connects its microphone to them.
+let audio = null;
+async function audioGraph() {
+  if (audio) return audio;
+  let ctx;
+  try { ctx = new AudioContext({ sampleRate: 16000 }); } catch (_) { ctx = new AudioContext(); }
+  await ctx.audioWorklet.addModule("/ui/pcm-worklet.js");
+  const node = new AudioWorkletNode(ctx, "pcm16", { numberOfInputs: 1, numberOfOutputs: 0 });
+  audio = { ctx, node };
+  return audio;
 }
 
 function micProblem(e) {
@@ -553,10 +570,11 @@ function voiceFailed(text) {
 
 // The microphone is open only while a question is being heard.
 function releaseMic(v) {
-  if (v.node) { v.node.port.onmessage = null; v.node.disconnect(); }
+  if (v.src) v.src.disconnect();
   if (v.mic) v.mic.getTracks().forEach((t) => t.stop());
-  if (v.ctx) v.ctx.close().catch(() => {});
-  v.node = v.mic = v.ctx = null;
+  v.src = v.mic = null;
+  // Nothing flows while no question is heard: the context sleeps.
+  if (audio) audio.ctx.suspend().catch(() => {});
 }
 
 function setMic(on, label) {

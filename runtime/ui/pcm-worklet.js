@@ -1,11 +1,13 @@
 // The microphone as 16-bit little-endian mono PCM at the context's rate (16 kHz
-// where the browser allows it), posted in 100 ms chunks for the /v1/voice socket.
+// where the browser allows it), posted in 20 ms chunks for the /v1/voice socket: the
+// service's listen loop decodes when less than 100 ms is waiting, so smaller chunks
+// let it speculate on the end of the question as soon as the speaker stops.
 "use strict";
 
 class Pcm16 extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.size = Math.round(sampleRate / 10);
+    this.size = Math.round(sampleRate / 50);
     this.buf = new Int16Array(this.size);
     this.n = 0;
   }

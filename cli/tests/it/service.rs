@@ -518,7 +518,15 @@ fn a_voice_run_streams_a_question_and_gets_a_grounded_answer() {
             .expect("connect");
         // Garbage first: each gets an error, the connection stays.
         ws.send(Message::Text("hello?".into())).await.expect("send");
+        ws.send(Message::Text(r#"{"type":"stop"}"#.into()))
+            .await
+            .expect("send");
+        // `end` with no run open is ignored (a run the VAD ended), as are stray
+        // audio frames between runs: no error for either.
         ws.send(Message::Text(r#"{"type":"end"}"#.into()))
+            .await
+            .expect("send");
+        ws.send(Message::Binary(vec![0u8; 640].into()))
             .await
             .expect("send");
         ws.send(Message::Text(r#"{"type":"start","sample_rate":3}"#.into()))

@@ -252,7 +252,12 @@ fn padded_question(text: &str, dir: &Path, secs_before: f32, secs_after: f32) ->
 fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
-    let wav = padded_question("how much is the banana", dir.path(), 0.5, 4.0);
+    let wav = padded_question(
+        "how much is the banana and where can I find it",
+        dir.path(),
+        0.5,
+        4.0,
+    );
     let b = Browser::launch(
         1280,
         800,
@@ -279,29 +284,6 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
         "{m}"
     );
 
-    // Push-to-talk: pressed and held through the question, released; the release
-    // closes the microphone and the question is answered again.
-    b.js(
-        "document.getElementById('answer-text').textContent = ''",
-        json!([]),
-    )?;
-    b.press_and_hold(&mic, Duration::from_millis(3500))?;
-    let pressed = b.js(
-        "return document.querySelector('[data-testid=mic-button]').getAttribute('aria-pressed')",
-        json!([]),
-    )?;
-    assert_eq!(
-        pressed,
-        json!("false"),
-        "released: the microphone is closed"
-    );
-    let a = b.wait_text("answer", WAIT, |t| t.contains("$0.69"))?;
-    assert!(a.contains("Bananas"), "{a}");
-    let runs = b.wait_js(
-        "const m = window.aisle.metrics.voice; return m.length >= 2 ? m : null",
-        WAIT,
-    )?;
-    assert!(runs[1]["answerPainted"].as_f64().is_some(), "{runs}");
     Ok(())
 }
 

@@ -8,7 +8,9 @@
 //! `type`: `run-start`, `vad-start`, `stt-partial` (`text`), `vad-end`, `stt-end`
 //! (`text`), `intent-end` (`answer`: the `/v1/ask` object), `run-end` (`timings_ms`),
 //! or `error` (`code`, `message`). Frames that make no sense get an `error` and the
-//! connection stays open for the next run.
+//! connection stays open for the next run. Between runs, audio frames (late ones of a
+//! run the VAD ended) and `end`/`cancel` are ignored; a binary frame is taken as the
+//! next run's photo only when it is a JPEG, PNG or WebP.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +90,10 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
     while let Some(msg) = socket.recv().await {
         let Ok(msg) = msg else { return };
         match msg {
-            Message::Binary(b) => photo = Some(b.to_vec()),
+            // A photo for the next run; anything else between runs is audio the
+            // client sent before it heard that the VAD ended the last one.
+            Message::Binary(b) if looks_like_image(&b) => photo = Some(b.to_vec()),
+            Message::Binary(_) => {}
             Message::Text(t) => {
                 match parse(t.as_str()) {
                     Ok(ClientMsg::Start {
@@ -122,11 +127,9 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
                             return;
                         }
                     }
-                    Ok(_) => {
-                        if !send(&mut socket, error("bad_request", "no run is open: send {\"type\":\"start\",\"sample_rate\":16000} first")).await {
-                        return;
-                    }
-                    }
+                    // `end` or `cancel` after the run ended by itself (the client
+                    // cannot know it had): nothing to do.
+                    Ok(ClientMsg::End | ClientMsg::Cancel) => {}
                     Err(m) => {
                         if !send(&mut socket, error("bad_request", m)).await {
                             return;
@@ -138,6 +141,13 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
             _ => {}
         }
     }
+}
+
+/// JPEG, PNG or WebP by their first bytes.
+fn looks_like_image(b: &[u8]) -> bool {
+    b.starts_with(&[0xFF, 0xD8, 0xFF])
+        || b.starts_with(b"\x89PNG")
+        || (b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"WEBP")
 }
 
 struct Start {
