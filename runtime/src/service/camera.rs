@@ -112,6 +112,8 @@ pub(crate) async fn frame(
     b: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let k = s.ready()?;
+    // The body first: answering before it is read would break the client's pipe.
+    let b = read_body(&headers, b, MAX_IMAGE_BYTES, "camera frame").await?;
     check_id(&id)?;
     let q = super::query(q)?;
     // Checked before narrowing (16384.000000000004 is not 16384).
@@ -122,7 +124,6 @@ pub(crate) async fn frame(
         v => Ok(v.map(|v| v as f32)),
     };
     let (w, h) = (side(q.w, "w")?, side(q.h, "h")?);
-    let b = read_body(&headers, b, MAX_IMAGE_BYTES, "camera frame").await?;
     let tracker = s
         .cameras
         .get_or_new(&id, || Tracker::new(profile(k.config()), None));
