@@ -252,6 +252,24 @@ impl Browser {
         .map(drop)
     }
 
+    /// Presses the mouse on `element`, holds it `hold`, releases it.
+    pub fn press_and_hold(&self, element: &str, hold: Duration) -> Result<()> {
+        self.send(
+            "POST",
+            "/actions",
+            json!({ "actions": [{
+                "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" },
+                "actions": [
+                    { "type": "pointerMove", "origin": { ELEMENT: element }, "x": 0, "y": 0 },
+                    { "type": "pointerDown", "button": 0 },
+                    { "type": "pause", "duration": hold.as_millis() as u64 },
+                    { "type": "pointerUp", "button": 0 },
+                ],
+            }] }),
+        )
+        .map(drop)
+    }
+
     /// The visible text of the `data-testid` element.
     pub fn text_of(&self, testid: &str) -> Result<String> {
         Ok(self

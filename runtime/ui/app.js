@@ -445,19 +445,20 @@ let pressTimer = null, held = false;
 el.mic.addEventListener("pointerdown", (e) => {
   if (e.button !== 0) return;
   held = false;
+  // The button keeps the pointer until it is released, wherever the finger slides
+  // (and however its label reflows), so the release always ends the question.
+  try { el.mic.setPointerCapture(e.pointerId); } catch (_) { /* not capturable */ }
   pressTimer = setTimeout(() => {
     held = true;
     if (!state.voice) startVoice("push");
   }, 350);
 });
-el.mic.addEventListener("pointerup", () => {
+const release = () => {
   clearTimeout(pressTimer);
   if (held && state.voice) endVoice();
-});
-el.mic.addEventListener("pointerleave", () => {
-  clearTimeout(pressTimer);
-  if (held && state.voice) endVoice();
-});
+};
+el.mic.addEventListener("pointerup", release);
+el.mic.addEventListener("pointercancel", release);
 el.mic.addEventListener("click", () => {
   if (held) { held = false; return; }
   if (state.voice) endVoice();
