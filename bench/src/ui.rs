@@ -25,13 +25,19 @@ fn pct(v: &[f64], p: f64) -> f64 {
     l.pct(p)
 }
 
-/// The question spoken by espeak-ng, with 0.5 s of silence before and `after` s after.
-fn spoken(dir: &Path, after: f32) -> Result<(std::path::PathBuf, aisle_speech::DecodedAudio)> {
+/// `text` spoken by espeak-ng as a 16 kHz WAV for Chromium's fake microphone, with
+/// `before` s of silence before it and `after` s after; the path and the speech alone.
+pub fn spoken_question(
+    text: &str,
+    dir: &Path,
+    before: f32,
+    after: f32,
+) -> Result<(std::path::PathBuf, aisle_speech::DecodedAudio)> {
     let raw = dir.join("raw.wav");
     let ok = std::process::Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "-w"])
         .arg(&raw)
-        .arg(QUESTION)
+        .arg(text)
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
@@ -48,7 +54,7 @@ fn spoken(dir: &Path, after: f32) -> Result<(std::path::PathBuf, aisle_speech::D
         },
     )?;
     let silence = |s: f32| std::iter::repeat_n(0.0f32, (s * 16_000.0) as usize);
-    for x in silence(0.5)
+    for x in silence(before)
         .chain(audio.samples.iter().copied())
         .chain(silence(after))
     {
@@ -56,6 +62,34 @@ fn spoken(dir: &Path, after: f32) -> Result<(std::path::PathBuf, aisle_speech::D
     }
     w.finalize()?;
     Ok((wav, audio))
+}
+
+/// A still picture as a 2-frame Y4M for Chromium's fake camera (which loops it).
+pub fn camera_video(png: &Path, dir: &Path) -> Result<std::path::PathBuf> {
+    let y4m = dir.join("camera.y4m");
+    let ok = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-loop", "1", "-i"])
+        .arg(png)
+        .args(["-frames:v", "2", "-r", "5", "-pix_fmt", "yuv420p"])
+        .arg(&y4m)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ensure!(ok, "ffmpeg is needed to make the camera's video");
+    Ok(y4m)
+}
+
+/// Taps "Start" on the consent prompt when the page shows one.
+pub fn consent(b: &Browser) -> Result<()> {
+    if b.js(
+        "return !document.getElementById('consent-accept').hidden",
+        json!([]),
+    )? == json!(true)
+    {
+        let c = b.testid("consent-accept")?;
+        b.click(&c)?;
+    }
+    Ok(())
 }
 
 /// The cup and the cat photos on a grey 1280x720 shelf, as a Y4M for the fake camera.
@@ -70,17 +104,7 @@ fn shelf(cfg: &DeviceConfig, dir: &Path) -> Result<std::path::PathBuf> {
     image::imageops::overlay(&mut canvas, &cat, 760, 210);
     let png = dir.join("shelf.png");
     canvas.save(&png)?;
-    let y4m = dir.join("shelf.y4m");
-    let ok = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-loop", "1", "-i"])
-        .arg(&png)
-        .args(["-frames:v", "2", "-r", "5", "-pix_fmt", "yuv420p"])
-        .arg(&y4m)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ensure!(ok, "ffmpeg is needed to make the camera's video");
-    Ok(y4m)
+    camera_video(&png, dir)
 }
 
 fn num(v: &Value) -> f64 {
@@ -120,7 +144,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     }
     // The page asks for consent first unless the config says otherwise; either way works.
     let dir = tempfile::tempdir()?;
-    let (wav, audio) = spoken(dir.path(), 4.0)?;
+    let (wav, audio) = spoken_question(QUESTION, dir.path(), 0.5, 4.0)?;
     let video = shelf(&cfg, dir.path())?;
     let (addr, _kiosk, load_s) = start(&cfg)?;
     let url = format!("http://{addr}/");
@@ -141,14 +165,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     )?;
     b.open(&url)?;
     let cold = b.wait_js(COLD, WAIT)?;
-    if b.js(
-        "return !document.getElementById('consent-accept').hidden",
-        json!([]),
-    )? == json!(true)
-    {
-        let c = b.testid("consent-accept")?;
-        b.click(&c)?;
-    }
+    consent(&b)?;
     b.wait_js(
         "return document.querySelectorAll('[data-testid=product-card]').length",
         WAIT,
@@ -178,14 +195,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     )?;
     b.open(&url)?;
     b.wait_js(COLD, WAIT)?;
-    if b.js(
-        "return !document.getElementById('consent-accept').hidden",
-        json!([]),
-    )? == json!(true)
-    {
-        let c = b.testid("consent-accept")?;
-        b.click(&c)?;
-    }
+    consent(&b)?;
     let mut page_ms = Vec::new();
     let mut server_ms = Vec::new();
     let t = Instant::now();

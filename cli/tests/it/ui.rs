@@ -214,50 +214,18 @@ fn typed_questions_keep_the_session_until_start_over() -> Result<()> {
     Ok(())
 }
 
-/// A 16-bit WAV: `secs_before` of silence, the spoken question, `secs_after` of silence.
-fn padded_question(text: &str, dir: &Path, secs_before: f32, secs_after: f32) -> PathBuf {
-    let raw = dir.join("raw.wav");
-    crate::speak(text, &raw);
-    let mut r = hound::WavReader::open(&raw).expect("espeak wav");
-    let spec = r.spec();
-    let speech: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
-    let rate = spec.sample_rate as f32;
-    let out = dir.join("question.wav");
-    let mut w = hound::WavWriter::create(
-        &out,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: spec.sample_rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-    )
-    .expect("wav");
-    for _ in 0..(secs_before * rate) as usize {
-        w.write_sample(0i16).expect("write");
-    }
-    for s in speech {
-        w.write_sample(s).expect("write");
-    }
-    for _ in 0..(secs_after * rate) as usize {
-        w.write_sample(0i16).expect("write");
-    }
-    w.finalize().expect("finalize");
-    out
-}
-
 /// The spoken question from the fake microphone: a tap, the service's VAD ends it,
 /// the transcript and then the answer appear (tablet size, 1280x800).
 #[test]
 fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
-    let wav = padded_question(
+    let (wav, _) = aisle_bench::ui::spoken_question(
         "how much is the banana and where can I find it",
         dir.path(),
         0.5,
         4.0,
-    );
+    )?;
     let b = Browser::launch(
         1280,
         800,
@@ -318,20 +286,11 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     Ok(())
 }
 
-/// The shelf of `crate::ar::shelf` as a 2-frame Y4M for Chromium's fake camera.
-fn shelf_video(dir: &Path) -> PathBuf {
+/// The shelf of `crate::ar::shelf` for Chromium's fake camera.
+fn shelf_video(dir: &Path) -> Result<PathBuf> {
     let png = dir.join("shelf.png");
     crate::ar::shelf(&png);
-    let y4m = dir.join("shelf.y4m");
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-loop", "1", "-i"])
-        .arg(&png)
-        .args(["-frames:v", "2", "-r", "5", "-pix_fmt", "yuv420p"])
-        .arg(&y4m)
-        .status()
-        .expect("ffmpeg is installed by the test command");
-    assert!(status.success(), "ffmpeg failed");
-    y4m
+    aisle_bench::ui::camera_video(&png, dir)
 }
 
 /// The fake camera shows the cup and the cat food: a card over each, laid out by the
@@ -340,7 +299,7 @@ fn shelf_video(dir: &Path) -> PathBuf {
 fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
-    let video = shelf_video(dir.path());
+    let video = shelf_video(dir.path())?;
     let b = Browser::launch(
         1280,
         800,
