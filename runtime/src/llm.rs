@@ -85,9 +85,11 @@ impl std::fmt::Debug for Llm {
     }
 }
 
-/// Where the engine library is looked for: `AISLE_LLM_LIB`, next to the running
-/// executable, one level up (test binaries live in `target/*/deps`), then (debug
-/// builds only) the workspace's own `target/release` and `target/debug`.
+/// Where the engine library is looked for: `AISLE_LLM_LIB` (set by whoever starts
+/// the process; the packaged unit does not), else next to the running executable;
+/// development builds also look one level up (test binaries live in
+/// `target/*/deps`) and in the workspace's own `target/release` and `target/debug`.
+/// An installed binary loads no library from anywhere else (SECURITY.md).
 pub fn library_candidates() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(p) = std::env::var_os("AISLE_LLM_LIB") {
@@ -98,7 +100,9 @@ pub fn library_candidates() -> Vec<PathBuf> {
         && let Some(dir) = exe.parent()
     {
         v.push(dir.join(LIB_NAME));
-        if let Some(up) = dir.parent() {
+        if cfg!(debug_assertions)
+            && let Some(up) = dir.parent()
+        {
             v.push(up.join(LIB_NAME));
         }
     }
