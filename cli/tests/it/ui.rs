@@ -23,6 +23,13 @@ fn page(addr: SocketAddr) -> String {
     format!("http://{addr}/")
 }
 
+/// A browser of `width` x `height` on the page at `addr`.
+fn open_page(addr: SocketAddr, width: u32, height: u32, media: Media<'_>) -> Result<Browser> {
+    let b = Browser::launch(width, height, media)?;
+    b.open(&page(addr))?;
+    Ok(b)
+}
+
 const WAIT: Duration = Duration::from_secs(90);
 
 fn accept(b: &Browser) -> Result<()> {
@@ -159,8 +166,7 @@ fn axe_source() -> String {
 #[test]
 fn typed_questions_keep_the_session_until_start_over() -> Result<()> {
     let s = crate::service::server();
-    let b = Browser::launch(1080, 1920, Media::default())?;
-    b.open(&page(s.addr))?;
+    let b = open_page(s.addr, 1080, 1920, Media::default())?;
     // The attract screen shows the privacy notice from the config before anything opens.
     let notice = b.wait_js(
         "return document.getElementById('privacy-notice').innerText",
@@ -226,7 +232,8 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
         0.5,
         4.0,
     )?;
-    let b = Browser::launch(
+    let b = open_page(
+        s.addr,
         1280,
         800,
         Media {
@@ -234,7 +241,6 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(s.addr))?;
     accept(&b)?;
     let mic = b.testid("mic-button")?;
     b.click(&mic)?;
@@ -258,7 +264,8 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     // from where it was, so only a first capture starts at the question): pressed
     // and held through the question, then released; the release closes the
     // microphone and the question is answered.
-    let b = Browser::launch(
+    let b = open_page(
+        s.addr,
         1280,
         800,
         Media {
@@ -266,7 +273,6 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(s.addr))?;
     accept(&b)?;
     let mic = b.testid("mic-button")?;
     b.press_and_hold(&mic, Duration::from_millis(4500))?;
@@ -300,7 +306,8 @@ fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
     let s = crate::service::server();
     let dir = tempfile::tempdir().expect("tmp");
     let video = shelf_video(dir.path())?;
-    let b = Browser::launch(
+    let b = open_page(
+        s.addr,
         1280,
         800,
         Media {
@@ -308,7 +315,6 @@ fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(s.addr))?;
     accept(&b)?;
     let skus = b.wait_js(
         "const s = Array.from(document.querySelectorAll('[data-testid=product-card]'), (c) => c.dataset.sku).sort();
@@ -349,7 +355,8 @@ fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
 #[test]
 fn denied_camera_and_microphone_are_said_plainly() -> Result<()> {
     let s = crate::service::server();
-    let b = Browser::launch(
+    let b = open_page(
+        s.addr,
         1280,
         800,
         Media {
@@ -357,7 +364,6 @@ fn denied_camera_and_microphone_are_said_plainly() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(s.addr))?;
     accept(&b)?;
     let note = b.wait_js(
         "return document.getElementById('camera-note').innerText",
@@ -464,7 +470,8 @@ fn the_page_survives_a_service_restart() -> Result<()> {
     };
     let whole = || Service::with_kiosk(cfg.clone(), kiosk.clone(), None);
     let up = Instance::start(addr, whole());
-    let b = Browser::launch(
+    let b = open_page(
+        addr,
         1280,
         800,
         Media {
@@ -472,7 +479,6 @@ fn the_page_survives_a_service_restart() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(addr))?;
     accept(&b)?;
     ask_for(&b, "how much is the whole milk?", "$3.49")?;
 
@@ -559,7 +565,8 @@ fn the_ui_benchmark_runs() -> Result<()> {
 fn the_keyboard_alone_is_enough() -> Result<()> {
     use aisle_bench::browser::{ENTER, TAB};
     let s = crate::service::server();
-    let b = Browser::launch(
+    let b = open_page(
+        s.addr,
         1280,
         800,
         Media {
@@ -567,7 +574,6 @@ fn the_keyboard_alone_is_enough() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(s.addr))?;
     b.testid("consent-accept")?;
     let focused = || -> Result<String> {
         Ok(b
@@ -646,7 +652,8 @@ fn an_idle_screen_resets_itself() -> Result<()> {
     cfg.file.dialogue.session_timeout_s = 3;
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let up = Instance::start(addr, Service::with_kiosk(cfg, kiosk.clone(), None));
-    let b = Browser::launch(
+    let b = open_page(
+        addr,
         1280,
         800,
         Media {
@@ -654,7 +661,6 @@ fn an_idle_screen_resets_itself() -> Result<()> {
             ..Default::default()
         },
     )?;
-    b.open(&page(addr))?;
     accept(&b)?;
     ask_for(&b, "how much is the whole milk?", "$3.49")?;
     let session = b.js("return window.aisle.state.session", json!([]))?;
