@@ -33,6 +33,16 @@ pub struct Media<'a> {
     pub deny: bool,
 }
 
+impl Media<'static> {
+    /// Camera and microphone present, their permission refused.
+    pub fn denied() -> Self {
+        Media {
+            deny: true,
+            ..Default::default()
+        }
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

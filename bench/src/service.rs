@@ -355,10 +355,8 @@ fn llama_server_peer(
 }
 
 /// The service over `cfg`, in this process on a loopback port, its models loaded
-/// (the LLM required): its address, kiosk and load time in seconds.
-pub(crate) fn start(
-    cfg: &DeviceConfig,
-) -> Result<(std::net::SocketAddr, Arc<aisle_runtime::kiosk::Kiosk>, f64)> {
+/// (the LLM required): its address and load time in seconds.
+pub(crate) fn start(cfg: &DeviceConfig) -> Result<(std::net::SocketAddr, f64)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -392,7 +390,7 @@ pub(crate) fn start(
             });
         }
     });
-    Ok((addr, kiosk, load_s))
+    Ok((addr, load_s))
 }
 
 pub fn run(
@@ -415,7 +413,7 @@ pub fn run(
             .verify("sample-photos", &mut |_| {})?
             .path("coffee.png")?,
     )?;
-    let (addr, _kiosk, load_s) = start(&cfg)?;
+    let (addr, load_s) = start(&cfg)?;
     let rss_loaded = rss_mib();
 
     let grammar: Vec<Req> = GRAMMAR.iter().map(|q| Req::Ask(q.to_string())).collect();

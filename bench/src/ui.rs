@@ -120,8 +120,7 @@ const nav = performance.getEntriesByType('navigation')[0];
 const res = performance.getEntriesByType('resource');
 const size = (e) => e.transferSize || e.encodedBodySize || 0;
 const by = (ext) => res.filter((e) => e.name.endsWith(ext)).reduce((a, e) => a + size(e), 0);
-return { fcp: fcp.startTime, interactive: inter.startTime, html: size(nav), js: by('.js'), css: by('.css'),
-         heap: performance.memory ? performance.memory.usedJSHeapSize : null };
+return { fcp: fcp.startTime, interactive: inter.startTime, html: size(nav), js: by('.js'), css: by('.css') };
 "#;
 
 /// Frames painted in 5 s (requestAnimationFrame), and the camera frames answered then.
@@ -146,7 +145,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     let dir = tempfile::tempdir()?;
     let (wav, audio) = spoken_question(QUESTION, dir.path(), 0.5, 4.0)?;
     let video = shelf(&cfg, dir.path())?;
-    let (addr, _kiosk, load_s) = start(&cfg)?;
+    let (addr, load_s) = start(&cfg)?;
     let url = format!("http://{addr}/");
     let version = std::process::Command::new("chromium")
         .arg("--version")

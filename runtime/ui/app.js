@@ -31,7 +31,7 @@ const state = {
 };
 
 // Figures for tests and `aisle bench ui` (Performance API marks and these).
-window.aisle = { state, metrics: { voice: [], camera: [], asks: [] } };
+window.aisle = { state, metrics: { voice: [], camera: [] } };
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -165,7 +165,6 @@ async function ask(text, sku) {
   text = text.trim();
   if (!text) return;
   touch();
-  const t0 = performance.now();
   status("Thinking…");
   try {
     const body = { text };
@@ -176,7 +175,6 @@ async function ask(text, sku) {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     await showAnswer(a);
-    window.aisle.metrics.asks.push({ ms: performance.now() - t0 });
     status("Ready.");
   } catch (e) {
     showProblem(e.message);
@@ -200,7 +198,6 @@ async function showAnswer(a) {
   el.answerProducts.replaceChildren(...infos.filter((i) => i && i.display).map(factCard));
   if (a.staff_requested) status("A member of staff is on the way.");
   await painted();
-  performance.mark("answer-painted");
 }
 
 function factCard(info) {
@@ -469,7 +466,7 @@ async function startVoice(mode) {
   begin();
   touch();
   if (state.down) return;
-  const v = { mode, ended: false, chunks: 0, t0: performance.now(), marks: {} };
+  const v = { mode, ended: false, t0: performance.now(), marks: {} };
   state.voice = v;
   setMic(true, mode === "push" ? "Listening: release to send" : "Listening… tap to stop");
   el.transcript.textContent = "";
@@ -507,8 +504,6 @@ async function startVoice(mode) {
     node.port.onmessage = (m) => {
       if (state.voice !== v || v.ended) return;
       const now = performance.now();
-      if (v.chunks === 0) v.marks.firstAudio = now;
-      v.chunks++;
       // The last chunk with voice in it (peak above about -30 dBFS): where the
       // shopper stopped speaking, as the page heard it.
       const pcm = new Int16Array(m.data);
@@ -595,7 +590,7 @@ async function onVoiceEvent(e) {
       if (!v.ended) { v.ended = true; releaseMic(v); setMic(false, "Tap to speak"); }
       status("Thinking…");
       break;
-    case "stt-end": el.transcript.textContent = e.text; v.marks.sttEnd = now; break;
+    case "stt-end": el.transcript.textContent = e.text; break;
     case "intent-end":
       await showAnswer(e.answer);
       v.marks.answerPainted = performance.now();

@@ -931,27 +931,32 @@ fn openapi_describes_the_server_as_it_answers() {
 /// `aisle bench service` runs end to end (small counts, no peers): every workload is
 /// served without an error, and the table's JSON has every row. Figures are the
 /// benchmark's business, not this test's.
-#[test]
-fn the_service_benchmark_runs_without_errors() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let csv = dir.path().join("products.csv");
-    std::fs::write(
-        &csv,
-        "sku,name,price,stock,aisle\nB1,Banana,0.25,90,fresh fruits\nY1,Greek Yogurt,1.29,20,yogurt\n\
-R1,Basmati Rice,3.99,12,grains rice\nO1,Orange Juice,2.49,0,juice\nM1,Whole Milk,3.49,20,milk\n\
-S1,Soy Sauce,2.19,8,asian foods\nC1,Sharp Cheddar,4.99,7,cheese\nW1,Sparkling Water,0.99,60,water\n",
-    )
-    .expect("csv");
-    let config = dir.path().join("aisle.toml");
+/// A config for a benchmark run in `dir`: its own data directory, the test
+/// command's model store, `products` (CSV) as the catalog.
+pub(crate) fn bench_config(dir: &std::path::Path, products: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("products.csv"), products).expect("csv");
+    let config = dir.join("aisle.toml");
     std::fs::write(
         &config,
         format!(
             "[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n",
-            dir.path().join("data"),
+            dir.join("data"),
             crate::data_dir().join("models"),
         ),
     )
     .expect("config");
+    config
+}
+
+#[test]
+fn the_service_benchmark_runs_without_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = bench_config(
+        dir.path(),
+        "sku,name,price,stock,aisle\nB1,Banana,0.25,90,fresh fruits\nY1,Greek Yogurt,1.29,20,yogurt\n\
+R1,Basmati Rice,3.99,12,grains rice\nO1,Orange Juice,2.49,0,juice\nM1,Whole Milk,3.49,20,milk\n\
+S1,Soy Sauce,2.19,8,asian foods\nC1,Sharp Cheddar,4.99,7,cheese\nW1,Sparkling Water,0.99,60,water\n",
+    );
     let out = crate::aisle(&[
         "--config",
         &config.to_string_lossy(),

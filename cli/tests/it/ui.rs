@@ -355,15 +355,7 @@ fn camera_cards_over_the_products_answer_when_touched() -> Result<()> {
 #[test]
 fn denied_camera_and_microphone_are_said_plainly() -> Result<()> {
     let s = crate::service::server();
-    let b = open_page(
-        s.addr,
-        1280,
-        800,
-        Media {
-            deny: true,
-            ..Default::default()
-        },
-    )?;
+    let b = open_page(s.addr, 1280, 800, Media::denied())?;
     accept(&b)?;
     let note = b.wait_js(
         "return document.getElementById('camera-note').innerText",
@@ -470,15 +462,7 @@ fn the_page_survives_a_service_restart() -> Result<()> {
     };
     let whole = || Service::with_kiosk(cfg.clone(), kiosk.clone(), None);
     let up = Instance::start(addr, whole());
-    let b = open_page(
-        addr,
-        1280,
-        800,
-        Media {
-            deny: true,
-            ..Default::default()
-        },
-    )?;
+    let b = open_page(addr, 1280, 800, Media::denied())?;
     accept(&b)?;
     ask_for(&b, "how much is the whole milk?", "$3.49")?;
 
@@ -522,17 +506,7 @@ fn the_page_survives_a_service_restart() -> Result<()> {
 #[test]
 fn the_ui_benchmark_runs() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let csv = dir.path().join("products.csv");
-    std::fs::write(&csv, crate::scan::CATALOG)?;
-    let config = dir.path().join("aisle.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = \"products.csv\"\n",
-            dir.path().join("data"),
-            crate::data_dir().join("models"),
-        ),
-    )?;
+    let config = crate::service::bench_config(dir.path(), crate::scan::CATALOG);
     let out = crate::aisle(&[
         "--config",
         &config.to_string_lossy(),
@@ -565,15 +539,7 @@ fn the_ui_benchmark_runs() -> Result<()> {
 fn the_keyboard_alone_is_enough() -> Result<()> {
     use aisle_bench::browser::{ENTER, TAB};
     let s = crate::service::server();
-    let b = open_page(
-        s.addr,
-        1280,
-        800,
-        Media {
-            deny: true,
-            ..Default::default()
-        },
-    )?;
+    let b = open_page(s.addr, 1280, 800, Media::denied())?;
     b.testid("consent-accept")?;
     let focused = || -> Result<String> {
         Ok(b
@@ -652,15 +618,7 @@ fn an_idle_screen_resets_itself() -> Result<()> {
     cfg.file.dialogue.session_timeout_s = 3;
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let up = Instance::start(addr, Service::with_kiosk(cfg, kiosk.clone(), None));
-    let b = open_page(
-        addr,
-        1280,
-        800,
-        Media {
-            deny: true,
-            ..Default::default()
-        },
-    )?;
+    let b = open_page(addr, 1280, 800, Media::denied())?;
     accept(&b)?;
     ask_for(&b, "how much is the whole milk?", "$3.49")?;
     let session = b.js("return window.aisle.state.session", json!([]))?;

@@ -12,7 +12,7 @@ mod metrics;
 mod openapi;
 mod queue;
 mod staff;
-pub mod ui;
+mod ui;
 mod voice;
 
 use std::net::SocketAddr;
@@ -143,11 +143,7 @@ impl Service {
 
 /// Binds nothing: the routes over `service`.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
-        .route("/", get(ui::index))
-        .route("/ui/app.css", get(ui::css))
-        .route("/ui/app.js", get(ui::js))
-        .route("/ui/pcm-worklet.js", get(ui::worklet))
+    ui::routes(Router::new())
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))

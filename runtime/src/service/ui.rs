@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 /// `(path, media type, body)` of every asset.
-pub const ASSETS: &[(&str, &str, &str)] = &[
+const ASSETS: &[(&str, &str, &str)] = &[
     (
         "/",
         "text/html; charset=utf-8",
@@ -34,11 +34,19 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
     img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; \
     worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-fn asset(path: &str) -> Response {
-    let Some((_, ty, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) else {
-        return axum::http::StatusCode::NOT_FOUND.into_response();
-    };
-    let mut r = (*body).into_response();
+/// The page and its assets as routes.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(mut r: axum::Router<S>) -> axum::Router<S> {
+    for &(path, ty, body) in ASSETS {
+        r = r.route(
+            path,
+            axum::routing::get(move || async move { asset(ty, body) }),
+        );
+    }
+    r
+}
+
+fn asset(ty: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
     // The page changes with the binary; revalidation is cheap on loopback.
@@ -60,17 +68,4 @@ fn asset(path: &str) -> Response {
         HeaderValue::from_static("camera=(self), microphone=(self), geolocation=()"),
     );
     r
-}
-
-pub(crate) async fn index() -> Response {
-    asset("/")
-}
-pub(crate) async fn css() -> Response {
-    asset("/ui/app.css")
-}
-pub(crate) async fn js() -> Response {
-    asset("/ui/app.js")
-}
-pub(crate) async fn worklet() -> Response {
-    asset("/ui/pcm-worklet.js")
 }
