@@ -127,6 +127,18 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         bind: Option<String>,
     },
+    /// Speak text in the store's voice (`models.tts`): to the speaker
+    /// (`audio.output.device`), or to a WAV file with --out.
+    Say {
+        /// What to say (prices, sizes and aisles are read as a shopper expects).
+        text: String,
+        /// Write a WAV file (16-bit mono at the voice's rate) instead of playing.
+        #[arg(long, value_name = "FILE.wav")]
+        out: Option<PathBuf>,
+        /// Output device instead of audio.output.device (part of its name).
+        #[arg(long, conflicts_with = "out")]
+        device: Option<String>,
+    },
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -369,6 +381,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { bind } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::serve_cmd::serve(&cfg, bind.as_deref(), cli.json)
+        }
+        Command::Say { text, out, device } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::say_cmd::say(&cfg, text, out.as_deref(), device.as_deref(), cli.json)
         }
         Command::Transcribe {
             file,

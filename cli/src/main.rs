@@ -23,6 +23,7 @@ mod cli;
 mod demo;
 mod models_cmd;
 mod progress;
+mod say_cmd;
 mod serve_cmd;
 mod speech_cmd;
 mod store_cmd;

@@ -330,6 +330,8 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         ("models.ocr_orientation", &c.models.ocr_orientation),
         ("models.object_detection", &c.models.object_detection),
         ("models.clip_tokenizer", &c.models.clip_tokenizer),
+        ("models.tts", &c.models.tts),
+        ("audio.output.device", &c.audio.output.device),
         (
             "inference.onnxruntime_library",
             &c.inference.onnxruntime_library,

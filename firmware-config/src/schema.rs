@@ -137,8 +137,26 @@ impl Default for Camera {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Audio {
-    /// Microphone or a WAV file. (A speaker for spoken answers comes with them.)
+    /// Microphone or a WAV file.
     pub input: AudioInput,
+    /// The speaker spoken answers play on (`aisle say`, `ask --speak`, `chat --voice`).
+    pub output: AudioOutput,
+}
+
+/// Where spoken answers are played.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioOutput {
+    /// cpal output device name; `default` picks the host's default device.
+    pub device: String,
+}
+
+impl Default for AudioOutput {
+    fn default() -> Self {
+        Self {
+            device: "default".into(),
+        }
+    }
 }
 
 /// Where the shopper's voice comes from.
@@ -200,6 +218,8 @@ pub struct ModelChoice {
     pub clip_tokenizer: String,
     /// Object localisation for AR overlays (where each product is in the frame).
     pub object_detection: String,
+    /// The voice spoken answers are read in (a Piper voice).
+    pub tts: String,
 }
 
 impl Default for ModelChoice {
@@ -215,6 +235,7 @@ impl Default for ModelChoice {
             ocr_orientation: "ppocr-mobile-v2-cls".into(),
             clip_tokenizer: "clip-bpe-vocab".into(),
             object_detection: "ssd-mobilenetv2-oidv4".into(),
+            tts: "piper-en-us-joe-medium".into(),
         }
     }
 }

@@ -15,8 +15,10 @@ pub mod asr;
 pub mod audio;
 mod error;
 pub mod listen;
+pub mod play;
 pub mod resample;
 pub mod source;
+pub mod tts;
 pub mod vad;
 pub mod wer;
 
@@ -29,7 +31,9 @@ pub use asr::{TextSegment, Whisper};
 pub use audio::{DecodedAudio, decode_wav, decode_wav_bytes};
 pub use error::{Result, SpeechError};
 pub use listen::{ListenConfig, ListenEvent, ListenSummary, Utterance};
+pub use play::Speaker;
 pub use source::{AudioSource, FileSource, MicSource, input_devices};
+pub use tts::{Speech, TtsError, Voice, VoiceOptions};
 pub use vad::{Segment, Segmenter, SileroVad, VadConfig};
 
 /// A final transcript.

@@ -121,7 +121,7 @@ pub fn input_devices() -> Result<Vec<String>> {
     Ok(devices.map(|d| device_name(&d)).collect())
 }
 
-fn device_name(d: &cpal::Device) -> String {
+pub(crate) fn device_name(d: &cpal::Device) -> String {
     d.description()
         .map(|x| x.name().to_string())
         .or_else(|_| d.id().map(|id| id.to_string()))

@@ -21,7 +21,7 @@ pub mod eval;
 pub mod frames;
 pub mod matcher;
 pub mod ocr;
-pub mod onnx;
+pub use aisle_onnx as onnx;
 pub mod preprocess;
 pub mod synth;
 pub mod text;

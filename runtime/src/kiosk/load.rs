@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use aisle_firmware_config::{DeviceConfig, ImageText, OnnxEngine};
 use aisle_models::Store;
-use aisle_speech::{Transcriber, VadConfig};
+use aisle_speech::{Transcriber, VadConfig, Voice, VoiceOptions};
 use aisle_vision::detect::ObjectDetector;
 use aisle_vision::{Engine, MiniLm, OnnxOptions};
 
@@ -156,6 +156,31 @@ pub fn transcriber(
     )?;
     t.set_language(&cfg.file.dialogue.language)?;
     Ok(t)
+}
+
+/// The voice named by `models.tts`, on ONNX Runtime with `inference.threads`.
+pub fn voice(cfg: &DeviceConfig, store: &Store) -> Result<Voice> {
+    let name = &cfg.file.models.tts;
+    let a = store
+        .verify(name, &mut |_| {})
+        .map_err(KioskError::from)
+        .map_err(context(format!("voice `{name}` (models.tts)")))?;
+    let options = onnx_options(cfg, store, Engine::OnnxRuntime)?;
+    let ort_library = options
+        .ort_library
+        .ok_or_else(|| KioskError::NotLoaded("the ONNX Runtime library the voice runs on"))?;
+    let v = Voice::load(
+        a.path("voice.onnx")?,
+        a.path("voice.onnx.json")?,
+        &VoiceOptions {
+            threads: threads(cfg),
+            ort_library,
+            espeak: PathBuf::from("espeak-ng"),
+        },
+    )
+    .map_err(KioskError::from)
+    .map_err(context(format!("voice `{name}` (models.tts)")))?;
+    Ok(v)
 }
 
 /// The detector named by `models.object_detection`, on the configured image engine.

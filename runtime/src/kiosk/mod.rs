@@ -38,7 +38,7 @@ use crate::scan::{ScanError, ScanReport, Scanner, VisionModels};
 pub use load::{
     LLM_CONTEXT, MiniLmEmbed, catalog_path, demo_catalog, detector, engine, index_progress,
     llm_model_path, minilm, onnx_options, open_store, ready_catalog, scanner, threads, transcriber,
-    vad_config, vision_cache_dir, vision_models, vision_spec,
+    vad_config, vision_cache_dir, vision_models, vision_spec, voice,
 };
 pub use sessions::{SessionId, Sessions};
 pub use tracker::{Pass, Tracker};
@@ -63,6 +63,8 @@ pub enum KioskError {
     TextModel(#[from] aisle_vision::TextModelError),
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    #[error(transparent)]
+    Tts(#[from] aisle_speech::TtsError),
     #[error("{what}: {source}")]
     Load {
         what: String,
@@ -92,6 +94,9 @@ impl KioskError {
         use aisle_vision::ImageError as I;
         match self {
             Self::UnknownSku(_) | Self::BadRequest(_) => true,
+            Self::Tts(aisle_speech::TtsError::TooLong { .. } | aisle_speech::TtsError::Empty) => {
+                true
+            }
             Self::Image(I::Io { .. }) => false,
             Self::Image(_) | Self::Scan(ScanError::Image(_)) => true,
             Self::Scan(ScanError::UnknownSku(_)) => true,
@@ -113,6 +118,8 @@ pub struct Parts {
     pub speech: bool,
     pub vision: bool,
     pub detector: bool,
+    /// The voice spoken answers are read in (`models.tts`).
+    pub voice: bool,
     /// Image engine instead of `inference.image_engine`.
     pub engine: Option<aisle_vision::Engine>,
     /// Whisper threads instead of `inference.threads`.
@@ -129,6 +136,7 @@ impl Parts {
             speech: true,
             vision: true,
             detector: true,
+            voice: true,
             engine: None,
             speech_threads: None,
             quiet: true,
@@ -157,6 +165,7 @@ impl Parts {
             speech: false,
             vision: false,
             detector: false,
+            voice: false,
             engine: None,
             speech_threads: None,
             quiet: true,
@@ -410,6 +419,7 @@ pub struct Kiosk {
     vision: Option<Arc<VisionModels>>,
     transcriber: Option<Arc<Transcriber>>,
     detector: Option<Arc<ObjectDetector>>,
+    voice: Option<Arc<aisle_speech::Voice>>,
     sessions: Sessions,
     events: tokio::sync::broadcast::Sender<KioskEvent>,
     demand: Mutex<std::collections::BTreeMap<DemandSignal, u64>>,
@@ -499,6 +509,14 @@ impl Kiosk {
         } else {
             None
         };
+        let voice = if parts.voice {
+            let t = Instant::now();
+            let v = Arc::new(load::voice(cfg, &store)?);
+            timed("voice", t);
+            Some(v)
+        } else {
+            None
+        };
         let t = Instant::now();
         let view = Arc::new(CatalogView::load(&catalog)?);
         let mut engine = Assistant::over(view.clone()).with_clock(clock.clone());
@@ -530,6 +548,7 @@ impl Kiosk {
             vision,
             transcriber,
             detector,
+            voice,
             events,
             demand: Mutex::new(Default::default()),
             load_ms,
@@ -552,6 +571,13 @@ impl Kiosk {
     /// How long each part took to load, milliseconds.
     pub fn load_times(&self) -> &[(&'static str, f64)] {
         &self.load_ms
+    }
+
+    /// The voice answers are spoken in.
+    pub fn voice(&self) -> Result<&Arc<aisle_speech::Voice>> {
+        self.voice
+            .as_ref()
+            .ok_or(KioskError::NotLoaded("the voice"))
     }
 
     pub fn has_llm(&self) -> bool {

@@ -4,6 +4,7 @@
 mod bad_input;
 mod listen;
 mod questions;
+mod tts;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -48,7 +48,7 @@ impl fmt::Display for Engine {
 }
 
 /// One input value.
-enum Input<'a> {
+pub enum Input<'a> {
     F32(ArrayViewD<'a, f32>),
     I64(ArrayViewD<'a, i64>),
 }
@@ -266,7 +266,9 @@ impl OnnxModel {
         self.run_inputs(&inputs)
     }
 
-    fn run_inputs(&self, inputs: &[Input<'_>]) -> Result<Vec<ArrayD<f32>>, OnnxError> {
+    /// Runs the model on inputs of mixed element types (graph order). With ONNX
+    /// Runtime the shapes may differ from run to run (dynamic axes).
+    pub fn run_inputs(&self, inputs: &[Input<'_>]) -> Result<Vec<ArrayD<f32>>, OnnxError> {
         let run_err = |message: String| OnnxError::Run {
             path: self.path.clone(),
             engine: self.engine,
