@@ -64,7 +64,7 @@ pub fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn write_16k(path: &Path, samples: &[f32]) -> Result<()> {
+pub fn write_16k(path: &Path, samples: &[f32]) -> Result<()> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,

@@ -290,6 +290,9 @@ pub enum BenchCmd {
     Llm(BenchArgs),
     /// aisle vs faster-whisper on the same tiny.en weights, audio and threads.
     Speech(BenchArgs),
+    /// The voice vs piper-tts and Python onnxruntime on the same voice, text and
+    /// threads; end of a spoken question to the first sample of the spoken answer.
+    Tts(BenchArgs),
     /// One scan's stages on both engines vs Python onnxruntime + PIL; search at 50k and 1M.
     Vision(BenchArgs),
     /// AR overlays at 720p: layout, bevy render vs OpenCV drawing, detection vs LiteRT.
@@ -369,6 +372,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Ui(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             aisle_bench::ui::run(&cfg, a, cli.json)
+        }
+        Command::Bench(BenchCmd::Tts(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            aisle_bench::tts::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Speech(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -12,6 +12,7 @@ const el = {
   answerText: $("answer-text"), answerProducts: $("answer-products"), form: $("ask-form"),
   input: $("ask-input"), mic: $("mic-button"), micLabel: $("mic-label"),
   staff: $("call-staff"), startOver: $("start-over"), banner: $("banner"),
+  mute: $("mute"),
 };
 
 // What a card tap asks (the same words as a tap in `aisle ar`).
@@ -26,7 +27,9 @@ const state = {
   cameraOn: false,
   cards: [],            // the cards now shown: [{sku, ...}]
   down: false,          // the service answered 503 or not at all
-  voice: null,          // the voice run in progress
+  voice: null,          // the question being heard (from start until the answer)
+  run: null,            // the service's voice run (until run-end, spoken answer included)
+  muted: false,         // spoken answers off (the "Sound" toggle)
   idleTimer: null,
 };
 
@@ -138,6 +141,7 @@ function touch() {
 async function startOver(idle) {
   const old = state.session;
   state.session = null;
+  hush();
   stopVoice();
   el.transcript.textContent = "";
   el.answerText.textContent = IDLE_ANSWER;
@@ -424,10 +428,12 @@ function voiceSocket() {
     s.onerror = () => { wsReady = null; reject(new Error("The voice service cannot be reached.")); };
     s.onclose = () => {
       if (ws === s) ws = null;
+      if (state.run) { state.run.close(); state.run = null; }
       if (state.voice) { voiceFailed("The assistant stopped listening: it is restarting."); serviceDown(); }
     };
     // Events are handled one after another (an answer is painted before the run ends).
     s.onmessage = (m) => {
+      if (m.data instanceof ArrayBuffer) { playSpeech(m.data); return; }
       let e;
       try { e = JSON.parse(m.data); } catch (_) { return; }
       voiceEvents = voiceEvents.then(() => onVoiceEvent(e)).catch(() => {});
@@ -445,9 +451,11 @@ el.mic.addEventListener("pointerdown", (e) => {
   // The button keeps the pointer until it is released, wherever the finger slides
   // (and however its label reflows), so the release always ends the question.
   try { el.mic.setPointerCapture(e.pointerId); } catch (_) { /* not capturable */ }
+  // Pressing the button while the answer is spoken stops it at once (barge-in).
+  hush();
   pressTimer = setTimeout(() => {
     held = true;
-    if (!state.voice) startVoice("push");
+    if (!listening()) startVoice("push");
   }, 350);
 });
 const release = () => {
@@ -458,15 +466,20 @@ el.mic.addEventListener("pointerup", release);
 el.mic.addEventListener("pointercancel", release);
 el.mic.addEventListener("click", () => {
   if (held) { held = false; return; }
-  if (state.voice) endVoice();
+  if (listening()) endVoice();
   else startVoice("tap");
 });
+
+// A question is being heard (not yet answered).
+function listening() { return !!state.voice && !state.voice.ended; }
 
 async function startVoice(mode) {
   begin();
   touch();
   if (state.down) return;
-  const v = { mode, ended: false, t0: performance.now(), marks: {} };
+  let closed;
+  const v = { mode, ended: false, t0: performance.now(), marks: {}, closed: new Promise((r) => { closed = r; }) };
+  v.close = closed;
   state.voice = v;
   setMic(true, mode === "push" ? "Listening: release to send" : "Listening… tap to stop");
   el.transcript.textContent = "";
@@ -493,10 +506,13 @@ async function startVoice(mode) {
   try {
     const sock = await voiceSocket();
     const { ctx, node } = await audioGraph();
+    // The last run is still speaking its answer: it was hushed; wait for its end.
+    if (state.run && state.run !== v) await Promise.race([state.run.closed, sleep(3000)]);
     if (gone()) return;
     const src = ctx.createMediaStreamSource(mic);
     v.src = src;
-    const start = { type: "start", sample_rate: ctx.sampleRate };
+    state.run = v;
+    const start = { type: "start", sample_rate: ctx.sampleRate, speak: !state.muted };
     if (state.session) start.session = state.session;
     const sku = productInView();
     if (sku) start.sku = sku;
@@ -553,7 +569,7 @@ function endVoice() {
 function stopVoice() {
   const v = state.voice;
   if (!v) return;
-  if (!v.ended && ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "cancel" }));
+  if (!v.ended && state.run === v && ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "cancel" }));
   releaseMic(v);
   state.voice = null;
   setMic(false, "Tap to speak");
@@ -579,10 +595,11 @@ function setMic(on, label) {
 }
 
 async function onVoiceEvent(e) {
-  const v = state.voice;
+  const v = state.run;
   if (!v) return;
   const now = performance.now();
   switch (e.type) {
+    case "run-start": v.started = true; break;
     case "vad-start": status("Listening…"); break;
     case "stt-partial": el.transcript.textContent = e.text; break;
     case "vad-end":
@@ -596,17 +613,78 @@ async function onVoiceEvent(e) {
       v.marks.answerPainted = performance.now();
       status("Ready.");
       break;
+    case "tts-start":
+      speech.rate = e.sample_rate;
+      break;
+    case "tts-end":
+      v.marks.spoken = { sentences: e.sentences, interrupted: e.interrupted };
+      break;
     case "run-end":
       window.aisle.metrics.voice.push({ t0: v.t0, ...v.marks, server: e.timings_ms });
-      state.voice = null;
-      setMic(false, "Tap to speak");
+      state.run = null;
+      v.close();
+      if (state.voice === v) { state.voice = null; setMic(false, "Tap to speak"); }
       break;
     case "error":
-      voiceFailed(e.message || "The question could not be heard.");
+      // Refused before it began (the service is busy): no run-end will come.
+      if (!v.started) { state.run = null; v.close(); }
+      if (state.voice === v) voiceFailed(e.message || "The question could not be heard.");
       break;
     default: break;
   }
 }
+
+// ---------- spoken answers: 16-bit PCM sentences from the voice run, played in order ----------
+
+const speech = { ctx: null, rate: 22050, next: 0, playing: [] };
+
+function playSpeech(buf) {
+  const v = state.run;
+  if (!v || state.muted || v.hushed) return;
+  if (!speech.ctx) {
+    try { speech.ctx = new AudioContext(); } catch (_) { return; }
+  }
+  const ctx = speech.ctx;
+  if (ctx.state !== "running") ctx.resume().catch(() => {});
+  const pcm = new Int16Array(buf);
+  if (!pcm.length) return;
+  const b = ctx.createBuffer(1, pcm.length, speech.rate);
+  const ch = b.getChannelData(0);
+  for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+  const src = ctx.createBufferSource();
+  src.buffer = b;
+  src.connect(ctx.destination);
+  // Sentences queue one after another; the first starts at once.
+  const at = Math.max(ctx.currentTime + 0.02, speech.next);
+  src.start(at);
+  speech.next = at + b.duration;
+  speech.playing.push(src);
+  src.onended = () => { speech.playing = speech.playing.filter((x) => x !== src); };
+  if (!v.marks.firstAudio) v.marks.firstAudio = performance.now();
+  window.aisle.metrics.spoken = (window.aisle.metrics.spoken || 0) + b.duration;
+}
+
+// Barge-in: the spoken answer stops now, and the service stops making the rest.
+function hush() {
+  for (const src of speech.playing) { try { src.stop(); } catch (_) { /* ended */ } }
+  speech.playing = [];
+  speech.next = 0;
+  const v = state.run;
+  if (v && v.ended && !v.hushed) {
+    v.hushed = true;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "cancel" }));
+  }
+}
+
+function speaking() { return speech.playing.length > 0; }
+window.aisle.speaking = speaking;
+
+el.mute.addEventListener("click", () => {
+  state.muted = !state.muted;
+  if (state.muted) hush();
+  el.mute.setAttribute("aria-pressed", state.muted ? "true" : "false");
+  el.mute.textContent = state.muted ? "Sound off" : "Sound on";
+});
 
 window.addEventListener("pagehide", () => {
   // Leaving the page ends the conversation and the camera stream.

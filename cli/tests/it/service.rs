@@ -1332,3 +1332,202 @@ fn the_kiosk_page_is_served_with_its_assets() {
     let body = r.body_mut().read_to_vec().expect("body");
     assert_error(&parse(status, &body), 405, "does not take DELETE");
 }
+
+/// One voice run over the WebSocket: `start` (as given), the spoken question in
+/// 20 ms frames at real-time pace, `end`. With `barge_in` a `cancel` goes as soon as
+/// `tts-start` arrives. Returns the JSON events and the binary frames received.
+fn voice_run(start: Value, question: &str, barge_in: bool) -> (Vec<Value>, Vec<Vec<u8>>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let wav = server()
+        .dir
+        .path()
+        .join(format!("q-{}.wav", question.len()));
+    crate::speak(question, &wav);
+    let audio = aisle_speech::decode_wav(&wav).expect("decode");
+    let pcm: Vec<u8> = audio
+        .samples
+        .iter()
+        .chain(std::iter::repeat_n(&0.0f32, 16_000))
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect();
+    let url = format!("ws://{}/v1/voice", server().addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        let (mut tx, mut rx) = ws.split();
+        tx.send(Message::Text(start.to_string().into()))
+            .await
+            .expect("start");
+        let (cancel_tx, mut cancel_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let sender = tokio::spawn(async move {
+            let mut chunks = pcm.chunks(640);
+            loop {
+                tokio::select! {
+                    _ = cancel_rx.recv() => {
+                        let _ = tx.send(Message::Text(r#"{"type":"cancel"}"#.into())).await;
+                        // Keep the sink open until the run ends.
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                        match chunks.next() {
+                            Some(c) => {
+                                let _ = tx.send(Message::Binary(c.to_vec().into())).await;
+                            }
+                            None => {
+                                let _ = tx.send(Message::Text(r#"{"type":"end"}"#.into())).await;
+                                chunks = [].chunks(1);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let mut events = Vec::new();
+        let mut frames = Vec::new();
+        while let Some(Ok(m)) = rx.next().await {
+            match m {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                    if v["type"] == "tts-start" && barge_in {
+                        let _ = cancel_tx.send(());
+                    }
+                    let end = v["type"] == "run-end";
+                    events.push(v);
+                    if end {
+                        break;
+                    }
+                }
+                Message::Binary(b) => frames.push(b.to_vec()),
+                _ => {}
+            }
+        }
+        sender.abort();
+        (events, frames)
+    })
+}
+
+/// 16-bit mono PCM frames as a WAV, heard by the service's own whisper.
+fn hear(frames: &[Vec<u8>], rate: u32) -> String {
+    let pcm: Vec<f32> = frames
+        .concat()
+        .chunks_exact(2)
+        .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+        .collect();
+    let wav = aisle_speech::tts::wav_bytes(&pcm, rate);
+    let (status, v) = post("/v1/transcribe", "audio/wav", &wav);
+    assert_eq!(status, 200, "{v}");
+    v["text"].as_str().unwrap_or("").to_lowercase()
+}
+
+#[test]
+fn a_spoken_question_gets_a_spoken_answer_and_barge_in_stops_it() {
+    let question = "how much is the banana and where can I find it";
+    let (events, frames) = voice_run(
+        json!({ "type": "start", "sample_rate": 16000, "speak": true }),
+        question,
+        false,
+    );
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let pos = |t: &str| {
+        types
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("no {t} in {types:?}"))
+    };
+    assert!(pos("intent-end") < pos("tts-start"), "{types:?}");
+    assert!(pos("tts-start") < pos("tts-end"), "{types:?}");
+    assert!(pos("tts-end") < pos("run-end"), "{types:?}");
+    let answer = events[pos("intent-end")]["answer"]["answer"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(answer.contains("$0.69"), "{answer}");
+    let start = &events[pos("tts-start")];
+    assert_eq!(start["format"], "s16le", "{start}");
+    let rate = start["sample_rate"].as_u64().expect("rate") as u32;
+    assert_eq!(rate, 22_050);
+    let end = &events[pos("tts-end")];
+    assert_eq!(end["interrupted"], false, "{end}");
+    let sentences = end["sentences"].as_u64().expect("sentences") as usize;
+    assert!(sentences >= 2, "{end} for {answer:?}");
+    assert_eq!(frames.len(), sentences, "one binary frame per sentence");
+    // What the kiosk said is what it wrote: its own whisper hears the price.
+    let heard = hear(&frames, rate);
+    assert!(
+        heard.contains("banana") && heard.contains("69"),
+        "{heard:?} for {answer:?}"
+    );
+    let t = &events[pos("run-end")]["timings_ms"];
+    assert!(t["tts_first_audio"].as_f64().is_some(), "{t}");
+    assert!(t["end_of_speech_to_first_audio"].as_f64().is_some(), "{t}");
+
+    // Barge-in: `cancel` as the answer starts to speak stops it.
+    let (events, cut) = voice_run(
+        json!({ "type": "start", "sample_rate": 16000, "speak": true }),
+        question,
+        true,
+    );
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "tts-end")
+        .unwrap_or_else(|| panic!("no tts-end in {events:?}"));
+    assert_eq!(end["interrupted"], true, "{end}");
+    assert!(
+        cut.len() < sentences,
+        "{} of {sentences} sentences sent",
+        cut.len()
+    );
+    let run_end = events.last().expect("run-end");
+    assert_eq!(run_end["cancelled"], true, "{run_end}");
+
+    // Without `speak` no audio comes back.
+    let (events, frames) = voice_run(
+        json!({ "type": "start", "sample_rate": 16000 }),
+        question,
+        false,
+    );
+    assert!(frames.is_empty());
+    assert!(!events.iter().any(|e| e["type"] == "tts-start"));
+    assert_alive();
+}
+
+#[test]
+fn say_returns_the_answer_spoken_as_a_wav() {
+    let (status, wav, ctype) = post_raw(
+        "/v1/say",
+        "application/json",
+        json!({ "text": "Banana is $0.69, in Aisle 3." })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&wav));
+    assert_eq!(ctype, "audio/wav");
+    let audio = aisle_speech::decode_wav_bytes(&wav, std::path::Path::new("say")).expect("a WAV");
+    assert!(audio.duration_s() > 1.0, "{} s", audio.duration_s());
+    let (status, v) = post("/v1/transcribe", "audio/wav", &wav);
+    assert_eq!(status, 200, "{v}");
+    let heard = v["text"].as_str().unwrap_or("").to_lowercase();
+    assert!(
+        heard.contains("banana") && heard.contains("69"),
+        "{heard:?}"
+    );
+    // Bad requests: named, and the service keeps answering.
+    for (body, status, needle) in [
+        (json!({ "text": "" }), 422, "nothing to say"),
+        (json!({ "text": "🙂🙂" }), 422, "nothing to say"),
+        (json!({ "text": "x ".repeat(2_500) }), 422, "at most 4000"),
+        (json!({ "words": "hi" }), 400, "unknown field"),
+    ] {
+        let got = post("/v1/say", "application/json", body.to_string().as_bytes());
+        assert_error(&got, status, needle);
+    }
+    assert_alive();
+}

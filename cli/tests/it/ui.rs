@@ -257,7 +257,45 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
         m[0]["answerPainted"].as_f64() > m[0]["vadEnd"].as_f64(),
         "{m}"
     );
+    // The answer is spoken (the question was): its sentences play one after another,
+    // the first while the rest are still being made.
+    let spoken = b.wait_js(
+        "const v = window.aisle.metrics.voice[0]; return v && v.spoken && window.aisle.metrics.spoken",
+        WAIT,
+    )?;
+    let m = b.js("return window.aisle.metrics.voice", json!([]))?;
+    assert!(m[0]["firstAudio"].as_f64().is_some(), "{m}");
+    assert!(m[0]["spoken"]["sentences"].as_u64() >= Some(2), "{m}");
+    assert!(spoken.as_f64() > Some(2.0), "{spoken} s of speech queued");
+    drop(b);
 
+    // "Sound off" during the spoken answer stops it at once (barge-in by the screen).
+    let b = open_page(
+        s.addr,
+        1280,
+        800,
+        Media {
+            audio: Some(&wav),
+            ..Default::default()
+        },
+    )?;
+    accept(&b)?;
+    let mic = b.testid("mic-button")?;
+    b.click(&mic)?;
+    b.wait_js("return window.aisle.speaking()", WAIT)?;
+    let mute = b.testid("mute")?;
+    b.click(&mute)?;
+    assert_eq!(
+        b.js("return window.aisle.speaking()", json!([]))?,
+        json!(false)
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelector('[data-testid=mute]').getAttribute('aria-pressed')",
+            json!([])
+        )?,
+        json!("true")
+    );
     drop(b);
 
     // Push-to-talk, in a fresh browser (Chromium's fake microphone plays its file on

@@ -573,6 +573,11 @@ impl Kiosk {
         &self.load_ms
     }
 
+    /// `text` spoken whole in the store's voice.
+    pub fn say(&self, text: &str) -> Result<aisle_speech::Speech> {
+        Ok(self.voice()?.speak(text)?)
+    }
+
     /// The voice answers are spoken in.
     pub fn voice(&self) -> Result<&Arc<aisle_speech::Voice>> {
         self.voice

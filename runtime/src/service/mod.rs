@@ -157,6 +157,7 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/v1/call-staff", post(call_staff))
         .route("/v1/transcribe", post(transcribe))
+        .route("/v1/say", post(say))
         .route("/v1/products/{sku}", get(product))
         .route("/v1/search", get(search))
         .route("/v1/sessions/{id}", delete(end_session))
@@ -493,6 +494,31 @@ pub struct AskBody {
     /// The product in front of the camera ("how much is this").
     #[serde(default)]
     pub sku: Option<String>,
+}
+
+/// `POST /v1/say`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SayBody {
+    /// What to say (an answer's text: prices, sizes and aisles are read as a shopper
+    /// expects; product codes and web addresses are not read out).
+    #[schemars(length(min = 1, max = 4000))]
+    pub text: String,
+}
+
+/// `POST /v1/say`: the text spoken in the store's voice, as a WAV.
+async fn say(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let k = s.ready()?;
+    let b = read_body(&headers, b, MAX_JSON_BYTES, "request body").await?;
+    let req: SayBody = parse_json(&b)?;
+    let speech = run_blocking(&s.queues.speech, move || Ok(k.say(&req.text)?)).await?;
+    s.metrics.stage("tts", speech.synth_ms() / 1000.0);
+    let wav = aisle_speech::tts::wav_bytes(&speech.samples(), speech.sample_rate);
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], wav).into_response())
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {

@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::camera::CameraFrame;
-use super::{AskBody, CallStaffBody, ErrorBody};
+use super::{AskBody, CallStaffBody, ErrorBody, SayBody};
 use crate::catalog::ImportReport;
 use crate::kiosk::{AnswerJson, DemandCount, ProductInfo, SearchHit, TranscriptJson};
 use crate::scan::ScanReport;
@@ -74,6 +74,7 @@ pub fn document() -> Value {
     let import = g.subschema_for::<ImportReport>().to_value();
     let camera = g.subschema_for::<CameraFrame>().to_value();
     let call_staff = g.subschema_for::<CallStaffBody>().to_value();
+    let say = g.subschema_for::<SayBody>().to_value();
     let schemas = g.take_definitions(true);
 
     let j = |s: &Value| Some(("application/json", s.clone()));
@@ -239,6 +240,21 @@ pub fn document() -> Value {
                     (400, "empty body"),
                     (413, "larger than 50 MB"),
                     (422, "not a readable WAV"),
+                ]),
+            ),
+            parameters: vec![],
+        },
+        Op {
+            method: "post",
+            path: "/v1/say",
+            summary: "text spoken in the store's voice (models.tts): a 16-bit mono WAV at the voice's rate",
+            staff: false,
+            request: j(&say),
+            responses: with(
+                (200, "the speech", bin("audio/wav")),
+                failures(&[
+                    (400, "not JSON, unknown field"),
+                    (422, "nothing speakable, or longer than 4000 characters"),
                 ]),
             ),
             parameters: vec![],

@@ -7,7 +7,11 @@
 //! utterance first); `{"type":"cancel"}` stops a run. Server: JSON text frames with a
 //! `type`: `run-start`, `vad-start`, `stt-partial` (`text`), `vad-end`, `stt-end`
 //! (`text`), `intent-end` (`answer`: the `/v1/ask` object), `run-end` (`timings_ms`),
-//! or `error` (`code`, `message`). Frames that make no sense get an `error` and the
+//! or `error` (`code`, `message`). With `"speak": true` in `start` the answer is also
+//! spoken: `tts-start` (`sample_rate`, `format`: `s16le`, mono), one binary frame of
+//! 16-bit PCM per sentence as soon as it is synthesised, then `tts-end`
+//! (`interrupted`); a `cancel` while it speaks stops it (barge-in) and the run ends.
+//! Frames that make no sense get an `error` and the
 //! connection stays open for the next run. Between runs, audio frames (late ones of a
 //! run the VAD ended) and `end`/`cancel` are ignored; a binary frame is taken as the
 //! next run's photo only when it is a JPEG, PNG or WebP.
@@ -62,6 +66,9 @@ enum ClientMsg {
         session: Option<String>,
         #[serde(default)]
         sku: Option<String>,
+        /// Speak the answer (binary PCM frames after `intent-end`).
+        #[serde(default)]
+        speak: bool,
     },
     End,
     Cancel,
@@ -69,6 +76,19 @@ enum ClientMsg {
 
 fn error(code: &str, message: impl Into<String>) -> Value {
     json!({ "type": "error", "code": code, "message": message.into() })
+}
+
+/// What the blocking half of a run hands the socket: events, and speech.
+enum Out {
+    Json(Value),
+    Audio(Vec<u8>),
+}
+
+async fn send_out(socket: &mut WebSocket, out: Out) -> bool {
+    match out {
+        Out::Json(v) => send(socket, v).await,
+        Out::Audio(pcm) => socket.send(Message::Binary(pcm.into())).await.is_ok(),
+    }
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
@@ -100,6 +120,7 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
                         sample_rate,
                         session,
                         sku,
+                        speak,
                     }) => {
                         if !(8_000..=48_000).contains(&sample_rate) {
                             if !send(
@@ -121,6 +142,7 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
                             sample_rate,
                             session,
                             sku,
+                            speak,
                             photo: photo.take(),
                         };
                         if !run(&mut socket, &s, &k, start).await {
@@ -154,6 +176,7 @@ struct Start {
     sample_rate: u32,
     session: Option<String>,
     sku: Option<String>,
+    speak: bool,
     photo: Option<Vec<u8>>,
 }
 
@@ -222,14 +245,25 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
         return false;
     }
     let (audio_tx, audio_rx) = mpsc::channel::<Vec<f32>>();
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
     let stop = Arc::new(AtomicBool::new(false));
+    // Barge-in: stops the spoken answer (`stop` already ends listening at the answer).
+    let hush = Arc::new(AtomicBool::new(false));
     let task = {
-        let (k, stop, session) = (k.clone(), stop.clone(), start.session.clone());
-        let rate = start.sample_rate;
+        let (k, stop, hush, session) =
+            (k.clone(), stop.clone(), hush.clone(), start.session.clone());
+        let (rate, speak) = (start.sample_rate, start.speak);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            listen_and_answer(&k, rate, audio_rx, &stop, session, sku, &ev_tx)
+            let run = Run {
+                rate,
+                stop: &stop,
+                hush: &hush,
+                session,
+                sku,
+                speak,
+            };
+            listen_and_answer(&k, run, audio_rx, &ev_tx)
         })
     };
     let mut audio_tx = Some(audio_tx);
@@ -240,16 +274,17 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
         tokio::select! {
             ev = ev_rx.recv() => {
                 if let Some(v) = ev
-                    && !send(socket, v).await
+                    && !send_out(socket, v).await
                 {
                     stop.store(true, Ordering::Relaxed);
+                    hush.store(true, Ordering::Relaxed);
                     return false;
                 }
             }
             done = &mut task => {
                 // Events sent before the task ended go out first.
                 while let Ok(v) = ev_rx.try_recv() {
-                    if !send(socket, v).await {
+                    if !send_out(socket, v).await {
                         return false;
                     }
                 }
@@ -264,6 +299,7 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else {
                     stop.store(true, Ordering::Relaxed);
+                    hush.store(true, Ordering::Relaxed);
                     return false;
                 };
                 match msg {
@@ -290,6 +326,7 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
                         Ok(ClientMsg::Cancel) => {
                             cancelled = true;
                             stop.store(true, Ordering::Relaxed);
+                            hush.store(true, Ordering::Relaxed);
                             audio_tx = None;
                         }
                         Ok(ClientMsg::Start { .. }) => {
@@ -301,6 +338,7 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
                     },
                     Message::Close(_) => {
                         stop.store(true, Ordering::Relaxed);
+                        hush.store(true, Ordering::Relaxed);
                         return false;
                     }
                     _ => {}
@@ -317,21 +355,36 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
     .await
 }
 
-/// The blocking half of a run: VAD and whisper over the audio as it arrives, then
-/// the answer. Returns the timings.
-fn listen_and_answer(
-    k: &Kiosk,
+/// What one run was asked for.
+struct Run<'a> {
     rate: u32,
-    rx: mpsc::Receiver<Vec<f32>>,
-    stop: &AtomicBool,
+    stop: &'a AtomicBool,
+    hush: &'a AtomicBool,
     session: Option<String>,
     sku: Option<String>,
-    ev: &tokio::sync::mpsc::UnboundedSender<Value>,
+    speak: bool,
+}
+
+/// The blocking half of a run: VAD and whisper over the audio as it arrives, then
+/// the answer, then (when asked) the answer spoken. Returns the timings.
+fn listen_and_answer(
+    k: &Kiosk,
+    run: Run<'_>,
+    rx: mpsc::Receiver<Vec<f32>>,
+    ev: &tokio::sync::mpsc::UnboundedSender<Out>,
 ) -> Value {
+    let Run {
+        rate,
+        stop,
+        hush,
+        session,
+        sku,
+        speak,
+    } = run;
     let tr = match k.transcriber() {
         Ok(t) => t,
         Err(e) => {
-            let _ = ev.send(error("not_loaded", format!("{e}")));
+            let _ = ev.send(Out::Json(error("not_loaded", format!("{e}"))));
             return json!({});
         }
     };
@@ -339,14 +392,16 @@ fn listen_and_answer(
     let mut heard: Option<aisle_speech::Utterance> = None;
     let mut on_event = |e: ListenEvent| match e {
         ListenEvent::SpeechStart { at_ms } => {
-            let _ = ev.send(json!({ "type": "vad-start", "at_ms": at_ms }));
+            let _ = ev.send(Out::Json(json!({ "type": "vad-start", "at_ms": at_ms })));
         }
         ListenEvent::Partial { at_ms, text } => {
-            let _ = ev.send(json!({ "type": "stt-partial", "at_ms": at_ms, "text": text }));
+            let _ = ev.send(Out::Json(
+                json!({ "type": "stt-partial", "at_ms": at_ms, "text": text }),
+            ));
         }
         ListenEvent::Final(u) => {
             if heard.is_none() && !u.text.trim().is_empty() {
-                let _ = ev.send(json!({ "type": "vad-end", "at_ms": u.end_ms }));
+                let _ = ev.send(Out::Json(json!({ "type": "vad-end", "at_ms": u.end_ms })));
                 heard = Some(u);
                 stop.store(true, Ordering::Relaxed);
             }
@@ -354,19 +409,19 @@ fn listen_and_answer(
     };
     let cfg = ListenConfig::default();
     if let Err(e) = tr.listen(&mut source, &cfg, stop, &mut on_event) {
-        let _ = ev.send(error("stt_failed", format!("{e}")));
+        let _ = ev.send(Out::Json(error("stt_failed", format!("{e}"))));
         return json!({});
     }
     let Some(u) = heard else {
         if stop.load(Ordering::Relaxed) {
             return json!({}); // cancelled, or the client went away
         }
-        let _ = ev.send(json!({ "type": "stt-end", "text": "" }));
-        let _ = ev.send(error("no_speech", "no speech was heard"));
+        let _ = ev.send(Out::Json(json!({ "type": "stt-end", "text": "" })));
+        let _ = ev.send(Out::Json(error("no_speech", "no speech was heard")));
         return json!({});
     };
     k.log_transcript("voice run heard", &u.text);
-    let _ = ev.send(json!({ "type": "stt-end", "text": u.text }));
+    let _ = ev.send(Out::Json(json!({ "type": "stt-end", "text": u.text })));
     let t = Instant::now();
     let asked = k.ask(&AskRequest {
         text: &u.text,
@@ -375,19 +430,75 @@ fn listen_and_answer(
         image: None,
     });
     let answer_ms = t.elapsed().as_secs_f64() * 1000.0;
-    match asked {
-        Ok(mut a) => {
-            a.transcript = Some(u.text.clone());
-            let _ = ev.send(json!({ "type": "intent-end", "answer": a.to_json() }));
-        }
-        Err(e) => {
-            let _ = ev.send(error("intent_failed", format!("{e}")));
-        }
-    }
-    json!({
+    let mut timings = json!({
         "end_of_speech_to_text": u.endpoint_latency_ms,
         "decode": u.decode_ms,
         "answer": answer_ms,
         "end_of_speech_to_answer": u.endpoint_latency_ms as f64 + answer_ms,
-    })
+    });
+    match asked {
+        Ok(mut a) => {
+            a.transcript = Some(u.text.clone());
+            let _ = ev.send(Out::Json(
+                json!({ "type": "intent-end", "answer": a.to_json() }),
+            ));
+            if speak && !hush.load(Ordering::Relaxed) {
+                if let Some(first) = speak_answer(k, &a.answer.text, hush, ev) {
+                    timings["tts_first_audio"] = json!(first);
+                    timings["end_of_speech_to_first_audio"] =
+                        json!(u.endpoint_latency_ms as f64 + answer_ms + first);
+                }
+            }
+        }
+        Err(e) => {
+            let _ = ev.send(Out::Json(error("intent_failed", format!("{e}"))));
+        }
+    }
+    timings
+}
+
+/// Sends the answer spoken, a sentence per binary frame as each is made, until done
+/// or hushed. Returns the milliseconds to the first frame.
+fn speak_answer(
+    k: &Kiosk,
+    text: &str,
+    hush: &AtomicBool,
+    ev: &tokio::sync::mpsc::UnboundedSender<Out>,
+) -> Option<f64> {
+    let voice = match k.voice() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ev.send(Out::Json(error("not_loaded", format!("{e}"))));
+            return None;
+        }
+    };
+    let t = Instant::now();
+    let _ = ev.send(Out::Json(json!({
+        "type": "tts-start",
+        "sample_rate": voice.sample_rate(),
+        "format": "s16le",
+        "channels": 1,
+    })));
+    let mut first = None;
+    let mut sent = 0usize;
+    let spoken = voice.stream(text, |s| {
+        if hush.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !s.samples.is_empty() {
+            first.get_or_insert(t.elapsed().as_secs_f64() * 1000.0);
+            let _ = ev.send(Out::Audio(aisle_speech::tts::pcm16(&s.samples)));
+            sent += 1;
+        }
+        !hush.load(Ordering::Relaxed)
+    });
+    if let Err(e) = spoken {
+        let _ = ev.send(Out::Json(error("tts_failed", format!("{e}"))));
+    }
+    let _ = ev.send(Out::Json(json!({
+        "type": "tts-end",
+        "sentences": sent,
+        "interrupted": hush.load(Ordering::Relaxed),
+    })));
+    first
 }
