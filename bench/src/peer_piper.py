@@ -8,7 +8,6 @@ Prints JSON: per case, piper-tts and onnxruntime first-audio and total times (me
 ms), audio seconds; peak RSS.
 """
 import json
-import resource
 import sys
 import time
 
@@ -16,6 +15,16 @@ import numpy as np
 import onnxruntime
 from piper import PiperVoice
 from piper.config import PiperConfig
+
+
+def peak_rss_kib():
+    # VmHWM of this process's own memory. getrusage's ru_maxrss would also count the
+    # parent's resident set at fork time (Linux carries it across exec).
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
 
 
 def median(v):
@@ -78,7 +87,7 @@ def main():
             audio_s = samples / rate
         row["onnxruntime"] = {"first_ms": median(firsts), "total_ms": median(totals), "audio_s": audio_s}
         out.append(row)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     print(json.dumps({"load_ms": load_ms, "results": out, "peak_rss_kib": peak,
                       "onnxruntime": onnxruntime.__version__}))
 

@@ -70,19 +70,12 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
     let dir = tempfile::tempdir()?;
     let mut cfg = cfg.clone();
     cfg.file.inference.threads = threads as u32;
+    // The voice alone first, so its peak memory is the voice's (the loop below loads
+    // whisper, MiniLM and the LLM beside it).
+    let store = aisle_runtime::kiosk::open_store(&cfg)?;
     let t = Instant::now();
-    let kiosk = Kiosk::load(
-        &cfg,
-        Parts {
-            dialogue_models: true,
-            speech: true,
-            voice: true,
-            speech_threads: Some(threads),
-            ..Parts::none()
-        },
-    )?;
+    let voice = aisle_runtime::kiosk::voice(&cfg, &store)?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let voice = kiosk.voice()?.clone();
 
     let mut rows = Vec::new();
     for (label, text) in ANSWERS {
@@ -118,7 +111,21 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         });
     }
 
+    let our_peak = peak_rss_mib();
+    drop(voice);
+
     // The whole loop: a spoken question at real-time pace, heard, answered, spoken.
+    let kiosk = Kiosk::load(
+        &cfg,
+        Parts {
+            dialogue_models: true,
+            speech: true,
+            voice: true,
+            speech_threads: Some(threads),
+            ..Parts::none()
+        },
+    )?;
+    let voice = kiosk.voice()?.clone();
     let tr = kiosk.transcriber()?.clone();
     let mut loops = Vec::new();
     for (i, (path, q)) in QUESTIONS.iter().enumerate() {
@@ -176,7 +183,6 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         let mid = tries.len() / 2;
         loops.push(tries.swap_remove(mid));
     }
-    let our_peak = peak_rss_mib();
 
     let peer: Option<serde_json::Value> = if args.no_peer {
         None
@@ -186,7 +192,6 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
             PEER_REQUIREMENTS,
             "piper, onnxruntime",
         )?;
-        let store = aisle_runtime::kiosk::open_store(&cfg)?;
         let v = store.verify(&cfg.file.models.tts, &mut |_| {})?;
         let cases: Vec<_> = rows
             .iter()
@@ -277,6 +282,9 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         );
     }
     println!(
+        "  (aisle speaks a first sentence over 60 characters from its first clause: its first\n   audio is that clause's, piper-tts's the whole sentence's; totals do the same work)"
+    );
+    println!(
         "  (of aisle's time, espeak-ng as a process: {})",
         rows.iter()
             .map(|r| format!("{} {:.0} ms", r.label, r.phonemize_ms))
@@ -284,7 +292,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
             .join(", ")
     );
     println!(
-        "peak memory: aisle {} (whisper, MiniLM, LLM and voice loaded), peer {} (voice only)\n",
+        "peak memory with the voice alone loaded: aisle {}, peer {}\n",
         our_peak.map_or("-".into(), |m| format!("{m:.0} MiB")),
         peer_peak.map_or("-".into(), |m| format!("{m:.0} MiB")),
     );

@@ -984,6 +984,44 @@ S1,Soy Sauce,2.19,8,asian foods\nC1,Sharp Cheddar,4.99,7,cheese\nW1,Sparkling Wa
     assert!(v["rss_mib"]["soak_requests"].as_u64() >= Some(300), "{v}");
 }
 
+#[test]
+fn the_tts_benchmark_runs_the_whole_loop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = bench_config(
+        dir.path(),
+        "sku,name,price,stock,aisle\nB1,Banana,0.25,90,fresh fruits\nC1,Sharp Cheddar,4.99,7,cheese\n",
+    );
+    let out = crate::aisle(&[
+        "--config",
+        &config.to_string_lossy(),
+        "--json",
+        "bench",
+        "tts",
+        "--runs",
+        "1",
+        "--no-peer",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for r in v["synthesis"].as_array().expect("rows") {
+        assert!(r["aisle"]["rtf"].as_f64() < Some(1.0), "{r}");
+        assert!(r["audio_s"].as_f64() > Some(1.0), "{r}");
+    }
+    let loops = v["loop"].as_array().expect("loop");
+    assert_eq!(loops.len(), 2, "{v}");
+    let grammar = &loops[0];
+    assert!(
+        grammar["answer"].as_str().unwrap_or("").contains("$0.25"),
+        "{grammar}"
+    );
+    assert!(
+        grammar["end_of_speech_to_first_audio_ms"]
+            .as_f64()
+            .is_some(),
+        "{grammar}"
+    );
+}
+
 /// `privacy.persist_images` / `persist_audio` keep raw inputs for debugging, and only
 /// then: under `<data_dir>/debug/`, named by time.
 #[test]

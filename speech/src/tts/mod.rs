@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 pub use phonemize::Espeak;
 
+/// A first sentence longer than this is spoken from its first clause on.
+const FIRST_CHUNK_CHARS: usize = 60;
+
 /// The longest text spoken in one request (an answer is a few hundred characters).
 pub const MAX_TEXT_CHARS: usize = 4000;
 
@@ -346,9 +349,14 @@ impl Voice {
                 limit: MAX_TEXT_CHARS,
             });
         }
-        let sentences = normalize::sentences(&normalize::normalize(text));
+        let mut sentences = normalize::sentences(&normalize::normalize(text));
         if sentences.is_empty() {
             return Err(TtsError::Empty);
+        }
+        // A long first sentence starts at its first clause, so the first audio comes
+        // sooner; the clause's own punctuation gives the pause a comma would.
+        if let Some((head, rest)) = normalize::first_clause(&sentences[0], FIRST_CHUNK_CHARS) {
+            sentences.splice(0..1, [head, rest]);
         }
         Ok(sentences)
     }

@@ -352,6 +352,23 @@ pub fn sentences(text: &str) -> Vec<String> {
     out
 }
 
+/// `sentence` cut after its first clause (`,` `:` `;` then a space, at least 12
+/// characters in) when it is longer than `longer_than` characters.
+pub fn first_clause(sentence: &str, longer_than: usize) -> Option<(String, String)> {
+    if sentence.chars().count() <= longer_than {
+        return None;
+    }
+    let bytes = sentence.as_bytes();
+    let cut = sentence.char_indices().find(|&(i, c)| {
+        matches!(c, ',' | ':' | ';') && i >= 12 && bytes.get(i + 1) == Some(&b' ')
+    })?;
+    let (head, rest) = sentence.split_at(cut.0 + 1);
+    let rest = rest.trim();
+    rest.chars()
+        .any(char::is_alphanumeric)
+        .then(|| (head.to_string(), rest.to_string()))
+}
+
 fn push_sentence(out: &mut Vec<String>, s: &str) {
     let s = s.trim();
     if s.chars().any(|c| c.is_alphanumeric()) {
@@ -441,5 +458,14 @@ mod tests {
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.len() <= MAX_SENTENCE_CHARS));
         assert!(sentences("... !!").is_empty());
+        assert_eq!(first_clause("Short one, really.", 60), None);
+        let long = "Cheddar: three dollars eighty-six, twenty percent off, usually four dollars.";
+        assert_eq!(
+            first_clause(long, 60),
+            Some((
+                "Cheddar: three dollars eighty-six,".to_string(),
+                "twenty percent off, usually four dollars.".to_string()
+            ))
+        );
     }
 }
