@@ -107,6 +107,9 @@ pub enum Command {
         /// Carry the conversation across calls in this file (created if missing).
         #[arg(long, value_name = "FILE")]
         session: Option<PathBuf>,
+        /// Also speak the answer on audio.output.device.
+        #[arg(long)]
+        speak: bool,
     },
     /// An interactive conversation in the terminal, one question per line, or spoken
     /// with --voice (microphone, or --file WAV at real-time pace).
@@ -120,6 +123,10 @@ pub enum Command {
         /// With --voice: a WAV file instead of a device.
         #[arg(long, requires = "voice", value_name = "WAV")]
         file: Option<PathBuf>,
+        /// With --voice: answer in text only (answers are spoken on
+        /// audio.output.device by default; speaking again stops them).
+        #[arg(long, requires = "voice")]
+        mute: bool,
     },
     /// Serve the kiosk's HTTP + WebSocket API: every model loaded once, many requests.
     Serve {
@@ -469,6 +476,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             image,
             sku,
             session,
+            speak,
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             let input = crate::store_cmd::AskInput {
@@ -477,6 +485,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 image: image.as_deref(),
                 sku: sku.as_deref(),
                 session: session.as_deref(),
+                speak: *speak,
             };
             crate::store_cmd::ask(&cfg, &input, cli.json)
         }
@@ -484,6 +493,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             voice,
             device,
             file,
+            mute,
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             if *voice {
@@ -492,7 +502,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     file: file.as_deref(),
                     realtime: true,
                 };
-                crate::store_cmd::chat_voice(&cfg, &input, cli.json)
+                crate::store_cmd::chat_voice(&cfg, &input, !mute, cli.json)
             } else {
                 crate::store_cmd::chat(&cfg, cli.json)
             }

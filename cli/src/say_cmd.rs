@@ -2,6 +2,8 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aisle_firmware_config::DeviceConfig;
 use aisle_speech::tts::{Speech, wav_bytes};
@@ -29,15 +31,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Speaks `text` on `device` as it is synthesised (the first sentence plays while
-/// the rest is made). Returns the speech and the milliseconds to the first audio.
-pub fn speak_to(voice: &Voice, text: &str, device: &str) -> Result<(Speech, f64)> {
+/// the rest is made) until done or `stop` is set (barge-in). Returns the speech and
+/// the milliseconds to the first audio.
+pub fn speak_to(
+    voice: &Voice,
+    text: &str,
+    device: &str,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Speech, f64)> {
     let t0 = std::time::Instant::now();
     let mut speaker: Option<Speaker> = None;
     let mut first_ms = 0.0;
     let mut failed: Option<anyhow::Error> = None;
     let speech = voice.stream(text, |s| {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
         if speaker.is_none() {
-            match Speaker::open(device, voice.sample_rate()) {
+            match Speaker::open(device, voice.sample_rate(), stop.clone()) {
                 Ok(sp) => speaker = Some(sp),
                 Err(e) => {
                     failed = Some(e.into());
@@ -88,6 +99,7 @@ pub fn say(
             &voice,
             text,
             device.unwrap_or(&cfg.file.audio.output.device),
+            &Arc::new(AtomicBool::new(false)),
         )?,
     };
     let rtf = speech.synth_ms() / 1000.0 / speech.duration_s().max(1e-9);

@@ -160,6 +160,8 @@ pub struct AskInput<'a> {
     pub image: Option<&'a Path>,
     pub sku: Option<&'a str>,
     pub session: Option<&'a Path>,
+    /// Speak the answer too.
+    pub speak: bool,
 }
 
 pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode> {
@@ -182,6 +184,7 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     let parts = Parts {
         speech: input.audio.is_some(),
         vision: photo.is_some(),
+        voice: input.speak,
         ..Parts::dialogue()
     };
     let kiosk = Kiosk::load_with(cfg, parts, &mut crate::vision_cmd::index_bar(json))?;
@@ -255,6 +258,19 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
             answer.elapsed_us as f64 / 1000.0
         );
     }
+    if input.speak {
+        let (speech, first_ms) = crate::say_cmd::speak_to(
+            kiosk.voice()?,
+            &answer.text,
+            &cfg.file.audio.output.device,
+            &std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )?;
+        tracing::info!(
+            first_audio_ms = first_ms,
+            seconds = speech.duration_s(),
+            "answer spoken"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -263,6 +279,7 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
 pub fn chat_voice(
     cfg: &DeviceConfig,
     input: &crate::speech_cmd::ListenInput,
+    speak: bool,
     json: bool,
 ) -> Result<ExitCode> {
     use std::sync::Arc;
@@ -272,9 +289,14 @@ pub fn chat_voice(
         cfg,
         Parts {
             speech: true,
+            voice: speak,
             ..Parts::dialogue()
         },
     )?;
+    // The answer being spoken: set its flag to stop it (the shopper speaks again).
+    let mut speaking: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> = None;
+    // A speaker that cannot be opened is reported once; answers stay in text.
+    let speaker_failed = Arc::new(AtomicBool::new(false));
     let transcriber = kiosk.transcriber()?.clone();
     let mut source = crate::speech_cmd::open_source(cfg, input)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -297,6 +319,13 @@ pub fn chat_voice(
     let mut on_event = |ev: aisle_speech::ListenEvent| {
         use std::io::Write as _;
         let line = match ev {
+            aisle_speech::ListenEvent::SpeechStart { .. } => {
+                // Barge-in: the shopper talks over the answer, which stops at once.
+                if let Some((hush, _)) = &speaking {
+                    hush.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
             aisle_speech::ListenEvent::Partial { text, .. } if !json => {
                 eprintln!("  ... {text}");
                 return;
@@ -319,6 +348,30 @@ pub fn chat_voice(
                     }
                 };
                 let answer_ms = t.elapsed().as_secs_f64() * 1000.0;
+                if speak
+                    && !speaker_failed.load(Ordering::Relaxed)
+                    && let Ok(voice) = kiosk.voice()
+                {
+                    if let Some((hush, h)) = speaking.take() {
+                        hush.store(true, Ordering::Relaxed);
+                        let _ = h.join();
+                    }
+                    let hush = Arc::new(AtomicBool::new(false));
+                    let (voice, text, device, flag, failed) = (
+                        voice.clone(),
+                        a.text.clone(),
+                        cfg.file.audio.output.device.clone(),
+                        hush.clone(),
+                        speaker_failed.clone(),
+                    );
+                    let h = std::thread::spawn(move || {
+                        if let Err(e) = crate::say_cmd::speak_to(&voice, &text, &device, &flag) {
+                            failed.store(true, Ordering::Relaxed);
+                            tracing::warn!(error = %format!("{e:#}"), "answers will not be spoken");
+                        }
+                    });
+                    speaking = Some((hush, h));
+                }
                 if json {
                     kiosk::answer_json(
                         &a,
@@ -350,6 +403,13 @@ aisle: {}
     };
     let cfg_listen = aisle_speech::ListenConfig::default();
     transcriber.listen(source.as_mut(), &cfg_listen, &stop, &mut on_event)?;
+    // The last answer is heard out (Ctrl-C stops it).
+    if let Some((hush, h)) = speaking.take() {
+        if stop.load(Ordering::Relaxed) {
+            hush.store(true, Ordering::Relaxed);
+        }
+        let _ = h.join();
+    }
     if let Some(e) = failure {
         return Err(e);
     }

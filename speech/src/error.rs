@@ -23,6 +23,8 @@ pub enum SpeechError {
     Whisper { path: PathBuf, message: String },
     #[error("audio input {device}: {message}")]
     Device { device: String, message: String },
+    #[error("audio output {device}: {message}")]
+    Output { device: String, message: String },
     #[error("resampling {from_hz} Hz to 16 kHz: {message}")]
     Resample { from_hz: u32, message: String },
 }

@@ -20,18 +20,22 @@ use crate::error::{Result, SpeechError};
 const RING_SECONDS: usize = 20;
 
 fn out_err(device: &str, message: impl ToString) -> SpeechError {
-    SpeechError::Device {
-        device: format!("{device} (output)"),
+    SpeechError::Output {
+        device: device.to_string(),
         message: message.to_string(),
     }
 }
 
 /// An open output stream playing one answer.
 pub struct Speaker {
-    _stream: cpal::Stream,
+    stream: cpal::Stream,
+    /// Playback starts once the first audio is queued (no underrun at the start).
+    started: bool,
     producer: rtrb::Producer<f32>,
     from_hz: u32,
     device_hz: u32,
+    channels: usize,
+    format: cpal::SampleFormat,
     /// Resampler state: position of the next output sample in input samples.
     pos: f64,
     last: f32,
@@ -47,14 +51,16 @@ impl std::fmt::Debug for Speaker {
         f.debug_struct("Speaker")
             .field("device", &self.name)
             .field("device_hz", &self.device_hz)
+            .field("channels", &self.channels)
+            .field("format", &self.format)
             .finish()
     }
 }
 
 impl Speaker {
     /// Opens `device` (`default`, or part of a device's name) for mono audio at
-    /// `from_hz`.
-    pub fn open(device: &str, from_hz: u32) -> Result<Self> {
+    /// `from_hz`. Setting `stop` (from any thread) silences it at once.
+    pub fn open(device: &str, from_hz: u32, stop: Arc<AtomicBool>) -> Result<Self> {
         let host = cpal::default_host();
         let dev = if device == "default" {
             host.default_output_device()
@@ -85,7 +91,6 @@ impl Speaker {
         let device_hz = config.sample_rate();
         let channels = config.channels().max(1) as usize;
         let (producer, consumer) = rtrb::RingBuffer::new(RING_SECONDS * device_hz as usize);
-        let stop = Arc::new(AtomicBool::new(false));
         let played = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicBool::new(false));
         let sc: cpal::StreamConfig = config.into();
@@ -111,13 +116,15 @@ impl Speaker {
             }
         }
         .map_err(|e| out_err(&label, e))?;
-        stream.play().map_err(|e| out_err(&label, e))?;
         tracing::info!(device = %label, device_hz, channels, "speaker open");
         Ok(Speaker {
-            _stream: stream,
+            stream,
+            started: false,
             producer,
             from_hz,
             device_hz,
+            channels,
+            format: config.sample_format(),
             pos: 0.0,
             last: 0.0,
             name: label,
@@ -126,11 +133,6 @@ impl Speaker {
             pushed: 0,
             failed,
         })
-    }
-
-    /// A handle that stops playback from another thread (barge-in).
-    pub fn stopper(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
     }
 
     pub fn stop(&self) {
@@ -162,13 +164,23 @@ impl Speaker {
             }
             self.pushed += n as u64;
             rest = &rest[n..];
+            self.start()?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<()> {
+        if !self.started {
+            self.stream.play().map_err(|e| out_err(&self.name, e))?;
+            self.started = true;
         }
         Ok(())
     }
 
     /// Waits until everything pushed has played (or playback was stopped). Returns
     /// whether it played to the end.
-    pub fn finish(self) -> Result<bool> {
+    pub fn finish(mut self) -> Result<bool> {
+        self.start()?;
         // A little over the queued audio's duration, then give up.
         let queued_s = self.pushed as f64 / f64::from(self.device_hz);
         let deadline = Instant::now() + Duration::from_secs_f64(queued_s + 2.0);
