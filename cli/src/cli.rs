@@ -731,5 +731,9 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
             "screen",
             "ready: the kiosk's touch screen at `/` of `aisle serve` (camera cards, voice, typing; embedded, works offline)",
         ),
+        (
+            "voice",
+            "spoken answers (Piper voice on ONNX Runtime, espeak-ng phonemes): `aisle say TEXT [--out WAV]`, `aisle ask --speak`, `aisle chat --voice`; streamed by `/v1/voice`, `POST /v1/say`, played by the screen",
+        ),
     ]
 }

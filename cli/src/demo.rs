@@ -22,6 +22,8 @@ pub struct DemoRun {
     pub answer: Answer,
     pub scan: aisle_runtime::scan::ScanReport,
     pub overlay: OverlayPicture,
+    /// The answer spoken: `<data dir>/demo/answer.wav`, and its length in seconds.
+    pub spoken: (std::path::PathBuf, f64),
     /// (stage, milliseconds)
     pub stages: Vec<(&'static str, f64)>,
 }
@@ -106,12 +108,35 @@ pub fn run(cfg: &DeviceConfig) -> Result<DemoRun> {
         .map(|(_, v)| v)
         .sum();
     stages.push(("end of speech to answer", eos));
+
+    // The answer spoken, sentence by sentence, written as a WAV.
+    let t = Instant::now();
+    let voice = crate::say_cmd::load_voice(cfg)?;
+    stages.push(("voice load", ms(t)));
+    let t = Instant::now();
+    let mut first = None;
+    let speech = voice.stream(&answer.text, |_| {
+        first.get_or_insert(ms(t));
+        true
+    })?;
+    let first = first.unwrap_or_default();
+    stages.push(("answer text to first audio", first));
+    stages.push(("speak whole answer", ms(t)));
+    stages.push(("end of speech to first audio", eos + first));
+    let dir = cfg.data_dir.join("demo");
+    std::fs::create_dir_all(&dir)?;
+    let wav = dir.join("answer.wav");
+    crate::say_cmd::write_atomic(
+        &wav,
+        &aisle_speech::tts::wav_bytes(&speech.samples(), speech.sample_rate),
+    )?;
     Ok(DemoRun {
         products,
         transcript: transcript.text,
         answer,
         scan,
         overlay,
+        spoken: (wav, speech.duration_s()),
         stages,
     })
 }
@@ -191,6 +216,7 @@ impl DemoRun {
             "store_products": self.products,
             "scan": self.scan,
             "overlay": self.overlay,
+            "spoken_answer": { "wav": self.spoken.0, "seconds": self.spoken.1 },
             "transcript": self.transcript,
             "answer": self.answer.text,
             "intents": self.answer.intents,
@@ -255,6 +281,11 @@ impl DemoRun {
             (None, Some(e)) => outln!("4. overlay   not drawn: {e}"),
             (None, None) => outln!("4. overlay   not drawn"),
         }
+        outln!(
+            "5. speak     {} ({:.1} s, Piper voice)",
+            self.spoken.0.display(),
+            self.spoken.1
+        );
         outln!();
         outln!("  {:<26} {:>10}", "stage", "ms");
         for (s, v) in &self.stages {

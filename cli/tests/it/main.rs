@@ -333,6 +333,14 @@ fn demo_shows_config_and_verified_store() {
         .filter_map(|s| s["stage"].as_str())
         .collect();
     assert!(stages.contains(&"VAD + whisper") && stages.contains(&"end of speech to answer"));
+    assert!(
+        stages.contains(&"end of speech to first audio"),
+        "{stages:?}"
+    );
+    // The answer spoken: a WAV of the voice, long enough to say it.
+    let wav = run["spoken_answer"]["wav"].as_str().expect("wav");
+    let audio = aisle_speech::decode_wav(std::path::Path::new(wav)).expect("the spoken answer");
+    assert!(audio.duration_s() > 2.0, "{} s", audio.duration_s());
 
     // A configured model that the store does not hold is named, and the demo fails.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -602,4 +610,41 @@ fn chat_by_voice_answers_each_utterance_in_one_conversation() {
             .as_f64()
             .is_some()
     );
+}
+
+#[test]
+fn say_writes_the_spoken_text_and_refuses_what_it_cannot_say() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("said.wav");
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "--json",
+        "say",
+        "Banana is $0.69. It is in Aisle 3.",
+        "--out",
+        wav.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["sample_rate"], 22_050);
+    assert_eq!(
+        v["sentences"][0]["text"], "Banana is sixty-nine cents.",
+        "{v}"
+    );
+    let audio = aisle_speech::decode_wav(&wav).expect("a WAV");
+    assert!((audio.duration_s() - v["duration_s"].as_f64().expect("s")).abs() < 0.01);
+    assert!(v["real_time_factor"].as_f64() < Some(1.0), "{v}");
+
+    let data = real_data_dir_arg();
+    let d = dir.path().to_str().expect("utf-8");
+    for (args, needle) in [
+        (vec!["say", ""], "nothing to say"),
+        (vec!["say", "🙂"], "nothing to say"),
+        (vec!["say", "hello", "--out", d], d),
+    ] {
+        let mut a = vec!["--data-dir", data.as_str()];
+        a.extend(args);
+        assert_fails_with(&aisle(&a), needle);
+    }
 }
