@@ -30,7 +30,7 @@ use aisle_models::Store;
 pub use asr::{TextSegment, Whisper};
 pub use audio::{DecodedAudio, decode_wav, decode_wav_bytes};
 pub use error::{Result, SpeechError};
-pub use listen::{ListenConfig, ListenEvent, ListenSummary, Utterance};
+pub use listen::{Ending, ListenConfig, ListenEvent, ListenSummary, Utterance, ending};
 pub use play::Speaker;
 pub use source::{AudioSource, FileSource, MicSource, input_devices};
 pub use tts::{Speech, TtsError, Voice, VoiceOptions};

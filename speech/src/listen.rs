@@ -8,10 +8,15 @@
 //!   utterance is decoded while the endpointer still waits out `min_silence_ms`. If
 //!   nobody speaks again, that text is the final one, so the latency from end of speech
 //!   to final text is about max(min_silence, decode) instead of their sum.
-//! - an *early endpoint*: when that speculative text is a finished sentence (it ends in
-//!   `.`, `?` or `!`), `early_endpoint_ms` of silence ends the utterance instead of the
-//!   full `min_silence_ms`. Whisper's punctuation is the cue that the shopper finished
-//!   the question rather than paused in the middle of it.
+//! - an *endpoint by what was said*: the speculative text is read as
+//!   [`Ending::Finished`] (it ends in `.`, `?` or `!`, or it is question-shaped: a
+//!   question word first, three words or more, a content word last), so
+//!   `early_endpoint_ms` of silence ends the utterance; [`Ending::Unfinished`] (it ends
+//!   in an article, preposition or conjunction, a comma or an ellipsis: "where can I
+//!   find the..."), so the shopper may pause up to `hold_ms` in the middle of the
+//!   question; or [`Ending::Open`], which ends after the VAD's `min_silence_ms` as
+//!   before. Whisper's punctuation and the question's shape are the cues that the
+//!   shopper finished rather than paused.
 //!
 //! Memory is bounded: audio is kept only for the open utterance (at most
 //! `max_utterance_ms`, then it is cut) plus the pre-roll.
@@ -40,6 +45,64 @@ pub struct ListenConfig {
     /// Silence that ends an utterance whose speculative text is a finished sentence
     /// (0: always wait for the VAD's `min_silence_ms`).
     pub early_endpoint_ms: u32,
+    /// Longest pause inside a question whose text so far is unfinished ("where can I
+    /// find the ..."): the utterance stays open this long.
+    pub hold_ms: u32,
+}
+
+/// How the words heard so far end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A finished sentence or question: end soon.
+    Finished,
+    /// Cut mid-phrase: wait longer.
+    Unfinished,
+    /// Neither: the VAD's silence rule decides.
+    Open,
+}
+
+/// Words after which a question cannot have ended.
+const CONNECTORS: &[&str] = &[
+    "a", "an", "the", "and", "or", "but", "of", "for", "with", "to", "in", "on", "at", "from",
+    "by", "about", "than", "if", "some", "my", "your", "this", "that", "these", "those", "is",
+    "are", "was", "any", "um", "uh", "er", "like", "so", "because", "where", "what", "how",
+    "which", "do", "does", "can", "could", "there", "i", "you",
+];
+
+/// Words a shopper's question starts with.
+const QUESTION_WORDS: &[&str] = &[
+    "how", "what", "what's", "where", "where's", "which", "who", "when", "why", "is", "are", "do",
+    "does", "did", "can", "could", "would", "will", "have", "has", "any", "got", "show", "tell",
+    "find", "i'm", "i",
+];
+
+/// Reads how `text` (whisper's output so far) ends.
+pub fn ending(text: &str) -> Ending {
+    let t = text.trim();
+    if t.ends_with("...") || t.ends_with(['\u{2026}', ',', '-', ':', ';']) {
+        return Ending::Unfinished;
+    }
+    let words: Vec<String> = t
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(last) = words.last() else {
+        return Ending::Open;
+    };
+    if CONNECTORS.contains(&last.as_str()) {
+        return Ending::Unfinished;
+    }
+    if t.ends_with(['.', '?', '!']) {
+        return Ending::Finished;
+    }
+    if words.len() >= 3 && QUESTION_WORDS.contains(&words[0].as_str()) {
+        return Ending::Finished;
+    }
+    Ending::Open
 }
 
 impl Default for ListenConfig {
@@ -49,6 +112,7 @@ impl Default for ListenConfig {
             max_utterance_ms: 30_000,
             prompt: None,
             early_endpoint_ms: 250,
+            hold_ms: 1200,
         }
     }
 }
@@ -91,8 +155,8 @@ struct Speculation {
     run: (usize, usize),
     segments: Vec<TextSegment>,
     decode_ms: u64,
-    /// The text ends a sentence.
-    complete: bool,
+    /// How the text ends.
+    ending: Ending,
 }
 
 /// The open utterance's audio (and the pre-roll before it), by absolute sample index.
@@ -138,6 +202,15 @@ impl Transcriber {
         let min_speech_frames = (self.vad_cfg.min_speech_ms as usize * 16).div_ceil(FRAME);
         let prompt = cfg.prompt.as_deref();
         let early_frames = (cfg.early_endpoint_ms as usize * 16).div_ceil(FRAME);
+        // The VAD's own end-of-utterance silence, for text that is neither finished
+        // nor cut mid-phrase; the segmenter itself waits up to the hold.
+        let silence_frames = (self.vad_cfg.min_silence_ms as usize * 16)
+            .div_ceil(FRAME)
+            .max(1);
+        let seg_cfg = crate::VadConfig {
+            min_silence_ms: self.vad_cfg.min_silence_ms.max(cfg.hold_ms),
+            ..self.vad_cfg
+        };
 
         let mut raw = Vec::with_capacity(rate as usize * channels);
         let mut mono = Vec::with_capacity(rate as usize);
@@ -147,12 +220,35 @@ impl Transcriber {
             buf: Vec::with_capacity(max_frames * FRAME + 2 * pad + FRAME),
         };
         let mut vad = self.vad.stream();
-        let mut seg = crate::Segmenter::new(self.vad_cfg);
+        let mut seg = crate::Segmenter::new(seg_cfg);
         let mut last_voiced_at = Instant::now();
         let mut last_partial_frame = 0usize;
         let mut partial_cost = 0usize;
         let mut spec: Option<Speculation> = None;
         let mut summary = ListenSummary::default();
+
+        // Decodes the open run so far: what was said decides how long a pause ends it.
+        let speculate =
+            |history: &History, run: (usize, usize), now_frame: usize| -> Result<Speculation> {
+                let from = (run.0 * FRAME).saturating_sub(pad);
+                let t = Instant::now();
+                let audio = history.slice(from, now_frame * FRAME);
+                let segments = self.whisper.transcribe(audio, prompt, from as u64 / 16)?;
+                let ending = ending(&join_text(&segments));
+                tracing::debug!(
+                    ?run,
+                    now_frame,
+                    ?ending,
+                    ms = t.elapsed().as_millis(),
+                    "speculative decode"
+                );
+                Ok(Speculation {
+                    run,
+                    segments,
+                    decode_ms: t.elapsed().as_millis() as u64,
+                    ending,
+                })
+            };
 
         let finalize = |s: Segment,
                         run: Option<(usize, usize)>,
@@ -245,11 +341,22 @@ impl Transcriber {
                                 at_ms: (start * FRAME) as u64 / 16,
                             });
                         }
-                        let early = early_frames > 0
-                            && seg.trailing_silence() >= early_frames
-                            && spec
-                                .as_ref()
-                                .is_some_and(|sp| sp.complete && sp.run == (start, voiced_end));
+                        // How long a pause ends this utterance, by what was said. A loop
+                        // that never caught up with its source (a file read at full speed)
+                        // has not decoded yet: it does now, before the VAD's silence ends it.
+                        if seg.trailing_silence() >= silence_frames
+                            && spec.as_ref().is_none_or(|sp| sp.run != (start, voiced_end))
+                            && voiced_end - start >= min_speech_frames
+                        {
+                            spec = Some(speculate(&history, (start, voiced_end), seg.frames())?);
+                        }
+                        let current = spec.as_ref().filter(|sp| sp.run == (start, voiced_end));
+                        let needed = match current.map(|sp| sp.ending) {
+                            Some(Ending::Finished) if early_frames > 0 => early_frames,
+                            Some(Ending::Unfinished) => usize::MAX, // the segmenter's hold
+                            _ => silence_frames,
+                        };
+                        let early = seg.trailing_silence() >= needed;
                         if early || seg.frames() - start >= max_frames {
                             let run = seg.current();
                             if let Some(s) = seg.finish(history.end())
@@ -283,24 +390,7 @@ impl Transcriber {
                     if spec.as_ref().is_none_or(|sp| sp.run != (start, voiced_end))
                         && voiced_end - start >= min_speech_frames
                     {
-                        let t = Instant::now();
-                        let audio = history.slice(from, now_frame * FRAME);
-                        let segments = self.whisper.transcribe(audio, prompt, from as u64 / 16)?;
-                        let complete = join_text(&segments).ends_with(['.', '?', '!']);
-                        tracing::debug!(
-                            start,
-                            voiced_end,
-                            now_frame,
-                            complete,
-                            ms = t.elapsed().as_millis(),
-                            "speculative decode"
-                        );
-                        spec = Some(Speculation {
-                            run: (start, voiced_end),
-                            segments,
-                            decode_ms: t.elapsed().as_millis() as u64,
-                            complete,
-                        });
+                        spec = Some(speculate(&history, (start, voiced_end), now_frame)?);
                     }
                 } else if seg.trailing_silence() == 0
                     && now_frame - last_partial_frame >= partial_frames.max(2 * partial_cost)
@@ -333,3 +423,32 @@ impl Transcriber {
 }
 
 const TARGET_CHUNK: usize = 16_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings() {
+        for t in [
+            "How much is a dozen eggs?",
+            "Where can I find gluten free pasta and how much is it",
+            "Do you have oat milk in stock.",
+            "what's the damage on the sharp cheddar",
+        ] {
+            assert_eq!(ending(t), Ending::Finished, "{t}");
+        }
+        for t in [
+            "Where can I find the",
+            "How much is the...",
+            "Is there a cheaper brand of",
+            "I'm looking for,",
+            "Where can I find the.",
+        ] {
+            assert_eq!(ending(t), Ending::Unfinished, "{t}");
+        }
+        for t in ["", "Bananas", "Organic peanut butter"] {
+            assert_eq!(ending(t), Ending::Open, "{t}");
+        }
+    }
+}

@@ -200,3 +200,44 @@ fn a_long_monologue_is_cut_at_the_utterance_limit() {
     let joined: Vec<&str> = f.iter().map(|u| u.text.as_str()).collect();
     println!("cut into {joined:?}");
 }
+
+/// A shopper who pauses 600 ms in the middle of a question ("how much is the ...
+/// organic peanut butter") is heard as one question, at full speed and at real-time
+/// pace; a finished question is not held open for the pause allowance.
+#[test]
+fn a_pause_inside_a_question_does_not_split_it() {
+    let _g = serial();
+    let silence = vec![0.0f32; 16_000];
+    let pause = vec![0.0f32; 9_600]; // 600 ms
+    let a = spoken_16k("how much is the", "pause-a.wav");
+    let b = spoken_16k("organic peanut butter", "pause-b.wav");
+    let all = [&silence[..], &a, &pause, &b, &silence].concat();
+    let path = write_wav("pause.wav", 16_000, 1, 16, &all);
+    for realtime in [false, true] {
+        let events = run(
+            &mut FileSource::open(&path, realtime).expect("open"),
+            &ListenConfig::default(),
+        );
+        let f = finals(&events);
+        assert_eq!(f.len(), 1, "realtime {realtime}: {events:#?}");
+        let t = f[0].text.to_lowercase();
+        assert!(t.contains("how much") && t.contains("organic"), "{t:?}");
+    }
+    // The same words without the tail: a finished question ends at the short
+    // endpoint, well before the 1.2 s the unfinished one may wait.
+    let q = spoken_16k("how much is the organic peanut butter", "pause-q.wav");
+    let path = write_wav(
+        "pause-q16.wav",
+        16_000,
+        1,
+        16,
+        &[&silence[..], &q, &silence, &silence].concat(),
+    );
+    let events = run(
+        &mut FileSource::open(&path, true).expect("open"),
+        &ListenConfig::default(),
+    );
+    let f = finals(&events);
+    assert_eq!(f.len(), 1, "{events:#?}");
+    assert!(f[0].speculative, "{:?}", f[0]);
+}
