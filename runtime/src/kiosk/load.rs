@@ -169,9 +169,21 @@ pub fn voice(cfg: &DeviceConfig, store: &Store) -> Result<Voice> {
     let ort_library = options
         .ort_library
         .ok_or_else(|| KioskError::NotLoaded("the ONNX Runtime library the voice runs on"))?;
+    // A Piper voice is one `.onnx` and its `.onnx.json`, whatever they are named.
+    let pick = |json: bool| {
+        a.files()
+            .find(|(n, _)| n.ends_with(".onnx.json") == json && (json || n.ends_with(".onnx")))
+            .map(|(_, p)| p.to_path_buf())
+            .ok_or_else(|| {
+                KioskError::Setup(format!(
+                    "voice `{name}` (models.tts) has no {} file",
+                    if json { ".onnx.json" } else { ".onnx" }
+                ))
+            })
+    };
     let v = Voice::load(
-        a.path("voice.onnx")?,
-        a.path("voice.onnx.json")?,
+        &pick(false)?,
+        &pick(true)?,
         &VoiceOptions {
             threads: threads(cfg),
             ort_library,

@@ -86,6 +86,9 @@ pub enum KioskError {
     NotLoaded(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// The configuration or the model store cannot make a part work.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl KioskError {
