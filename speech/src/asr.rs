@@ -167,6 +167,9 @@ impl Whisper {
         drop(guard);
         let eot = self.ctx.token_eot();
         let mut out = Vec::new();
+        let mut heard: Vec<Vec<String>> = Vec::new();
+        let mut words = 0usize;
+        let budget = (seconds * 4.5).ceil() as usize + 4;
         for seg in state.as_iter() {
             let text = seg
                 .to_str_lossy()
@@ -187,15 +190,14 @@ impl Whisper {
                 }
             }
             // With a shortened encoder window whisper sometimes decodes the same
-            // sentence again as a second segment; a verbatim repeat is dropped.
-            let same = |a: &str, b: &str| crate::wer::normalise(a) == crate::wer::normalise(b);
-            if out
-                .last()
-                .is_some_and(|prev: &TextSegment| same(&prev.text, &text))
-            {
-                tracing::debug!("dropped a repeated segment");
+            // sentence again and again (seen on synthesised answers: one sentence 3 to
+            // 17 times, with variants). A sentence close to one already heard in this
+            // utterance is dropped, and so is text past what anyone says in this much
+            // audio (4.5 words a second).
+            let Some(text) = dedup_sentences(&text, &mut heard, &mut words, budget) else {
+                tracing::debug!("dropped a repeated or over-long segment");
                 continue;
-            }
+            };
             out.push(TextSegment {
                 // whisper timestamps are in centiseconds.
                 start_ms: offset_ms + (seg.start_timestamp().max(0) as u64) * 10,
@@ -205,5 +207,114 @@ impl Whisper {
             });
         }
         Ok(out)
+    }
+}
+
+/// `text` without the sentences that nearly repeat one in `heard` (word error rate
+/// 0.34 or less against it) and cut where the utterance's word `budget` runs out;
+/// `None` when nothing is left.
+fn dedup_sentences(
+    text: &str,
+    heard: &mut Vec<Vec<String>>,
+    words: &mut usize,
+    budget: usize,
+) -> Option<String> {
+    let mut kept: Vec<String> = Vec::new();
+    let mut start = 0;
+    let bytes: Vec<(usize, char)> = text.char_indices().collect();
+    let mut pieces = Vec::new();
+    for (i, c) in &bytes {
+        if matches!(c, '.' | '?' | '!') {
+            let end = i + c.len_utf8();
+            pieces.push(&text[start..end]);
+            start = end;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    for piece in pieces {
+        let norm = crate::wer::normalise(piece);
+        if norm.is_empty() {
+            continue;
+        }
+        let near = heard.iter().any(|h| {
+            let (e, n) = crate::wer::word_errors(&h.join(" "), &norm.join(" "));
+            n > 0 && (e as f64) / (n as f64) <= 0.34
+        });
+        if near {
+            continue;
+        }
+        if *words + norm.len() > budget {
+            // The first words up to the budget, then nothing more.
+            let room = budget.saturating_sub(*words);
+            if room > 0 {
+                let head: Vec<&str> = piece.split_whitespace().take(room).collect();
+                *words += room;
+                kept.push(head.join(" "));
+            }
+            break;
+        }
+        *words += norm.len();
+        heard.push(norm);
+        kept.push(piece.trim().to_string());
+    }
+    (!kept.is_empty()).then(|| kept.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_sentences;
+
+    #[test]
+    fn repeated_sentences_and_runaway_text_are_dropped() {
+        let mut heard = Vec::new();
+        let mut words = 0;
+        let t = "Yes, the rice crackers are gluten-free. Yes, these rice crackers are gluten-free. Yes?";
+        assert_eq!(
+            dedup_sentences(t, &mut heard, &mut words, 40).as_deref(),
+            Some("Yes, the rice crackers are gluten-free. Yes?")
+        );
+        // A later segment repeating an earlier one is dropped whole.
+        assert_eq!(
+            dedup_sentences(
+                "Yes, the rice crackers are gluten free.",
+                &mut heard,
+                &mut words,
+                40
+            ),
+            None
+        );
+        // Two different questions stay.
+        let (mut heard, mut words) = (Vec::new(), 0);
+        let t = "How much is the banana? And where can I find it?";
+        assert_eq!(
+            dedup_sentences(t, &mut heard, &mut words, 40).as_deref(),
+            Some(t)
+        );
+        // Past the word budget, text is cut.
+        let (mut heard, mut words) = (Vec::new(), 0);
+        assert_eq!(
+            dedup_sentences(
+                "One two three. Four five six. Seven eight.",
+                &mut heard,
+                &mut words,
+                6
+            )
+            .as_deref(),
+            Some("One two three. Four five six.")
+        );
+        // A runaway sentence keeps its first words.
+        let (mut heard, mut words) = (Vec::new(), 0);
+        assert_eq!(
+            dedup_sentences(
+                "free free free free free free free",
+                &mut heard,
+                &mut words,
+                3
+            )
+            .as_deref(),
+            Some("free free free")
+        );
     }
 }

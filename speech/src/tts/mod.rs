@@ -365,8 +365,17 @@ impl Voice {
     pub fn sentence(&self, sentence: &str) -> Result<SpokenSentence, TtsError> {
         let t0 = Instant::now();
         let phonemes = self.espeak.phonemize(sentence)?;
-        let ids = self.config.ids(&phonemes);
         let phonemize_ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.synthesize(sentence, &phonemes, phonemize_ms)
+    }
+
+    fn synthesize(
+        &self,
+        sentence: &str,
+        phonemes: &[char],
+        phonemize_ms: f64,
+    ) -> Result<SpokenSentence, TtsError> {
+        let ids = self.config.ids(phonemes);
         let t1 = Instant::now();
         // BOS, PAD, EOS alone: nothing the voice could say.
         let samples = if ids.len() <= 3 {
@@ -384,15 +393,20 @@ impl Voice {
     }
 
     /// Speaks `text`, calling `each` with every sentence as soon as it is made;
-    /// `each` returns false to stop (barge-in).
+    /// `each` returns false to stop (barge-in). The whole answer is phonemised by one
+    /// espeak-ng process first (its time is counted on the first sentence).
     pub fn stream(
         &self,
         text: &str,
         mut each: impl FnMut(&SpokenSentence) -> bool,
     ) -> Result<Speech, TtsError> {
+        let sentences = self.prepare(text)?;
+        let t0 = Instant::now();
+        let phonemes = self.espeak.phonemize_many(&sentences)?;
+        let mut phonemize_ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut spoken = Vec::new();
-        for s in self.prepare(text)? {
-            let out = self.sentence(&s)?;
+        for (s, p) in sentences.iter().zip(&phonemes) {
+            let out = self.synthesize(s, p, std::mem::take(&mut phonemize_ms))?;
             let go_on = each(&out);
             spoken.push(out);
             if !go_on {

@@ -29,44 +29,42 @@ impl Espeak {
 
     /// One sentence's phonemes (code points, punctuation kept).
     pub fn phonemize(&self, sentence: &str) -> Result<Vec<char>, TtsError> {
-        let clauses = clauses(sentence);
-        if clauses.is_empty() {
-            return Ok(Vec::new());
+        let mut all = self.phonemize_many(&[sentence])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Every sentence's phonemes from one espeak-ng process (a process costs about
+    /// 11 ms; one per answer rather than one per sentence).
+    pub fn phonemize_many<S: AsRef<str>>(
+        &self,
+        sentences: &[S],
+    ) -> Result<Vec<Vec<char>>, TtsError> {
+        let per: Vec<Vec<(String, Option<char>)>> =
+            sentences.iter().map(|s| clauses(s.as_ref())).collect();
+        let texts: Vec<&str> = per.iter().flatten().map(|(t, _)| t.as_str()).collect();
+        if texts.is_empty() {
+            return Ok(vec![Vec::new(); sentences.len()]);
         }
         // Clauses go in as paragraphs on stdin (read as a file: `--stdin` would drop
         // the paragraph breaks): espeak-ng ends its output line at each clause and
-        // leaves an empty line between paragraphs, so its groups line up with ours. One
-        // process per sentence (about 11 ms here).
-        let input: Vec<&str> = clauses.iter().map(|(t, _)| t.as_str()).collect();
-        let out = self.run(&input.join("\n\n"))?;
-        let groups = groups(&out);
-        let groups = if groups.len() == clauses.len() {
-            groups
-        } else {
-            // espeak-ng cut differently (an abbreviation, say): one call per clause.
-            let mut g = Vec::with_capacity(clauses.len());
-            for (t, _) in &clauses {
-                g.push(groups_joined(&self.run(t)?));
-            }
-            g
-        };
-        let mut phonemes = String::new();
-        for (i, ((_, term), ipa)) in clauses.iter().zip(groups).enumerate() {
-            if ipa.trim().is_empty() && term.is_none() {
-                continue;
-            }
-            phonemes.push_str(ipa.trim());
-            match term {
-                Some(t @ (',' | ':' | ';')) => {
-                    phonemes.push(*t);
-                    phonemes.push(' ');
+        // leaves an empty line between paragraphs, so its groups line up with ours.
+        let mut groups = groups(&self.run(&texts.join("\n\n"))?).into_iter();
+        let aligned = groups.len() == texts.len();
+        let mut out = Vec::with_capacity(per.len());
+        for clauses in &per {
+            let ipa: Vec<String> = if aligned {
+                groups.by_ref().take(clauses.len()).collect()
+            } else {
+                // espeak-ng cut differently (an abbreviation, say): one call per clause.
+                let mut g = Vec::with_capacity(clauses.len());
+                for (t, _) in clauses {
+                    g.push(groups_joined(&self.run(t)?));
                 }
-                Some(t) => phonemes.push(*t),
-                None if i + 1 < clauses.len() => phonemes.push(' '),
-                None => {}
-            }
+                g
+            };
+            out.push(assemble(clauses, ipa));
         }
-        Ok(strip_flags(phonemes.trim_end()).nfd().collect())
+        Ok(out)
     }
 
     fn run(&self, text: &str) -> Result<String, TtsError> {
@@ -105,6 +103,27 @@ impl Espeak {
         }
         String::from_utf8(out.stdout).map_err(|_| err("its output is not UTF-8".into()))
     }
+}
+
+/// A sentence's phonemes from its clauses and their IPA, as Piper joins them.
+fn assemble(clauses: &[(String, Option<char>)], ipa: Vec<String>) -> Vec<char> {
+    let mut phonemes = String::new();
+    for (i, ((_, term), ipa)) in clauses.iter().zip(ipa).enumerate() {
+        if ipa.trim().is_empty() && term.is_none() {
+            continue;
+        }
+        phonemes.push_str(ipa.trim());
+        match term {
+            Some(t @ (',' | ':' | ';')) => {
+                phonemes.push(*t);
+                phonemes.push(' ');
+            }
+            Some(t) => phonemes.push(*t),
+            None if i + 1 < clauses.len() => phonemes.push(' '),
+            None => {}
+        }
+    }
+    strip_flags(phonemes.trim_end()).nfd().collect()
 }
 
 /// The sentence cut at clause punctuation: (text, the punctuation that ends it).
