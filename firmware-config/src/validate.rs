@@ -345,6 +345,11 @@ impl<'a> Walker<'a> {
     }
 
     fn check_range(&mut self, x: f64, span: Option<Range<usize>>, schema: &Json, path: &str) {
+        // NaN compares false with every bound, so it would pass them all.
+        if x.is_nan() {
+            self.push(span, format!("`{path}` must be a number, found nan"));
+            return;
+        }
         let min = schema.get("minimum").and_then(Json::as_f64);
         let max = schema.get("maximum").and_then(Json::as_f64);
         let out_of_range = min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m);

@@ -49,6 +49,10 @@ pub fn decode_wav_bytes(bytes: &[u8], label: &Path) -> Result<DecodedAudio> {
 }
 
 fn decode_from<R: std::io::Read>(input: R, path: &Path, input_len: u64) -> Result<DecodedAudio> {
+    let input = fix_data_size(input, input_len).map_err(|source| SpeechError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let reader = hound::WavReader::new(input).map_err(|e| match e {
         hound::Error::IoError(_) => decode_err(path, "not a WAV file (it ends inside the header)"),
         other => decode_err(path, format!("not a usable WAV file: {other}")),
@@ -101,6 +105,54 @@ fn decode_from<R: std::io::Read>(input: R, path: &Path, input_len: u64) -> Resul
     })
 }
 
+/// Real-world WAVs whose data size hound refuses: ffmpeg writing to a pipe leaves it
+/// at 0xFFFFFFFF (the length was unknown), and some writers leave a trailing odd byte.
+/// The header (at most 64 KB before the data) is read and the data chunk's size set
+/// to what the file holds, whole frames only; anything else passes unchanged.
+fn fix_data_size<R: std::io::Read>(
+    mut input: R,
+    input_len: u64,
+) -> std::io::Result<std::io::Chain<std::io::Cursor<Vec<u8>>, R>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(4096);
+    (&mut input).take(64 << 10).read_to_end(&mut head)?;
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    if head.get(0..4) == Some(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        let mut i = 12usize;
+        let mut block_align = 0u32;
+        while let (Some(id), Some(size)) = (head.get(i..i + 4), u32_at(&head, i + 4)) {
+            let body = i + 8;
+            if id == b"fmt " {
+                block_align = head
+                    .get(body + 12..body + 14)
+                    .map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+            }
+            if id == b"data" {
+                let known = input_len > 0;
+                let available = input_len
+                    .saturating_sub(body as u64)
+                    .min(u64::from(u32::MAX));
+                let mut fixed = size;
+                if size == u32::MAX && known {
+                    fixed = available as u32;
+                }
+                if block_align > 0 {
+                    fixed -= fixed % block_align;
+                }
+                if fixed != size {
+                    head[i + 4..i + 8].copy_from_slice(&fixed.to_le_bytes());
+                }
+                break;
+            }
+            // Chunks are padded to even sizes.
+            i = body + size as usize + (size as usize & 1);
+        }
+    }
+    Ok(std::io::Cursor::new(head).chain(input))
+}
+
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -136,7 +188,18 @@ impl<'a> Sink<'a> {
     {
         for s in samples {
             match s {
-                Ok(v) => self.frame.push(to_f32(v)),
+                Ok(v) => {
+                    let x = to_f32(v);
+                    // NaN or infinite samples (float WAVs) would reach whisper as
+                    // garbage and come back as hallucinated text.
+                    if !x.is_finite() {
+                        return Err(decode_err(
+                            self.path,
+                            format!("a sample is {x}: audio samples must be finite numbers"),
+                        ));
+                    }
+                    self.frame.push(x)
+                }
                 Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Ok(true);
                 }

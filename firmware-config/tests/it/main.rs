@@ -40,6 +40,17 @@ fn diagnostics_table() {
             &["t.toml:2:7: `thresholds.vad` must be between 0 and 1, found 1.5"],
         ),
         (
+            "[thresholds]\nvad = nan\nmatch_confidence = -nan\n",
+            &[
+                "t.toml:2:7: `thresholds.vad` must be a number, found nan",
+                "t.toml:3:20: `thresholds.match_confidence` must be a number, found nan",
+            ],
+        ),
+        (
+            "[thresholds]\nvad = inf\n",
+            &["t.toml:2:7: `thresholds.vad` must be between 0 and 1, found inf"],
+        ),
+        (
             "[camera]\nfps = 0\n",
             &["t.toml:2:7: `camera.fps` must be between 1 and 120, found 0"],
         ),

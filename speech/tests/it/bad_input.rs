@@ -201,3 +201,61 @@ fn files_over_the_length_limit_are_refused_by_name() {
         other => panic!("expected TooLong, got {other:?}"),
     }
 }
+
+/// Real-world WAVs hound refuses: ffmpeg writing to a pipe leaves the data size at
+/// 0xFFFFFFFF, some writers leave a trailing odd byte. Both decode to the same samples
+/// as the clean file. Float WAVs with NaN or infinite samples are refused by name.
+#[test]
+fn pipe_written_and_odd_length_wavs_decode_and_non_finite_samples_are_refused() {
+    let clean = write_wav("clean.wav", 16_000, 1, 16, &noise(8_000, 0.3));
+    let bytes = std::fs::read(&clean).expect("read");
+    let want = aisle_speech::decode_wav(&clean).expect("clean").samples;
+    // The data chunk's size field: "data" then 4 bytes, at 36 for hound's files.
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk")
+        + 4;
+
+    let mut piped = bytes.clone();
+    piped[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let path = work_dir().join("piped.wav");
+    std::fs::write(&path, &piped).expect("write");
+    assert_eq!(
+        aisle_speech::decode_wav(&path).expect("piped").samples,
+        want
+    );
+    let label = std::path::Path::new("piped bytes");
+    assert_eq!(
+        aisle_speech::decode_wav_bytes(&piped, label)
+            .expect("bytes")
+            .samples,
+        want
+    );
+
+    let mut odd = bytes.clone();
+    let size = u32::from_le_bytes(odd[at..at + 4].try_into().expect("4")) + 1;
+    odd[at..at + 4].copy_from_slice(&size.to_le_bytes());
+    odd.push(0);
+    let path = work_dir().join("odd.wav");
+    std::fs::write(&path, &odd).expect("write");
+    assert_eq!(aisle_speech::decode_wav(&path).expect("odd").samples, want);
+
+    for (name, bad) in [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY)] {
+        let path = work_dir().join(name);
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("create");
+        for (i, s) in noise(16_000, 0.3).into_iter().enumerate() {
+            w.write_sample(if i == 4_000 { bad } else { s })
+                .expect("write");
+        }
+        w.finalize().expect("finalize");
+        let e = aisle_speech::decode_wav(&path).expect_err(name).to_string();
+        assert!(e.contains(name) && e.contains("finite"), "{e}");
+    }
+}
