@@ -28,13 +28,23 @@ use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::scan::VisionModels;
 use aisle_vision::{Engine, OnnxOptions};
 
+/// A `--threads` value: 1 to 256, as `inference.threads` (whisper.cpp aborts the
+/// process on absurd counts).
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        Ok(n) => Err(format!("{n} threads: give 1 to 256")),
+        Err(e) => Err(format!("{s:?} is not a thread count: {e}")),
+    }
+}
+
 /// Options shared by the benchmarks that run a model against a peer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Timed runs (median reported), after one warm-up.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = parse_threads)]
     pub threads: usize,
     /// Skip the peer (no Python needed).
     #[arg(long)]

@@ -152,8 +152,8 @@ pub enum Command {
         /// Words to bias recognition towards (product and brand names).
         #[arg(long)]
         prompt: Option<String>,
-        /// Decoder threads (default: all cores).
-        #[arg(long)]
+        /// Decoder threads, 1 to 256 (default: inference.threads).
+        #[arg(long, value_parser = aisle_bench::parse_threads)]
         threads: Option<usize>,
     },
     /// Live transcription from the microphone (or a WAV file): partials and finals,
@@ -181,8 +181,8 @@ pub enum Command {
         /// (0: always wait for thresholds.vad_min_silence_ms).
         #[arg(long, default_value_t = 250, value_name = "MS")]
         early_endpoint_ms: u32,
-        /// Decoder threads (default: all cores).
-        #[arg(long)]
+        /// Decoder threads, 1 to 256 (default: inference.threads).
+        #[arg(long, value_parser = aisle_bench::parse_threads)]
         threads: Option<usize>,
     },
 }

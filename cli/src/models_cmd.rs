@@ -230,6 +230,8 @@ pub fn run(cmd: &ModelsCmd, cfg: &DeviceConfig, json: bool) -> Result<ExitCode> 
             version,
             description,
         } => {
+            // Before any file is stored: a bad name must leave nothing behind.
+            aisle_models::check_model_name(name)?;
             let store = open_store(cfg)?;
             if ModelCatalog::default_set()?.get(name).is_ok() {
                 anyhow::bail!("{name} is a catalog model; add local files under another name");

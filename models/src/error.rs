@@ -33,6 +33,10 @@ pub enum ModelError {
     UnknownModel { name: String, known: String },
     #[error("{path}: invalid manifest: {message}")]
     Manifest { path: PathBuf, message: String },
+    #[error(
+        "`{name}` is not a model name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`"
+    )]
+    BadName { name: String },
     #[error("model catalog: {message}")]
     Catalog { message: String },
     #[error("{client} could not fetch {package}: {message}")]

@@ -31,4 +31,4 @@ pub use error::{ModelError, Result};
 pub use fetch::{FetchEvent, FetchObserver, FetchReport, Fetcher, Outcome};
 pub use import::efficientnet::ensure_venv;
 pub use manifest::{MANIFEST_SCHEMA, Manifest, ManifestFile};
-pub use store::{Store, VerifiedArtifact, VerifyReport};
+pub use store::{Store, VerifiedArtifact, VerifyReport, check_model_name};

@@ -91,8 +91,9 @@ impl Store {
         self.root.join("blobs/sha256").join(sha256)
     }
 
-    fn manifest_path(&self, name: &str) -> PathBuf {
-        self.root.join("manifests").join(format!("{name}.json"))
+    fn manifest_path(&self, name: &str) -> Result<PathBuf> {
+        check_model_name(name)?;
+        Ok(self.root.join("manifests").join(format!("{name}.json")))
     }
 
     /// A fresh staging directory inside the store (same file system as `blobs/`).
@@ -121,7 +122,7 @@ impl Store {
 
     /// Reads a manifest. Stage 1 of loading: nothing is trusted yet.
     pub fn manifest(&self, name: &str) -> Result<Manifest> {
-        let path = self.manifest_path(name);
+        let path = self.manifest_path(name)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -135,6 +136,16 @@ impl Store {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        // Hashes become blob paths and names become file names: both are checked
+        // before anything is opened by them.
+        for f in &manifest.files {
+            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ModelError::Manifest {
+                    path,
+                    message: format!("file `{}`: sha256 is not 64 hex digits", f.name),
+                });
+            }
+        }
         if manifest.schema != MANIFEST_SCHEMA || manifest.name != name {
             return Err(ModelError::Manifest {
                 path,
@@ -291,7 +302,7 @@ impl Store {
                 });
             }
         }
-        let path = self.manifest_path(&manifest.name);
+        let path = self.manifest_path(&manifest.name)?;
         let text = serde_json::to_string_pretty(manifest).map_err(|e| ModelError::Manifest {
             path: path.clone(),
             message: e.to_string(),
@@ -308,6 +319,23 @@ impl Store {
             source: e.error,
         })?;
         Ok(())
+    }
+}
+
+/// A model name: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`. Names
+/// become file names in the store, so nothing else (no `/`, `..`, newline) is allowed.
+pub fn check_model_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::BadName {
+            name: name.escape_debug().to_string(),
+        })
     }
 }
 

@@ -147,13 +147,16 @@ pub fn transcriber(
     threads: Option<usize>,
 ) -> Result<Transcriber> {
     let m = &cfg.file.models;
-    let mut t = Transcriber::load(
-        store,
-        &m.asr,
-        &m.vad,
-        vad_config(cfg),
-        threads.unwrap_or_else(|| self::threads(cfg)),
-    )?;
+    let n = threads.unwrap_or_else(|| self::threads(cfg));
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n > cores {
+        tracing::warn!(
+            threads = n,
+            cores,
+            "more decoder threads than cores: whisper's threads spin-wait, so this is slower, not faster"
+        );
+    }
+    let mut t = Transcriber::load(store, &m.asr, &m.vad, vad_config(cfg), n)?;
     t.set_language(&cfg.file.dialogue.language)?;
     Ok(t)
 }
