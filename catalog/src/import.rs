@@ -340,14 +340,19 @@ fn read_jsonl(text: &str) -> Rows {
     rows
 }
 
+/// The largest catalog file imported (a million products is about 150 MB of CSV).
+pub const MAX_IMPORT_BYTES: u64 = 512 << 20;
+
 /// Reads and validates a file into records (merged per sku), with every problem.
 pub fn parse_file(
     path: &Path,
     default_currency: &str,
 ) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
-    let bytes = std::fs::read(path).map_err(|source| CatalogError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = aisle_firmware_config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|source| {
+        CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     parse_bytes(&bytes, path, default_currency)
 }
@@ -422,9 +427,11 @@ pub fn parse_bytes(
 
 /// Imports a file in one transaction.
 pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let bytes = std::fs::read(path).map_err(|source| CatalogError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = aisle_firmware_config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|source| {
+        CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     import_bytes(cat, &bytes, path, opts)
 }

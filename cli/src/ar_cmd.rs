@@ -35,10 +35,39 @@ pub fn write_png(
     let t = Instant::now();
     let picture = renderer.render(frame, overlay)?;
     let render_us = t.elapsed().as_micros() as u64;
+    let mut png = Vec::new();
     picture
-        .save_with_format(out, image::ImageFormat::Png)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the overlay picture")?;
+    // Through a temporary file beside it: a full disk leaves no torn picture.
+    crate::say_cmd::write_atomic(out, &png)
         .with_context(|| format!("cannot write the overlay picture to {}", out.display()))?;
     Ok(render_us)
+}
+
+/// `--out` must be a new PNG: not the photo itself, and named as what it holds.
+fn check_out(image: &Path, out: &Path) -> Result<()> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if ext.as_deref() != Some("png") {
+        anyhow::bail!(
+            "--out {}: the overlay is written as PNG; name the file *.png",
+            out.display()
+        );
+    }
+    let same = match (std::fs::canonicalize(image), std::fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        anyhow::bail!(
+            "--out {} is the input photo: it would be overwritten; write the overlay elsewhere",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn render(
@@ -48,6 +77,7 @@ pub fn render(
     engine_override: Option<Engine>,
     json: bool,
 ) -> Result<ExitCode> {
+    check_out(image, out)?;
     // Bad frames fail at once, before any model work.
     let img = aisle_vision::load_image(image, &ImageLimits::default())?;
     let parts = Parts {

@@ -542,7 +542,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn check_config(file: &Path, json: bool) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file)
+    let text = config::read_bounded_text(file, config::MAX_CONFIG_BYTES)
         .with_context(|| format!("cannot read config file {}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let result = config::check_str(&text, file, base);

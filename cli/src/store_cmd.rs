@@ -132,7 +132,7 @@ fn load_session(path: Option<&Path>) -> Result<Session> {
     let Some(p) = path else {
         return Ok(Session::default());
     };
-    match std::fs::read_to_string(p) {
+    match aisle_firmware_config::read_bounded_text(p, 1 << 20) {
         Ok(t) if t.trim().is_empty() => Ok(Session::default()),
         Ok(t) => serde_json::from_str(&t).with_context(|| {
             format!(

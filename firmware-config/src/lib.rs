@@ -124,10 +124,11 @@ pub fn json_schema_text() -> String {
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<DeviceConfig, ConfigError> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?;
+            let text =
+                read_bounded_text(p, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
             let base = p.parent().unwrap_or(Path::new("."));
             load_str(&text, p, base, overrides)
         }
@@ -371,6 +372,46 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Reads a whole file, refusing what is not a regular file (a FIFO with no writer
+/// would block for ever, `/dev/zero` never ends) and stopping at `limit` bytes
+/// (`FileTooLarge` past it), whatever the file's metadata claims. Every reader of a
+/// file named from outside the program goes through this.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    // `metadata` follows links but does not open: a FIFO is not opened (which blocks).
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{kind}: only regular files are read"),
+        ));
+    }
+    let f = std::fs::File::open(path)?;
+    let mut out = Vec::with_capacity(meta.len().min(limit) as usize);
+    f.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {} MiB, the limit for this file", limit >> 20),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_bounded_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// The largest config file read (a config is a few KB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +442,19 @@ mod tests {
             diags("[device\nname = 1"),
             vec!["t.toml:1:8: TOML syntax error: unclosed table, expected `]`"]
         );
+    }
+
+    #[test]
+    fn bounded_reads_stop_at_the_limit_and_refuse_special_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("f");
+        std::fs::write(&f, vec![b'x'; 100]).expect("write");
+        assert_eq!(read_bounded(&f, 100).expect("at the limit").len(), 100);
+        let e = read_bounded(&f, 99).expect_err("over");
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        for special in [Path::new("/dev/zero"), dir.path()] {
+            let e = read_bounded(special, 1 << 20).expect_err("special");
+            assert!(e.to_string().contains("only regular files"), "{e}");
+        }
     }
 }

@@ -626,10 +626,11 @@ impl Scanner {
         }
         let mut decoded = Vec::with_capacity(photos.len());
         for path in photos {
-            let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let bytes = aisle_firmware_config::read_bounded(path, self.limits.max_file_bytes)
+                .map_err(|source| ImageError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             let img = aisle_vision::decode_image(&bytes, path, &self.limits)?;
             decoded.push((sha256_bytes(&bytes), img));
         }

@@ -24,6 +24,8 @@ pub struct TextSegment {
 /// questions, so a fresh state per utterance is deliberate.)
 pub struct Whisper {
     ctx: WhisperContext,
+    /// The model's name in the store (errors name it, not the blob).
+    model: String,
     path: PathBuf,
     threads: usize,
     /// The language spoken (`dialogue.language`), a whisper language code.
@@ -44,11 +46,13 @@ impl Whisper {
         };
         let ctx =
             WhisperContext::new_with_params(&path, params).map_err(|e| SpeechError::Whisper {
+                model: artifact.manifest.name.clone(),
                 path: path.clone(),
                 message: format!("cannot load: {e}"),
             })?;
         Ok(Self {
             ctx,
+            model: artifact.manifest.name.clone(),
             path,
             threads: threads.max(1),
             language: "en".into(),
@@ -77,6 +81,7 @@ impl Whisper {
 
     fn err(&self, message: impl Into<String>) -> SpeechError {
         SpeechError::Whisper {
+            model: self.model.clone(),
             path: self.path.clone(),
             message: message.into(),
         }
@@ -145,6 +150,20 @@ impl Whisper {
             params.set_single_segment(true);
         }
         if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+            // whisper keeps at most half its text context of prompt and silently
+            // drops the rest: a longer prompt is an error, not a quiet truncation.
+            let max = (self.ctx.n_text_ctx() / 2).max(1) as usize;
+            let n = self
+                .ctx
+                .tokenize(p, 4 * max)
+                .map(|t| t.len())
+                .unwrap_or(usize::MAX);
+            if n > max {
+                return Err(self.err(format!(
+                    "the prompt is too long: more than {max} tokens (about {} words) are dropped by whisper; shorten it",
+                    max * 3 / 4
+                )));
+            }
             params.set_initial_prompt(p);
         }
         // whisper.cpp needs at least 1 s of audio; pad short utterances with silence.

@@ -19,8 +19,12 @@ pub enum SpeechError {
     Model(#[from] aisle_models::ModelError),
     #[error("voice activity model {path}: {message}")]
     Vad { path: PathBuf, message: String },
-    #[error("whisper ({path}): {message}")]
-    Whisper { path: PathBuf, message: String },
+    #[error("whisper model `{model}` ({path}): {message}")]
+    Whisper {
+        model: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("audio input {device}: {message}")]
     Device { device: String, message: String },
     #[error("audio output {device}: {message}")]

@@ -84,10 +84,13 @@ pub fn load_image(path: &Path, limits: &ImageLimits) -> Result<RgbImage, ImageEr
             max: limits.max_file_bytes,
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        aisle_firmware_config::read_bounded(path, limits.max_file_bytes).map_err(|source| {
+            ImageError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     decode_image(&bytes, path, limits)
 }
 

@@ -648,3 +648,136 @@ fn say_writes_the_spoken_text_and_refuses_what_it_cannot_say() {
         assert_fails_with(&aisle(&a), needle);
     }
 }
+
+/// What a hostile user tried on the release binary, class by class: endless and
+/// special files, names that are paths, absurd thread counts, an over-long prompt.
+/// Each gets a clear error that names the thing, once, and nothing is written.
+#[test]
+fn hostile_arguments_and_special_files_are_refused_by_name() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = real_data_dir_arg();
+    let fifo = dir.path().join("no-writer.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let fifo = fifo.to_str().expect("utf-8").to_string();
+    let out_png = dir.path().join("o.png");
+    let out_png = out_png.to_str().expect("utf-8");
+    for special in ["/dev/zero", fifo.as_str()] {
+        for args in [
+            vec!["config", "check", special],
+            vec!["--data-dir", &data, "scan", special],
+            vec![
+                "--data-dir",
+                &data,
+                "ar",
+                "render",
+                special,
+                "--out",
+                out_png,
+            ],
+            vec![
+                "--data-dir",
+                dir.path().to_str().expect("utf-8"),
+                "catalog",
+                "import",
+                special,
+            ],
+            vec!["--data-dir", &data, "ask", "hello", "--session", special],
+        ] {
+            let t = Instant::now();
+            let out = aisle(&args);
+            assert_fails_with(&out, "not a regular file");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{args:?} took {:?}",
+                t.elapsed()
+            );
+            let err = text(&out.stderr);
+            assert_eq!(
+                err.matches("only regular files").count(),
+                1,
+                "the cause is said once: {err}"
+            );
+        }
+    }
+    // `ar render --out`: never the photo itself, never PNG bytes under another name.
+    let photo = dir.path().join("photo.png");
+    std::fs::write(&photo, b"not really").expect("write");
+    let p = photo.to_str().expect("utf-8");
+    let out = aisle(&["--data-dir", &data, "ar", "render", p, "--out", p]);
+    assert_fails_with(&out, "is the input photo");
+    assert_eq!(std::fs::read(&photo).expect("read"), b"not really");
+    let jpg = dir.path().join("x.jpg");
+    let out = aisle(&[
+        "--data-dir",
+        &data,
+        "ar",
+        "render",
+        p,
+        "--out",
+        jpg.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&out, "name the file *.png");
+    // Names that are paths never leave the store.
+    let store = dir.path().join("store");
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, b"weights").expect("write");
+    for name in [
+        "../../escaped",
+        "/tmp/abs",
+        "",
+        ".",
+        "..",
+        "a\nb",
+        ".hidden",
+    ] {
+        let out = aisle(&[
+            "--data-dir",
+            store.to_str().expect("utf-8"),
+            "models",
+            "add",
+            name,
+            file.to_str().expect("utf-8"),
+        ]);
+        assert_fails_with(&out, "is not a model name");
+    }
+    assert!(!dir.path().join("escaped.json").exists());
+    assert!(!std::path::Path::new("/tmp/abs.json").exists());
+    // Thread counts: 1 to 256.
+    for n in ["0", "100000"] {
+        let out = aisle(&[
+            "--data-dir",
+            &data,
+            "transcribe",
+            "demo/question.wav",
+            "--threads",
+            n,
+        ]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("give 1 to 256"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // An over-long decoder prompt is an error, not silently dropped.
+    let wav = dir.path().join("q.wav");
+    speak("how much is the banana", &wav);
+    let prompt = "organic peanut butter, ".repeat(100);
+    let out = aisle(&[
+        "--data-dir",
+        &data,
+        "transcribe",
+        wav.to_str().expect("utf-8"),
+        "--prompt",
+        &prompt,
+    ]);
+    assert_fails_with(&out, "the prompt is too long");
+    assert!(text(&out.stderr).contains("whisper model `whisper-tiny-en-ggml`"));
+}
