@@ -492,12 +492,29 @@ fn analyse(
 ) -> Result<()> {
     let mut tracker = Tracker::new(Profile::ArTablet, min_period);
     let mut last_rate = Instant::now();
+    let mut last_failure: Option<Instant> = None;
     let (mut identifications, mut followed) = (0u32, 0u32);
     loop {
         let Some(img) = frames.take() else {
             return Ok(()); // the reader stopped
         };
-        let (overlay, pass) = tracker.frame(kiosk, &img, None)?;
+        // One bad frame must not end the analysis: it is reported, the cards are
+        // cleared (none are left standing on stale products) and the next frame is
+        // analysed as usual.
+        let (overlay, pass) = match tracker.frame(kiosk, &img, None) {
+            Ok(r) => r,
+            Err(e) => {
+                if last_failure.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5)) {
+                    tracing::warn!(error = %format!("{e:#}"), "a frame could not be analysed; cards cleared");
+                    last_failure = Some(Instant::now());
+                }
+                tracker = Tracker::new(Profile::ArTablet, min_period);
+                if overlays.send(Overlay::default()).is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         match pass {
             Pass::Identified => identifications += 1,
             Pass::Followed => followed += 1,

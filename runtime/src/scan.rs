@@ -6,7 +6,7 @@
 //! model's fingerprint and a hash of the products' texts, so it is built once and
 //! rebuilt only when the catalog or a model changes.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -258,11 +258,24 @@ struct Vectors {
 
 const MAGIC: &[u8; 8] = b"AISLEVEC";
 
+/// Largest vector cache read (a million 1,280-d vectors is 5 GB; caches here are the
+/// catalog's products, about 256 MB at 50k x 1,280).
+const MAX_VECTOR_FILE_BYTES: u64 = 4 << 30;
+
 fn read_vectors(path: &Path) -> std::result::Result<Vectors, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    let take = |at: usize, n: usize| bytes.get(at..at + n).ok_or("truncated");
+    let bytes =
+        aisle_firmware_config::read_bounded(path, MAX_VECTOR_FILE_BYTES).map_err(|e| e.to_string())?;
+    parse_vectors(&bytes)
+}
+
+/// Parses a vector cache; every size comes from the file, so every size is checked
+/// (no overflow, no zero-width rows, no length the file does not hold).
+fn parse_vectors(bytes: &[u8]) -> std::result::Result<Vectors, String> {
+    let take = |at: usize, n: usize| {
+        at.checked_add(n)
+            .and_then(|end| bytes.get(at..end))
+            .ok_or_else(|| "truncated".to_string())
+    };
     if take(0, 8)? != MAGIC {
         return Err("not a vector file".into());
     }
@@ -274,18 +287,29 @@ fn read_vectors(path: &Path) -> std::result::Result<Vectors, String> {
     let keys: Vec<String> =
         serde_json::from_slice(take(12, header_len)?).map_err(|e| e.to_string())?;
     let dim = u32_at(12 + header_len)?;
-    let data = take(16 + header_len, keys.len() * dim * 4)?;
-    if bytes.len() != 16 + header_len + keys.len() * dim * 4 {
+    if dim == 0 && !keys.is_empty() {
+        return Err(format!("{} keys with vectors of dimension 0", keys.len()));
+    }
+    let row_bytes = dim.checked_mul(4).ok_or("dimension too large")?;
+    let data_len = keys
+        .len()
+        .checked_mul(row_bytes)
+        .ok_or("more data than memory can hold")?;
+    let data = take(16 + header_len, data_len)?;
+    if bytes.len() != 16 + header_len + data_len {
         return Err("trailing bytes".into());
     }
-    let vectors = data
-        .chunks_exact(dim * 4)
-        .map(|row| {
-            row.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        })
-        .collect();
+    let vectors = if keys.is_empty() {
+        Vec::new()
+    } else {
+        data.chunks_exact(row_bytes)
+            .map(|row| {
+                row.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect()
+    };
     Ok(Vectors { keys, vectors })
 }
 
@@ -550,7 +574,15 @@ impl Scanner {
                 .as_ref()
                 .map(|o| s.spawn(move || o.read(img)));
             let e = self.model().embed_image(img);
-            let ocr = reader.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            // OCR is one signal of three: if its thread panics on a strange frame,
+            // this scan goes on without label text rather than taking the caller down.
+            let ocr = reader.and_then(|h| match h.join() {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    tracing::error!("label reading failed on this frame; scanning without it");
+                    None
+                }
+            });
             (e, ocr)
         });
         let e = e?;
@@ -720,4 +752,39 @@ fn embed_all(
         progress(out.len(), total);
     }
     out
+}
+
+#[cfg(test)]
+mod vector_file_tests {
+    use super::{MAGIC, parse_vectors};
+
+    fn file(keys: &[&str], dim: u32, data: &[f32]) -> Vec<u8> {
+        let header = serde_json::to_vec(keys).expect("json");
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&dim.to_le_bytes());
+        for x in data {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn damaged_vector_caches_are_errors_not_panics() {
+        let ok = parse_vectors(&file(&["a", "b"], 2, &[1.0, 2.0, 3.0, 4.0])).expect("ok");
+        assert_eq!(ok.vectors, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        assert!(parse_vectors(&file(&[], 0, &[])).expect("empty").vectors.is_empty());
+        // dim 0 with keys used to panic in chunks_exact.
+        let e = parse_vectors(&file(&["a"], 0, &[])).err().expect("dim 0");
+        assert!(e.contains("dimension 0"), "{e}");
+        // A dimension whose byte size overflows, a row count the file does not hold.
+        assert!(parse_vectors(&file(&["a", "b"], u32::MAX, &[1.0])).is_err());
+        assert!(parse_vectors(&file(&["a", "b"], 2, &[1.0])).is_err());
+        // A header length past the end.
+        let mut bad = file(&["a"], 1, &[1.0]);
+        bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_vectors(&bad).is_err());
+        assert!(parse_vectors(b"AISLEVE").is_err());
+    }
 }

@@ -57,12 +57,17 @@ pub fn parse_npy_f32(bytes: &[u8]) -> Result<NpyF32, String> {
                 .map_err(|_| format!("bad dimension `{s}`"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let numel: usize = shape.iter().product();
-    let payload = &bytes[header_start + header_len..];
-    if payload.len() != numel * 4 {
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(*d))
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| format!("shape {shape:?} is larger than memory can hold"))?;
+    let payload = bytes
+        .get(header_start + header_len..)
+        .ok_or("the header runs past the end of the file")?;
+    if payload.len() != numel {
         return Err(format!(
-            "shape {shape:?} needs {} bytes, found {}",
-            numel * 4,
+            "shape {shape:?} needs {numel} bytes, found {}",
             payload.len()
         ));
     }
@@ -95,4 +100,38 @@ pub fn read_npz_f32(path: &Path, key: &str) -> Result<NpyF32> {
         .map_err(ModelError::io(path))?;
     parse_npy_f32(&bytes)
         .map_err(|m| ModelError::format(path, "npz", format!("array `{key}`: {m}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_npy_f32;
+
+    fn npy(shape: &str, payload: &[u8]) -> Vec<u8> {
+        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn sizes_from_the_header_are_checked_not_trusted() {
+        let one = 1.5f32.to_le_bytes();
+        assert_eq!(parse_npy_f32(&npy("1,", &one)).expect("ok").data, vec![1.5]);
+        for shape in [
+            "4294967296, 4294967296, 4294967296",
+            "18446744073709551615, 2",
+            "4611686018427387904,",
+        ] {
+            let e = parse_npy_f32(&npy(shape, &one)).expect_err(shape);
+            assert!(e.contains("larger than memory"), "{shape}: {e}");
+        }
+        assert!(parse_npy_f32(&npy("2,", &one)).is_err());
+        // A header length past the end of the file.
+        let mut bad = npy("1,", &one);
+        bad[8] = 0xff;
+        bad[9] = 0xff;
+        assert!(parse_npy_f32(&bad).is_err());
+    }
 }
