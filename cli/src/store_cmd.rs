@@ -146,12 +146,12 @@ fn load_session(path: Option<&Path>) -> Result<Session> {
 }
 
 fn save_session(path: &Path, s: &Session) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)
-        .with_context(|| format!("cannot write session file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot write session file {}", path.display()))?;
-    Ok(())
+    crate::say_cmd::write_atomic(path, &serde_json::to_vec_pretty(s)?).with_context(|| {
+        format!(
+            "the answer above was given, but the conversation could not be kept in {}",
+            path.display()
+        )
+    })
 }
 
 pub struct AskInput<'a> {
@@ -212,9 +212,6 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
     if let (Some(r), Some(path)) = (asked.scan.as_mut(), input.image) {
         r.image = path.display().to_string();
     }
-    if let Some(p) = input.session {
-        save_session(p, &session)?;
-    }
     asked.transcript = transcript.clone();
     asked.timings.insert("load".into(), load_ms.into());
     asked.timings.insert("transcribe".into(), asr_ms.into());
@@ -257,6 +254,10 @@ pub fn ask(cfg: &DeviceConfig, input: &AskInput, json: bool) -> Result<ExitCode>
             },
             answer.elapsed_us as f64 / 1000.0
         );
+    }
+    // After the answer is out: a session file that cannot be written loses nothing.
+    if let Some(p) = input.session {
+        save_session(p, &session)?;
     }
     if input.speak {
         let (speech, first_ms) = crate::say_cmd::speak_to(

@@ -263,8 +263,8 @@ const MAGIC: &[u8; 8] = b"AISLEVEC";
 const MAX_VECTOR_FILE_BYTES: u64 = 4 << 30;
 
 fn read_vectors(path: &Path) -> std::result::Result<Vectors, String> {
-    let bytes =
-        aisle_firmware_config::read_bounded(path, MAX_VECTOR_FILE_BYTES).map_err(|e| e.to_string())?;
+    let bytes = aisle_firmware_config::read_bounded(path, MAX_VECTOR_FILE_BYTES)
+        .map_err(|e| e.to_string())?;
     parse_vectors(&bytes)
 }
 
@@ -774,7 +774,12 @@ mod vector_file_tests {
     fn damaged_vector_caches_are_errors_not_panics() {
         let ok = parse_vectors(&file(&["a", "b"], 2, &[1.0, 2.0, 3.0, 4.0])).expect("ok");
         assert_eq!(ok.vectors, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
-        assert!(parse_vectors(&file(&[], 0, &[])).expect("empty").vectors.is_empty());
+        assert!(
+            parse_vectors(&file(&[], 0, &[]))
+                .expect("empty")
+                .vectors
+                .is_empty()
+        );
         // dim 0 with keys used to panic in chunks_exact.
         let e = parse_vectors(&file(&["a"], 0, &[])).err().expect("dim 0");
         assert!(e.contains("dimension 0"), "{e}");

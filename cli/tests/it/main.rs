@@ -781,3 +781,47 @@ fn hostile_arguments_and_special_files_are_refused_by_name() {
     assert_fails_with(&out, "the prompt is too long");
     assert!(text(&out.stderr).contains("whisper model `whisper-tiny-en-ggml`"));
 }
+
+/// A conversation kept in a file is bounded like the kiosk's own, and a file that
+/// cannot be written loses the conversation, never the answer.
+#[test]
+fn a_session_file_is_bounded_and_a_failed_save_keeps_the_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, "[dialogue]\nmax_history_turns = 2\n").expect("write");
+    let session = dir.path().join("s.json");
+    let data = real_data_dir_arg();
+    for q in [
+        "how much is the banana",
+        "where is it",
+        "is it in stock",
+        "any offers on it",
+    ] {
+        let out = aisle(&[
+            "--data-dir",
+            &data,
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "ask",
+            q,
+            "--session",
+            session.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&session).expect("session")).expect("json");
+    assert_eq!(kept["intents"].as_array().map(Vec::len), Some(2), "{kept}");
+
+    let nowhere = dir.path().join("missing-dir/s.json");
+    let out = aisle(&[
+        "--data-dir",
+        &data,
+        "ask",
+        "how much is the banana",
+        "--session",
+        nowhere.to_str().expect("utf-8"),
+    ]);
+    assert!(text(&out.stdout).contains("$1.57"), "{}", text(&out.stdout));
+    assert_fails_with(&out, &nowhere.display().to_string());
+}

@@ -811,7 +811,10 @@ impl Kiosk {
     /// lasts as long as the chat, however slowly the speech is processed) or `aisle
     /// ask --session FILE`. No kiosk session is made or expired.
     pub fn ask_kept(&self, req: &AskRequest<'_>, session: &mut Session) -> Result<Asked> {
-        self.answer(req, session, "kept")
+        let asked = self.answer(req, session, "kept");
+        // Kept by the caller (a file, a chat): bounded like the kiosk's own.
+        self.sessions.trim(session);
+        asked
     }
 
     fn answer(&self, req: &AskRequest<'_>, session: &mut Session, id: &str) -> Result<Asked> {

@@ -85,11 +85,16 @@ impl Sessions {
         (SessionId::random(), Session::default())
     }
 
+    /// Cuts a conversation's history to `dialogue.max_history_turns`.
+    pub fn trim(&self, session: &mut Session) {
+        let excess = session.intents.len().saturating_sub(self.max_history);
+        session.intents.drain(..excess);
+    }
+
     /// Puts a session back after a request, its history cut to the bound. Past
     /// [`MAX_SESSIONS`] live conversations the one idle longest is erased first.
     pub fn put(&self, id: &SessionId, mut session: Session) {
-        let excess = session.intents.len().saturating_sub(self.max_history);
-        session.intents.drain(..excess);
+        self.trim(&mut session);
         let mut m = self.lock();
         if m.len() >= MAX_SESSIONS && !m.contains_key(&id.0) {
             let oldest = m
