@@ -825,3 +825,36 @@ fn a_session_file_is_bounded_and_a_failed_save_keeps_the_answer() {
     assert!(text(&out.stdout).contains("$1.57"), "{}", text(&out.stdout));
     assert_fails_with(&out, &nowhere.display().to_string());
 }
+
+/// `aisle listen --fast` on the bundled question: partials never say a sentence
+/// twice ("How much is this? How much is this? How" once did) and one final comes.
+#[test]
+fn listen_at_full_speed_gives_clean_partials_and_one_final() {
+    let out = aisle(&[
+        "--data-dir",
+        &real_data_dir_arg(),
+        "listen",
+        "--file",
+        "../demo/question.wav",
+        "--fast",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    for e in events.iter().filter(|e| e["event"] == "partial") {
+        let t = e["text"].as_str().unwrap_or("").to_lowercase();
+        let sentences: Vec<&str> = t
+            .split(['.', '?', '!'])
+            .map(str::trim)
+            .filter(|s| s.split_whitespace().count() >= 2)
+            .collect();
+        for (i, s) in sentences.iter().enumerate() {
+            assert!(!sentences[i + 1..].contains(s), "repeated in a partial: {t:?}");
+        }
+    }
+    let finals: Vec<_> = events.iter().filter(|e| e["event"] == "final").collect();
+    assert_eq!(finals.len(), 1, "{events:#?}");
+}
