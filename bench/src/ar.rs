@@ -105,7 +105,7 @@ pub fn run(cfg: &DeviceConfig, args: &BenchArgs, json: bool) -> Result<ExitCode>
     let params = LayoutParams::for_profile(Profile::Kiosk);
 
     // Facts: real products of the demo store, one per object found.
-    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
+    let cat = aisle_runtime::kiosk::demo_catalog(&crate::isolated(cfg))?.0;
     let view = aisle_runtime::catalog::CatalogView::load(&cat)?;
     let today = aisle_runtime::clock::Clock::today(&aisle_runtime::clock::SystemClock);
     let facts: Vec<_> = view

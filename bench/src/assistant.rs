@@ -82,7 +82,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 pub fn run(cfg: &DeviceConfig, runs: usize, with_peer: bool, json: bool) -> Result<ExitCode> {
     let runs = runs.max(1);
-    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
+    let cat = aisle_runtime::kiosk::demo_catalog(&crate::isolated(cfg))?.0;
     let t = Instant::now();
     let products = cat.products()?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;

@@ -28,6 +28,16 @@ use aisle_firmware_config::DeviceConfig;
 use aisle_runtime::scan::VisionModels;
 use aisle_vision::{Engine, OnnxOptions};
 
+/// The configuration a benchmark measures with: the same models, but the store data
+/// it builds or changes (the demo catalog, its caches) lives in `<data dir>/bench/`.
+/// A benchmark never touches the store's own catalog: once, `aisle bench vision` on a
+/// store's data dir imported the 49,689 demo products into it.
+pub fn isolated(cfg: &DeviceConfig) -> DeviceConfig {
+    let mut c = cfg.clone();
+    c.data_dir = cfg.data_dir.join("bench");
+    c
+}
+
 /// A `--threads` value: 1 to 256, as `inference.threads` (whisper.cpp aborts the
 /// process on absurd counts).
 pub fn parse_threads(s: &str) -> Result<usize, String> {

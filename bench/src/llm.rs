@@ -118,7 +118,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
     }
 
     // Whole answers on the LLM path (product read, intent by meaning, database).
-    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
+    let cat = aisle_runtime::kiosk::demo_catalog(&crate::isolated(cfg))?.0;
     let meaning = aisle_runtime::kiosk::minilm(cfg, &store)
         .context("the fallback needs the text embedding model (models.text_embedding)")?;
     let engine = aisle_runtime::dialogue::Assistant::new(&cat)?

@@ -400,7 +400,8 @@ pub fn run(
     json_out: bool,
 ) -> Result<ExitCode> {
     let runs = args.runs.max(1);
-    let mut cfg = cfg.clone();
+    let store_cfg = cfg;
+    let mut cfg = crate::isolated(cfg);
     cfg.file.inference.threads = args.threads.max(1) as _;
     // The configured catalog (`paths.catalog`), else the demo store (built on first
     // use), served from this process on loopback.
@@ -541,7 +542,8 @@ pub fn run(
         None
     } else {
         let model = aisle_runtime::kiosk::llm_model_path(&cfg, &store)?;
-        match llama_server_peer(&cfg, &model, cfg.file.inference.threads as usize, runs) {
+        // The peer's venv is the store's (the one `aisle bench llm` uses).
+        match llama_server_peer(store_cfg, &model, cfg.file.inference.threads as usize, runs) {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("peer llama-cpp-python server: {e:#}");

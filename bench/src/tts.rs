@@ -67,9 +67,14 @@ impl LoopRow {
 
 pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads) = (args.runs.max(1), args.threads.max(1));
+    // The peer's venv lives beside the store, the demo catalog in the bench's data.
+    let store_dir = cfg.data_dir.clone();
     let dir = tempfile::tempdir()?;
-    let mut cfg = cfg.clone();
+    let mut cfg = crate::isolated(cfg);
     cfg.file.inference.threads = threads as u32;
+    if cfg.file.paths.catalog.is_none() {
+        aisle_runtime::kiosk::demo_catalog(&cfg)?;
+    }
     // The voice alone first, so its peak memory is the voice's (the loop below loads
     // whisper, MiniLM and the LLM beside it).
     let store = aisle_runtime::kiosk::open_store(&cfg)?;
@@ -188,7 +193,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         None
     } else {
         let python = aisle_models::ensure_venv(
-            &cfg.data_dir.join("tools/bench-venv-tts"),
+            &store_dir.join("tools/bench-venv-tts"),
             PEER_REQUIREMENTS,
             "piper, onnxruntime",
         )?;

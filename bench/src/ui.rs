@@ -136,7 +136,7 @@ requestAnimationFrame(tick);
 
 pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Result<ExitCode> {
     let runs = args.runs.max(1);
-    let mut cfg = cfg.clone();
+    let mut cfg = crate::isolated(cfg);
     cfg.file.inference.threads = args.threads.max(1) as _;
     if cfg.file.paths.catalog.is_none() {
         aisle_runtime::kiosk::demo_catalog(&cfg)?;

@@ -243,10 +243,11 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
     }
 
     // One whole scan on the demo store (ConSE, 49,689 products).
-    let cat = aisle_runtime::kiosk::demo_catalog(cfg)?.0;
+    let bench_cfg = crate::isolated(&cfg_threads);
+    let cat = aisle_runtime::kiosk::demo_catalog(&bench_cfg)?.0;
     let vision = crate::load_models(&cfg_threads, Some(Engine::OnnxRuntime))?;
     let scanner = aisle_runtime::kiosk::scanner(
-        &cfg_threads,
+        &bench_cfg,
         vision.clone(),
         &cat,
         &mut aisle_runtime::kiosk::index_progress(json),

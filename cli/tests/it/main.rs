@@ -852,7 +852,10 @@ fn listen_at_full_speed_gives_clean_partials_and_one_final() {
             .filter(|s| s.split_whitespace().count() >= 2)
             .collect();
         for (i, s) in sentences.iter().enumerate() {
-            assert!(!sentences[i + 1..].contains(s), "repeated in a partial: {t:?}");
+            assert!(
+                !sentences[i + 1..].contains(s),
+                "repeated in a partial: {t:?}"
+            );
         }
     }
     let finals: Vec<_> = events.iter().filter(|e| e["event"] == "final").collect();

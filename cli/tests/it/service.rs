@@ -1569,3 +1569,36 @@ fn say_returns_the_answer_spoken_as_a_wav() {
     }
     assert_alive();
 }
+
+/// Benchmarks work on their own data: `aisle bench assistant` builds the 49,689-product
+/// demo store under `<data>/bench/`, and the store's own catalog keeps its products.
+#[test]
+fn benchmarks_never_touch_the_stores_own_catalog() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = bench_config(
+        dir.path(),
+        "sku,name,price,stock,aisle\nB1,Banana,0.25,90,fresh fruits\nC1,Sharp Cheddar,4.99,7,cheese\n",
+    );
+    let c = config.to_string_lossy();
+    let out = crate::aisle(&["--config", &c, "ask", "how much is the banana"]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let out = crate::aisle(&[
+        "--config",
+        &c,
+        "bench",
+        "assistant",
+        "--runs",
+        "1",
+        "--no-peer",
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let own =
+        aisle_runtime::catalog::CatalogDb::open(&dir.path().join("data/catalog/store.sqlite"))
+            .expect("the store's catalog");
+    assert_eq!(own.product_count().expect("count"), 2);
+    let bench = aisle_runtime::catalog::CatalogDb::open(
+        &dir.path().join("data/bench/catalog/store.sqlite"),
+    )
+    .expect("the bench's catalog");
+    assert!(bench.product_count().expect("count") > 49_000);
+}
