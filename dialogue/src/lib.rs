@@ -10,6 +10,7 @@ pub mod clock;
 pub mod fallback;
 pub mod intent;
 pub mod models;
+pub mod verify;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -90,6 +91,9 @@ pub struct Answer {
     pub staff_requested: bool,
     /// A product was asked for that this store does not have (a demand signal).
     pub not_found: bool,
+    /// Values the answer computed (a price difference, the shopper's budget), each
+    /// with its inputs, for the verifier to recompute.
+    pub derived: Vec<verify::Derived>,
     pub elapsed_us: u64,
 }
 
@@ -147,6 +151,7 @@ struct Reply {
     not_found: bool,
     /// The date this answer is given on (promotions run by date).
     today: String,
+    derived: Vec<verify::Derived>,
 }
 
 impl Reply {
@@ -158,6 +163,7 @@ impl Reply {
             products: Vec::new(),
             staff: false,
             not_found: false,
+            derived: Vec::new(),
         }
     }
     fn say(&mut self, s: impl AsRef<str>) {
@@ -314,6 +320,18 @@ impl Assistant {
             .collect()
     }
 
+    /// The store's currency: the one most of its products are priced in.
+    fn store_currency(&self) -> String {
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        for p in self.view.products().iter().take(1000) {
+            *counts.entry(p.currency.as_str()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(c, n)| (*n, *c))
+            .map_or_else(|| "USD".to_string(), |(c, _)| c.to_string())
+    }
+
     /// Answers one question. `scanned` is a product the camera identified.
     pub fn ask(
         &self,
@@ -423,14 +441,26 @@ impl Assistant {
             llm,
             staff_requested: reply.staff,
             not_found: reply.not_found,
+            derived: reply.derived,
             elapsed_us: t0.elapsed().as_micros() as u64,
         };
-        // The invariant, checked on every answer: no number that is not a fact.
-        if let Err(e) = grounded(&answer.text, &answer.facts) {
+        // The invariant, checked on every answer by the independent verifier: the
+        // text against the database as it is now, not against what was collected.
+        if let Err(e) = verify::verify(
+            &self.view,
+            &reply.today,
+            &clipped,
+            &answer.text,
+            &answer.products,
+            &answer.derived,
+        ) {
+            UNGROUNDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, "ungrounded answer withheld");
             return Ok(Answer {
-                text: "Sorry, I could not check that answer against the store's data. Please ask a member of staff.".into(),
+                text: WITHHELD.into(),
                 facts: Vec::new(),
+                products: Vec::new(),
+                derived: Vec::new(),
                 ..answer
             });
         }
@@ -565,7 +595,8 @@ impl Assistant {
                         }
                     }
                 }
-                if let Some(c) = budget_cents(clause) {
+                let stated = budget_cents(clause);
+                if let Some(c) = stated {
                     s.preferences.max_price_cents = Some(c);
                 }
                 let mut parts: Vec<String> = s.preferences.tags.clone();
@@ -575,9 +606,14 @@ impl Assistant {
                         .iter()
                         .map(|a| format!("no {a}")),
                 );
-                if let Some(c) = s.preferences.max_price_cents {
-                    parts.push(format!("under {}", format_price(c, "USD")));
-                    r.fact("", "price", format_price(c, "USD"));
+                // The budget is repeated back in the turn it is said, in the store's
+                // currency, with the shopper's words as its source.
+                if let Some(c) = stated {
+                    let currency = self.store_currency();
+                    parts.push(format!("under {}", format_price(c, &currency)));
+                    r.fact("", "price", format_price(c, &currency));
+                    r.derived
+                        .push(verify::Derived::ShopperAmount { cents: c, currency });
                 }
                 if parts.is_empty() {
                     r.say("Noted.");
@@ -949,6 +985,10 @@ impl Assistant {
             let (cheap, diff) = if ca < cb { (a, cb - ca) } else { (b, ca - cb) };
             let d = format_price(diff, &cheap.currency);
             r.fact(&cheap.sku, "price", d.clone());
+            r.derived.push(verify::Derived::PriceDifference {
+                a: a.sku.clone(),
+                b: b.sku.clone(),
+            });
             format!("{} is cheaper by {d}.", cheap.name)
         };
         r.say(format!("{} is {pa}; {} is {pb}. {verdict}", a.name, b.name));
@@ -1094,16 +1134,16 @@ fn budget_cents(clause: &str) -> Option<i64> {
     None
 }
 
-/// Every number in an answer must be one the facts contain (prices, counts, aisle
-/// numbers, percentages, dates). Returns the first one that is not.
-pub fn grounded(text: &str, facts: &[Fact]) -> std::result::Result<(), String> {
-    let fact_numbers: Vec<String> = facts.iter().flat_map(|f| numbers(&f.value)).collect();
-    for n in numbers(text) {
-        if !fact_numbers.contains(&n) {
-            return Err(format!("the number {n} is not in the data"));
-        }
-    }
-    Ok(())
+/// What the shopper hears when an answer fails verification.
+pub const WITHHELD: &str =
+    "Sorry, I could not check that answer against the store's data. Please ask a member of staff.";
+
+/// Answers withheld by the verifier since the process started (for `/metrics`).
+static UNGROUNDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many answers the verifier has withheld in this process.
+pub fn withheld_count() -> u64 {
+    UNGROUNDED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Numbers in a text as written ("3.49", "12", "2026").
@@ -1131,15 +1171,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groundedness_catches_invented_numbers() {
-        let facts = vec![Fact {
-            sku: "1".into(),
-            kind: "price",
-            value: "$3.49".into(),
-        }];
-        assert!(grounded("It is $3.49.", &facts).is_ok());
-        assert!(grounded("It is $0.00.", &facts).is_err());
-        assert!(grounded("12 in stock", &facts).is_err());
+    fn numbers_are_read_as_written() {
         assert_eq!(
             numbers("Aisle 61: 3.49, 2026-12-01."),
             vec!["61", "3.49", "2026", "12", "01"]

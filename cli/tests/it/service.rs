@@ -490,6 +490,7 @@ fn metrics_count_requests_by_route() {
         "{text}"
     );
     assert!(text.contains("aisle_ready 1"), "{text}");
+    assert!(text.contains("aisle_answers_withheld_total "), "{text}");
 }
 
 /// A voice run: an espeak question streamed at real-time pace, 20 ms per frame.

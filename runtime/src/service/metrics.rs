@@ -129,6 +129,11 @@ impl Metrics {
             "# TYPE aisle_camera_streams gauge\naisle_camera_streams {}",
             s.cameras.len()
         );
+        let _ = writeln!(
+            out,
+            "# HELP aisle_answers_withheld_total Answers the grounding verifier did not let through.\n# TYPE aisle_answers_withheld_total counter\naisle_answers_withheld_total {}",
+            crate::dialogue::withheld_count()
+        );
         if let Some(k) = s.kiosk() {
             let _ = writeln!(
                 out,
