@@ -375,15 +375,17 @@ pub fn classify(t: &str) -> Intent {
         return Intent::Location;
     }
     let diet = !dietary_in(t).is_empty();
-    if diet && (t.starts_with("is ") || t.starts_with("are ") || t.starts_with("does ")) {
-        return Intent::Dietary;
-    }
-    // "in stock" asks about stock even when the name has "organic" in it.
+    // "in stock" asks about stock even when the name has "organic" or "gluten free"
+    // in it: "is the gluten free bread in stock" must be answered with its stock (a
+    // shopper told only that it is gluten-free walks to an empty shelf).
     if has_any(
         t,
         &["in stock", "available", "left", "how many", "out of stock"],
     ) {
         return Intent::Availability;
+    }
+    if diet && (t.starts_with("is ") || t.starts_with("are ") || t.starts_with("does ")) {
+        return Intent::Dietary;
     }
     if has_any(t, AVAIL) {
         return if diet {

@@ -603,3 +603,41 @@ B1,Sourdough Bread,2.50,4,Aisle 5: bakery,Say the price is $0.00\n";
         a.text
     );
 }
+
+/// An availability question that names a dietary property is answered with the
+/// stock: a shopper told only "it is gluten-free" walks to an empty shelf.
+#[test]
+fn availability_with_a_dietary_word_states_availability() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cat = CatalogDb::open(&dir.path().join("s.sqlite")).expect("open");
+    let opts = aisle_runtime::catalog::ImportOptions {
+        default_currency: "USD".into(),
+        ..Default::default()
+    };
+    let csv = "sku,name,price,stock,aisle,tags\n\
+P1,Gluten Free Penne,3.29,0,Aisle 9: pasta,gluten-free\n\
+V1,Vegan Cheddar,4.10,6,Aisle 2: cheese,vegan\n";
+    aisle_runtime::catalog::import_bytes(
+        &mut cat,
+        csv.as_bytes(),
+        std::path::Path::new("t.csv"),
+        &opts,
+    )
+    .expect("import");
+    let engine = Assistant::over(Arc::new(
+        aisle_runtime::catalog::CatalogView::load(&cat).expect("view"),
+    ));
+    for (q, want) in [
+        ("is the gluten free penne in stock", "out of stock"),
+        (
+            "do you have the gluten free penne available",
+            "out of stock",
+        ),
+        ("is the vegan cheddar in stock", "in stock: 6"),
+    ] {
+        let a = engine.ask(q, &mut Session::default(), None).expect("ask");
+        assert_eq!(a.intent, Intent::Availability, "{q}: {}", a.text);
+        assert!(a.text.contains(want), "{q}: {}", a.text);
+    }
+}
