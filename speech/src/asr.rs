@@ -39,6 +39,27 @@ impl Whisper {
     /// Loads `ggml-model.bin` from a verified artifact.
     pub fn load(artifact: &VerifiedArtifact, threads: usize) -> Result<Self> {
         let path = artifact.path("ggml-model.bin")?.to_path_buf();
+        let model = artifact.manifest.name.clone();
+        // whisper.cpp trusts the header: a file whose sizes lie (n_vocab = 0x7fffffff)
+        // aborts the process from C++. Its layout is checked against its own header and
+        // its length here first.
+        let bad = |message: String| SpeechError::Whisper {
+            model: model.clone(),
+            path: path.clone(),
+            message,
+        };
+        let file = aisle_models::ggml::read_whisper_ggml(&path)
+            .map_err(|e| bad(format!("not a whisper.cpp model: {e}")))?;
+        let problems = aisle_models::ggml::layout_mismatches(&file);
+        if !problems.is_empty() {
+            let shown: Vec<&str> = problems.iter().take(4).map(String::as_str).collect();
+            return Err(bad(format!(
+                "not a whisper.cpp model its header describes: {}{}",
+                shown.join("; "),
+                if problems.len() > 4 { "; ..." } else { "" }
+            )));
+        }
+        drop(file);
         whisper_rs::install_logging_hooks();
         let params = WhisperContextParameters {
             use_gpu: false,

@@ -861,3 +861,90 @@ fn listen_at_full_speed_gives_clean_partials_and_one_final() {
     let finals: Vec<_> = events.iter().filter(|e| e["event"] == "final").collect();
     assert_eq!(finals.len(), 1, "{events:#?}");
 }
+
+/// A whisper model whose header lies about its sizes is refused by name before
+/// whisper.cpp sees it (it used to abort the process: "Rust cannot catch foreign
+/// exceptions").
+#[test]
+fn a_whisper_file_whose_header_lies_is_refused_not_an_abort() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = real_data_dir_arg();
+    let path_of = |model: &str, file: &str| {
+        let out = aisle(&["--data-dir", &real, "models", "path", model, file]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let out = aisle(&[
+        "--data-dir",
+        &real,
+        "models",
+        "path",
+        "whisper-tiny-en-ggml",
+        "ggml-model.bin",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let src = text(&out.stdout).trim().to_string();
+    let mut bytes = std::fs::read(&src).expect("read");
+    bytes[4..8].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // n_vocab
+    let lying = dir.path().join("ggml-model.bin");
+    std::fs::write(&lying, &bytes).expect("write");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[paths]\nmodel_dir = {:?}\n\n[models]\nasr = \"lying-whisper\"\nvad = \"vad-copy\"\n",
+            data.join("models")
+        ),
+    )
+    .expect("config");
+    let c = cfg.to_str().expect("utf-8");
+    let d = data.to_str().expect("utf-8");
+    let vad = [
+        path_of("silero-vad", "silero_vad.onnx"),
+        path_of("silero-vad", "silero_vad_openvino_16k.onnx"),
+    ];
+    for (i, f) in vad.iter().enumerate() {
+        let name = ["silero_vad.onnx", "silero_vad_openvino_16k.onnx"][i];
+        std::fs::copy(f, dir.path().join(name)).expect("copy");
+    }
+    let v0 = dir.path().join("silero_vad.onnx");
+    let v1 = dir.path().join("silero_vad_openvino_16k.onnx");
+    let out = aisle(&[
+        "--data-dir",
+        d,
+        "--config",
+        c,
+        "models",
+        "add",
+        "vad-copy",
+        v0.to_str().expect("utf-8"),
+        v1.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = aisle(&[
+        "--data-dir",
+        d,
+        "--config",
+        c,
+        "models",
+        "add",
+        "lying-whisper",
+        lying.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = aisle(&[
+        "--data-dir",
+        d,
+        "--config",
+        c,
+        "transcribe",
+        "../demo/question.wav",
+    ]);
+    assert_fails_with(&out, "whisper model `lying-whisper`");
+    assert!(
+        text(&out.stderr).contains("not a whisper.cpp model"),
+        "{}",
+        text(&out.stderr)
+    );
+}
