@@ -184,8 +184,14 @@ fn absolute(p: &Path) -> PathBuf {
 /// Checks config text, reporting every problem at once. Relative paths in the file are
 /// resolved against `base_dir` (the file's folder) and returned absolute.
 pub fn check_str(text: &str, file: &Path, base_dir: &Path) -> Result<ConfigFile, Vec<Diagnostic>> {
+    // Line starts, once: locating each of many problems must not rescan the text.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let locate = |span: Option<std::ops::Range<usize>>, message: String| {
-        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let (line, column) = span
+            .map(|s| line_col_indexed(text, &starts, s.start))
+            .unwrap_or((1, 1));
         Diagnostic {
             file: file.to_path_buf(),
             line,
@@ -359,6 +365,20 @@ fn source_name(s: CameraSource) -> &'static str {
 }
 
 /// 1-based line and character column of a byte offset.
+/// [`line_col`] with the line starts computed once (`starts[0] == 0`).
+fn line_col_indexed(text: &str, starts: &[usize], offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let line = starts.partition_point(|&s| s <= offset).max(1);
+    let line_start = starts[line - 1];
+    let column = text
+        .get(line_start..offset)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
@@ -428,6 +448,19 @@ mod tests {
         assert_eq!(line_col("ab\ncdé f", 0), (1, 1));
         assert_eq!(line_col("ab\ncdé f", 3), (2, 1));
         assert_eq!(line_col("ab\ncdé f", 8), (2, 5));
+        let text = "ab\ncdé f\n\nx";
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        for offset in 0..=text.len() {
+            if text.is_char_boundary(offset) {
+                assert_eq!(
+                    line_col_indexed(text, &starts, offset),
+                    line_col(text, offset),
+                    "{offset}"
+                );
+            }
+        }
     }
 
     #[test]
