@@ -90,6 +90,10 @@ fn cents(field: &str, v: &str) -> std::result::Result<i64, String> {
         .ok_or_else(bad)
 }
 
+/// No grocery item costs more than this (100,000.00 in the catalog's currency): a
+/// larger price is a slipped decimal point, not a product.
+pub const MAX_PRICE_CENTS: i64 = 10_000_000;
+
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 10
@@ -125,6 +129,13 @@ fn parse_row(
     }
     let text = |k: &str| get(k).map(str::to_string);
     let price_cents = cents("price", get("price").unwrap_or_default())?;
+    if price_cents > MAX_PRICE_CENTS {
+        return Err(format!(
+            "`price` {} is above {}: check the decimal point",
+            get("price").unwrap_or_default(),
+            MAX_PRICE_CENTS / 100
+        ));
+    }
     let stock_s = get("stock").unwrap_or_default();
     let quantity: i64 = stock_s
         .parse()
@@ -141,7 +152,28 @@ fn parse_row(
     let variant_price = get("variant_price")
         .map(|v| cents("variant_price", v))
         .transpose()?;
+    if variant_price.is_some_and(|v| v > MAX_PRICE_CENTS) {
+        return Err(format!(
+            "`variant_price` {} is above {}: check the decimal point",
+            get("variant_price").unwrap_or_default(),
+            MAX_PRICE_CENTS / 100
+        ));
+    }
     let mut promotions = Vec::new();
+    let promo_fields = [
+        "promo_price",
+        "promo_percent_off",
+        "promo_starts",
+        "promo_ends",
+    ];
+    if get("promo_description").is_none()
+        && let Some(k) = promo_fields.iter().find(|k| get(k).is_some())
+    {
+        // The promotion would be dropped without a word: say it.
+        return Err(format!(
+            "`{k}` is given but `promo_description` is empty: a promotion needs a description shoppers can read"
+        ));
+    }
     if let Some(desc) = get("promo_description") {
         let price = get("promo_price")
             .map(|v| cents("promo_price", v))
@@ -157,6 +189,15 @@ fn parse_row(
             .transpose()?;
         if price.is_none() && pct.is_none() {
             return Err("a promotion needs `promo_price` or `promo_percent_off`".into());
+        }
+        if let Some(pp) = price
+            && pp >= price_cents
+        {
+            return Err(format!(
+                "`promo_price` {} is not below `price` {}: a promotion must lower the price",
+                get("promo_price").unwrap_or_default(),
+                get("price").unwrap_or_default()
+            ));
         }
         let starts = get("promo_starts").unwrap_or("0000-01-01");
         let ends = get("promo_ends").unwrap_or("9999-12-31");
@@ -265,6 +306,15 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
         path: path.to_path_buf(),
         message: format!("line 1: {message}"),
     })?;
+    // A column given twice would keep only its last value, silently.
+    for (i, h) in headers.iter().enumerate() {
+        if headers[..i].contains(h) {
+            return Err(CatalogError::Format {
+                path: path.to_path_buf(),
+                message: format!("line 1: column `{h}` appears twice"),
+            });
+        }
+    }
     let mut rows = Vec::new();
     for rec in rdr.records() {
         match rec {
@@ -297,14 +347,41 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
     Ok(rows)
 }
 
-fn json_text(v: &serde_json::Value) -> Option<String> {
+/// A field's text: strings, numbers and booleans as written, lists of those joined
+/// with `;`. Objects and nested lists are not a field's value: an error naming it
+/// (they used to be stored as their JSON text).
+fn json_text(key: &str, v: &serde_json::Value) -> std::result::Result<Option<String>, String> {
+    use serde_json::Value as V;
+    let scalar = |v: &V| match v {
+        V::String(s) => Some(s.clone()),
+        V::Number(n) => Some(n.to_string()),
+        V::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
     match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(a) => {
-            Some(a.iter().filter_map(json_text).collect::<Vec<_>>().join(";"))
-        }
-        other => Some(other.to_string()),
+        V::Null => Ok(None),
+        V::Array(a) => a
+            .iter()
+            .map(|x| {
+                scalar(x).ok_or_else(|| {
+                    format!(
+                        "`{key}` must be a list of plain values, found a nested {}",
+                        kind(x)
+                    )
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(|items| Some(items.join(";"))),
+        V::Object(_) => Err(format!("`{key}` must be a plain value, found an object")),
+        other => Ok(scalar(other)),
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Object(_) => "object",
+        serde_json::Value::Array(_) => "list",
+        _ => "null",
     }
 }
 
@@ -326,10 +403,14 @@ fn read_jsonl(text: &str) -> Rows {
                         .chain(REQUIRED.iter().map(|s| s.to_string()))
                         .collect::<Vec<_>>(),
                 )
-                .map(|_| {
-                    map.iter()
-                        .filter_map(|(k, v)| json_text(v).map(|t| (k.to_lowercase(), t)))
-                        .collect()
+                .and_then(|_| {
+                    let mut fields = HashMap::new();
+                    for (k, v) in &map {
+                        if let Some(t) = json_text(k, v)? {
+                            fields.insert(k.to_lowercase(), t);
+                        }
+                    }
+                    Ok(fields)
                 })
             }
             Ok(_) => Err("expected a JSON object".to_string()),
@@ -368,6 +449,9 @@ pub fn parse_bytes(
         path: path.to_path_buf(),
         message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
     })?;
+    // A byte-order mark (spreadsheet exports write one) is not part of the data, in
+    // CSV or JSON Lines.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(CatalogError::Format {
             path: path.to_path_buf(),

@@ -229,3 +229,71 @@ fn cli_import_and_ask_on_an_own_store() {
     let out = aisle(&["--data-dir", d, "ask", "--sku", "NOPE", "how much is it"]);
     assert_fails_with(&out, "no product with sku \"NOPE\"");
 }
+
+/// What used to import wrong without a word: each is now a problem named by line,
+/// or (a byte-order mark) read as the spreadsheet meant.
+#[test]
+fn silent_wrong_imports_are_named_or_read_right() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cat = CatalogDb::open(&dir.path().join("db.sqlite")).expect("open");
+    let opts = ImportOptions::default();
+    let bad = write(
+        dir.path(),
+        "promos.csv",
+        "sku,name,price,stock,aisle,promo_description,promo_price,promo_percent_off\n\
+A1,No description,2.00,1,Aisle 1,,1.50,\n\
+A2,Dearer on offer,2.00,1,Aisle 1,Big deal,2.50,\n\
+A3,Slipped decimal,349000000,1,Aisle 1,,,\n\
+A4,Fine,2.00,1,Aisle 1,Half price,,50\n",
+    );
+    let err = import_file(&mut cat, &bad, &opts).expect_err("bad rows");
+    let msg = err.to_string();
+    for want in [
+        "line 2: `promo_price` is given but `promo_description` is empty",
+        "line 3: `promo_price` 2.50 is not below `price` 2.00",
+        "line 4: `price` 349000000 is above 100000",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let dup = write(
+        dir.path(),
+        "dup.csv",
+        "sku,name,price,stock,aisle,price\nA1,Milk,1.00,1,Aisle 1,9.99\n",
+    );
+    let e = import_file(&mut cat, &dup, &opts)
+        .expect_err("dup")
+        .to_string();
+    assert!(
+        e.contains("dup.csv: line 1: column `price` appears twice"),
+        "{e}"
+    );
+    let nested = write(
+        dir.path(),
+        "nested.jsonl",
+        "{\"sku\":\"N1\",\"name\":\"Milk\",\"price\":1.5,\"stock\":2,\"aisle\":\"Aisle 1\",\"brand\":{\"x\":1}}\n\
+{\"sku\":\"N2\",\"name\":\"Tea\",\"price\":1.5,\"stock\":2,\"aisle\":\"Aisle 1\",\"tags\":[\"vegan\",[\"x\"]]}\n",
+    );
+    let e = import_file(&mut cat, &nested, &opts)
+        .expect_err("nested")
+        .to_string();
+    assert!(
+        e.contains("line 1: `brand` must be a plain value, found an object")
+            && e.contains("line 2: `tags` must be a list of plain values, found a nested list"),
+        "{e}"
+    );
+    assert_eq!(cat.product_count().expect("db"), 0, "nothing imported");
+    // A byte-order mark in JSON Lines, as in CSV, is not data.
+    let bom = write(
+        dir.path(),
+        "bom.jsonl",
+        "\u{feff}{\"sku\":\"J1\",\"name\":\"Juice\",\"price\":\"2.25\",\"stock\":3,\"aisle\":\"Aisle 4\"}\n",
+    );
+    import_file(&mut cat, &bom, &opts).expect("a JSONL file with a BOM");
+    let bom = write(
+        dir.path(),
+        "bom.csv",
+        "\u{feff}sku,name,price,stock,aisle\nC1,Cola,1.25,6,Aisle 4\n",
+    );
+    import_file(&mut cat, &bom, &opts).expect("a CSV file with a BOM");
+    assert_eq!(cat.product_count().expect("db"), 2);
+}
