@@ -294,3 +294,184 @@ fn a_damaged_model_file_is_refused_with_its_name() {
     let err = Llm::load(&bad, 1, 256).expect_err("text file").to_string();
     assert!(err.contains("broken.gguf"), "{err}");
 }
+
+/// The held-out set: 60 questions written by these rules, before the fallback's
+/// prompt examples were looked at, and kept out of the prompt. Twelve of each:
+/// - slang: a casual register for price, place, stock and offers ("y'all got");
+/// - indirect: the question implied rather than asked ("I can't see the almond milk");
+/// - misspelled: typos in the product and in the cue ("hw much is teh chedar");
+/// - two products in one question (the intent of the first clause is scored);
+/// - no product named: offers in general, staff, recommendations, reset, greeting,
+///   preference, and off-topic questions (intended: unknown).
+/// Products are common words of the demo store. Every question goes through the
+/// whole engine (grammar, then the LLM fallback), as a shopper's would.
+const HELD_OUT: &[(&str, Intent)] = &[
+    // slang
+    ("how much we talking for the sharp cheddar", Intent::Price),
+    ("what's the cheddar gonna run me", Intent::Price),
+    ("yo where they keep the peanut butter", Intent::Location),
+    ("where's the oat milk at", Intent::Location),
+    ("y'all got any goat cheese", Intent::Availability),
+    (
+        "you holding any almond milk right now",
+        Intent::Availability,
+    ),
+    ("any deals goin on the tortilla chips", Intent::Promotions),
+    ("is the coffee going cheap this week", Intent::Promotions),
+    ("bananas, how much a pop", Intent::Price),
+    ("gimme the aisle for greek yogurt", Intent::Location),
+    ("u got eggs or nah", Intent::Availability),
+    ("eggs, what do they go for", Intent::Price),
+    // indirect
+    (
+        "I'm trying to figure out where you keep the pasta",
+        Intent::Location,
+    ),
+    (
+        "I wonder if the bread is still around today",
+        Intent::Availability,
+    ),
+    ("my wallet wants to know about the cheddar", Intent::Price),
+    ("I can't see the almond milk anywhere", Intent::Location),
+    (
+        "would the oat milk be cheaper than usual",
+        Intent::Promotions,
+    ),
+    (
+        "I'd love some goat cheese if there's any left",
+        Intent::Availability,
+    ),
+    ("I need to know what the peanut butter costs", Intent::Price),
+    ("point me toward the coffee please", Intent::Location),
+    (
+        "is there some kind of discount on greek yogurt",
+        Intent::Promotions,
+    ),
+    (
+        "I was hoping you still had tortilla chips",
+        Intent::Availability,
+    ),
+    (
+        "before I walk over, what's the price of the bananas",
+        Intent::Price,
+    ),
+    ("which way to the eggs", Intent::Location),
+    // misspelled
+    ("hw much is teh chedar", Intent::Price),
+    ("were is the peanut buter", Intent::Location),
+    ("do u hav almnd milk", Intent::Availability),
+    ("any sale on tortila chips", Intent::Promotions),
+    ("how much r the banannas", Intent::Price),
+    ("wher can i fnd greek yoghurt", Intent::Location),
+    ("is the cofee in stok", Intent::Availability),
+    ("prise of oat milck", Intent::Price),
+    ("discout on the goat chese?", Intent::Promotions),
+    ("wat aisle is pasta in", Intent::Location),
+    ("how mutch is bred", Intent::Price),
+    ("got any egs", Intent::Availability),
+    // two products
+    ("how much are the bananas and the oat milk", Intent::Price),
+    ("where are the eggs and the bread", Intent::Location),
+    (
+        "do you have goat cheese and almond milk",
+        Intent::Availability,
+    ),
+    (
+        "which is cheaper, the cheddar or the goat cheese",
+        Intent::Compare,
+    ),
+    ("any deals on coffee or tortilla chips", Intent::Promotions),
+    (
+        "price of peanut butter and also greek yogurt",
+        Intent::Price,
+    ),
+    ("is the pasta or the bread on sale", Intent::Promotions),
+    ("where do i find coffee and then the eggs", Intent::Location),
+    ("compare the oat milk with the almond milk", Intent::Compare),
+    ("are bananas and eggs in stock", Intent::Availability),
+    ("how much for cheddar plus bread", Intent::Price),
+    (
+        "greek yogurt vs oat milk, which costs less",
+        Intent::Compare,
+    ),
+    // no product named
+    ("what's on sale today", Intent::Promotions),
+    ("anything discounted this week", Intent::Promotions),
+    ("can someone help me", Intent::Staff),
+    ("I'd like to talk to a person", Intent::Staff),
+    ("what's good for breakfast", Intent::Recommend),
+    ("got anything gluten free", Intent::Recommend),
+    ("start over please", Intent::Reset),
+    ("hello there", Intent::Greeting),
+    ("I only eat vegan food", Intent::Preference),
+    ("what's the weather", Intent::Unknown),
+    ("tell me a story", Intent::Unknown),
+    ("who won the game last night", Intent::Unknown),
+];
+
+/// The intent the whole engine reads on the held-out set, against the intended one:
+/// the figure is printed with its confusion table and asserted on by itself.
+#[test]
+fn held_out_questions_accuracy_and_confusion() {
+    let cat = store();
+    let engine = with_fallback(&cat);
+    let mut right = 0;
+    let mut pairs: Vec<(Intent, Intent)> = Vec::new();
+    let mut wrong = String::new();
+    for (q, want) in HELD_OUT {
+        let a = engine.ask(q, &mut Session::default(), None).expect("ask");
+        crate::assistant::assert_grounded(&cat, &engine.today(), &a, q);
+        pairs.push((*want, a.intent));
+        if a.intent == *want {
+            right += 1;
+        } else {
+            wrong += &format!(
+                "  {q:?}: wanted {}, read {} via {}\n",
+                want.name(),
+                a.intent.name(),
+                a.path
+            );
+        }
+    }
+    let names: Vec<Intent> = {
+        let mut v: Vec<Intent> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();
+        v.sort_by_key(|i| i.name());
+        v.dedup();
+        v
+    };
+    let mut table = format!("{:<13}", "wanted\\read");
+    for n in &names {
+        table += &format!("{:>6}", &n.name()[..n.name().len().min(5)]);
+    }
+    table.push('\n');
+    for w in &names {
+        table += &format!("{:<13}", w.name());
+        for r in &names {
+            let c = pairs.iter().filter(|(a, b)| a == w && b == r).count();
+            table += &format!(
+                "{:>6}",
+                if c == 0 {
+                    ".".to_string()
+                } else {
+                    c.to_string()
+                }
+            );
+        }
+        table.push('\n');
+    }
+    let pct = right as f64 * 100.0 / HELD_OUT.len() as f64;
+    eprintln!(
+        "held-out: {right}/{} = {pct:.0}%\n{table}misread:\n{wrong}",
+        HELD_OUT.len()
+    );
+    assert_eq!(HELD_OUT.len(), 60);
+    assert!(
+        right * 100 >= HELD_OUT.len() * HELD_OUT_BAR,
+        "held-out {right}/{}\n{table}{wrong}",
+        HELD_OUT.len()
+    );
+}
+
+/// The held-out bar: measured 44/60 (73%) on 2026-11-30 with SmolLM2-135M; the bar
+/// sits just under it (llama.cpp's arithmetic depends on batching), percent.
+const HELD_OUT_BAR: usize = 70;
