@@ -303,6 +303,7 @@ fn a_damaged_model_file_is_refused_with_its_name() {
 /// - two products in one question (the intent of the first clause is scored);
 /// - no product named: offers in general, staff, recommendations, reset, greeting,
 ///   preference, and off-topic questions (intended: unknown).
+///
 /// Products are common words of the demo store. Every question goes through the
 /// whole engine (grammar, then the LLM fallback), as a shopper's would.
 const HELD_OUT: &[(&str, Intent)] = &[
