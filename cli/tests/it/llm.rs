@@ -260,8 +260,14 @@ fn hostile_input_through_the_llm_stays_grounded() {
         let mut s = Session::default();
         let a = engine.ask(q, &mut s, None).expect("ask");
         crate::assistant::assert_grounded(&cat, &engine.today(), &a, q);
-        // Outside what it quotes back ("I could not find ..."), nothing is free.
-        let own: String = a.text.split('"').step_by(2).collect();
+        // Outside what it quotes back ("I could not find ...") and the names of the
+        // products it is about ("Sugar Free Chocolates"), nothing is free.
+        let mut own: String = a.text.split('"').step_by(2).collect();
+        for sku in &a.products {
+            if let Some(p) = cat.product(sku).expect("db") {
+                own = own.replace(&p.name, "");
+            }
+        }
         assert!(!own.to_lowercase().contains("free"), "{q:?}: {}", a.text);
         assert!(!a.text.contains("$0.00"), "{q:?}: {}", a.text);
     }
@@ -415,7 +421,13 @@ const HELD_OUT: &[(&str, Intent)] = &[
 #[test]
 fn held_out_questions_accuracy_and_confusion() {
     let cat = store();
-    let engine = with_fallback(&cat);
+    // An engine of its own: the shared one's prompt cache changes under the tests
+    // running beside it, and llama.cpp's arithmetic depends on what is cached.
+    let own = std::sync::Arc::new(Llm::load(&llm().model, 2, 1024).expect("second engine"));
+    let engine = Assistant::new(&cat)
+        .expect("engine")
+        .with_meaning(crate::assistant::minilm())
+        .with_llm(own);
     let mut right = 0;
     let mut pairs: Vec<(Intent, Intent)> = Vec::new();
     let mut wrong = String::new();
