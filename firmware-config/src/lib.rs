@@ -199,7 +199,16 @@ pub fn check_str(text: &str, file: &Path, base_dir: &Path) -> Result<ConfigFile,
             message,
         }
     };
-    let doc = match toml_edit::Document::parse(text) {
+    // toml_edit 0.23.10 panics on some malformed dotted keys ("==\n.!=\n!", found by
+    // the config_check fuzz target): that is a syntax error of the file, not a crash.
+    let parsed = std::panic::catch_unwind(|| toml_edit::Document::parse(text));
+    let Ok(parsed) = parsed else {
+        return Err(vec![locate(
+            None,
+            "TOML syntax error: the file is not valid TOML (the parser gave up on it)".into(),
+        )]);
+    };
+    let doc = match parsed {
         Ok(doc) => doc,
         Err(e) => {
             let message = e.message().trim().to_string();
@@ -441,6 +450,14 @@ mod tests {
             Ok(_) => vec![],
             Err(d) => d.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn input_that_crashes_the_toml_parser_is_a_syntax_error() {
+        // Found by `cargo fuzz run config_check`: toml_edit 0.23.10 panics on it.
+        let d = diags("==\n.!=\n!");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].contains("TOML syntax error"), "{d:?}");
     }
 
     #[test]

@@ -233,6 +233,50 @@ fn test() -> Result<()> {
     let deb = dist::build(&target_dir(), "debug")?;
     dist::check(&deb, &model_dir(&bin)?)?;
     eprintln!("stage: package check {:.0} s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    fuzz_smoke()?;
+    eprintln!(
+        "stage: fuzz (20 s per target) {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A short libFuzzer run of every target in `fuzz/` (cargo-fuzz on the stable
+/// toolchain, no sanitizer): a crash fails the test command with its input saved
+/// under `fuzz/artifacts/`. Long runs are `cargo fuzz run -s none -O TARGET`.
+fn fuzz_smoke() -> Result<()> {
+    let have = Command::new(env!("CARGO"))
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        run(Command::new(env!("CARGO")).args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            "0.13.2",
+        ]))?;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    run(Command::new(env!("CARGO"))
+        .args(["fuzz", "build", "-s", "none", "-O"])
+        .current_dir(&dir))?;
+    let list = Command::new(env!("CARGO"))
+        .args(["fuzz", "list"])
+        .current_dir(&dir)
+        .output()?;
+    for target in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        run(Command::new(env!("CARGO"))
+            .args(["fuzz", "run", "-s", "none", "-O", target, "--"])
+            .args([
+                "-max_total_time=20",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
+            .current_dir(&dir))?;
+    }
     Ok(())
 }
 
