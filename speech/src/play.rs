@@ -135,10 +135,6 @@ impl Speaker {
         })
     }
 
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
     pub fn device_hz(&self) -> u32 {
         self.device_hz
     }

@@ -910,11 +910,9 @@ fn a_whisper_file_whose_header_lies_is_refused_not_an_abort() {
     }
     let v0 = dir.path().join("silero_vad.onnx");
     let v1 = dir.path().join("silero_vad_openvino_16k.onnx");
-    let out = aisle(&[
-        "--data-dir",
-        d,
-        "--config",
-        c,
+    // Every call here is on the test's own store and config.
+    let on_store = |args: &[&str]| aisle(&[&["--data-dir", d, "--config", c][..], args].concat());
+    let out = on_store(&[
         "models",
         "add",
         "vad-copy",
@@ -922,25 +920,14 @@ fn a_whisper_file_whose_header_lies_is_refused_not_an_abort() {
         v1.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = aisle(&[
-        "--data-dir",
-        d,
-        "--config",
-        c,
+    let out = on_store(&[
         "models",
         "add",
         "lying-whisper",
         lying.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = aisle(&[
-        "--data-dir",
-        d,
-        "--config",
-        c,
-        "transcribe",
-        "../demo/question.wav",
-    ]);
+    let out = on_store(&["transcribe", "../demo/question.wav"]);
     assert_fails_with(&out, "whisper model `lying-whisper`");
     assert!(
         text(&out.stderr).contains("not a whisper.cpp model"),

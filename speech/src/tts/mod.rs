@@ -361,14 +361,6 @@ impl Voice {
         Ok(sentences)
     }
 
-    /// Speaks one prepared sentence.
-    pub fn sentence(&self, sentence: &str) -> Result<SpokenSentence, TtsError> {
-        let t0 = Instant::now();
-        let phonemes = self.espeak.phonemize(sentence)?;
-        let phonemize_ms = t0.elapsed().as_secs_f64() * 1e3;
-        self.synthesize(sentence, &phonemes, phonemize_ms)
-    }
-
     fn synthesize(
         &self,
         sentence: &str,

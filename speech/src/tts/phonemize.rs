@@ -27,12 +27,6 @@ impl Espeak {
         }
     }
 
-    /// One sentence's phonemes (code points, punctuation kept).
-    pub fn phonemize(&self, sentence: &str) -> Result<Vec<char>, TtsError> {
-        let mut all = self.phonemize_many(&[sentence])?;
-        Ok(all.pop().unwrap_or_default())
-    }
-
     /// Every sentence's phonemes from one espeak-ng process (a process costs about
     /// 11 ms; one per answer rather than one per sentence).
     pub fn phonemize_many<S: AsRef<str>>(
