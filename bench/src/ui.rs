@@ -33,16 +33,17 @@ pub fn spoken_question(
     before: f32,
     after: f32,
 ) -> Result<(std::path::PathBuf, aisle_speech::DecodedAudio)> {
-    let raw = dir.join("raw.wav");
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ensure!(ok, "espeak-ng is needed to speak the question");
-    let audio = aisle_speech::decode_wav(&raw)?;
+    let (wav, mut spoken) = spoken_dialogue(&[(text, after)], dir, before)?;
+    Ok((wav, spoken.remove(0)))
+}
+
+/// Several questions in one WAV: `before` s of silence, then each question spoken by
+/// espeak-ng followed by its pause in seconds; the path and each question's speech.
+pub fn spoken_dialogue(
+    parts: &[(&str, f32)],
+    dir: &Path,
+    before: f32,
+) -> Result<(std::path::PathBuf, Vec<aisle_speech::DecodedAudio>)> {
     let wav = dir.join("question.wav");
     let mut w = hound::WavWriter::create(
         &wav,
@@ -54,14 +55,30 @@ pub fn spoken_question(
         },
     )?;
     let silence = |s: f32| std::iter::repeat_n(0.0f32, (s * 16_000.0) as usize);
-    for x in silence(before)
-        .chain(audio.samples.iter().copied())
-        .chain(silence(after))
-    {
-        w.write_sample((x.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    let mut write = |x: f32| w.write_sample((x.clamp(-1.0, 1.0) * 32767.0) as i16);
+    for x in silence(before) {
+        write(x)?;
+    }
+    let mut spoken = Vec::new();
+    for (text, after) in parts {
+        let raw = dir.join("raw.wav");
+        let ok = std::process::Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&raw)
+            .arg(text)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ensure!(ok, "espeak-ng is needed to speak the question");
+        // Decoded to 16 kHz mono.
+        let audio = aisle_speech::decode_wav(&raw)?;
+        for x in audio.samples.iter().copied().chain(silence(*after)) {
+            write(x)?;
+        }
+        spoken.push(audio);
     }
     w.finalize()?;
-    Ok((wav, audio))
+    Ok((wav, spoken))
 }
 
 /// A still picture as a 2-frame Y4M for Chromium's fake camera (which loops it).
@@ -195,6 +212,11 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     b.open(&url)?;
     b.wait_js(COLD, WAIT)?;
     consent(&b)?;
+    // Sound off: the peer is not spoken to either, and a spoken answer would keep
+    // the page listening over it (the next pass of the looped question would be
+    // heard as a follow-up, not asked by a tap).
+    let mute = b.testid("mute")?;
+    b.click(&mute)?;
     let mut page_ms = Vec::new();
     let mut server_ms = Vec::new();
     let t = Instant::now();

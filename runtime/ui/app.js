@@ -29,6 +29,7 @@ const state = {
   down: false,          // the service answered 503 or not at all
   voice: null,          // the question being heard (from start until the answer)
   run: null,            // the service's voice run (until run-end, spoken answer included)
+  heldMic: null,        // the microphone kept open while the answer is spoken (barge-in)
   muted: false,         // spoken answers off (the "Sound" toggle)
   idleTimer: null,
 };
@@ -169,6 +170,10 @@ async function ask(text, sku) {
   text = text.trim();
   if (!text) return;
   touch();
+  // A typed or touched question ends the spoken answer and listening over it.
+  hush();
+  const f = state.voice;
+  if (f && f.mode === "follow" && !f.heard) stopVoice();
   status("Thinking…");
   try {
     const body = { text };
@@ -466,6 +471,15 @@ el.mic.addEventListener("pointerup", release);
 el.mic.addEventListener("pointercancel", release);
 el.mic.addEventListener("click", () => {
   if (held) { held = false; return; }
+  const f = state.voice;
+  // Listening over the answer for a barge-in: a tap makes it a question like any other.
+  if (f && f.mode === "follow" && !f.heard && !f.ended) {
+    f.mode = "tap";
+    clearInterval(f.followTimer);
+    setMic(true, "Listening… tap to stop");
+    touch();
+    return;
+  }
   if (listening()) endVoice();
   else startVoice("tap");
 });
@@ -475,23 +489,31 @@ function listening() { return !!state.voice && !state.voice.ended; }
 
 async function startVoice(mode) {
   begin();
-  touch();
+  // Listening over the answer is not the shopper's doing: it does not postpone the reset.
+  if (mode !== "follow") touch();
   if (state.down) return;
   let closed;
-  const v = { mode, ended: false, t0: performance.now(), marks: {}, closed: new Promise((r) => { closed = r; }) };
+  const v = { mode, origin: mode, ended: false, t0: performance.now(), marks: {}, closed: new Promise((r) => { closed = r; }) };
   v.close = closed;
   state.voice = v;
-  setMic(true, mode === "push" ? "Listening: release to send" : "Listening… tap to stop");
-  el.transcript.textContent = "";
+  setMic(true, mode === "push" ? "Listening: release to send" : mode === "follow" ? "Speak to interrupt" : "Listening… tap to stop");
+  if (mode !== "follow") el.transcript.textContent = "";
   let mic;
   try {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw Object.assign(new Error(), { name: "NotFoundError" });
-    mic = await navigator.mediaDevices.getUserMedia({
-      // Raw sound: whisper hears better without the browser's voice-call filters.
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-      video: false,
-    });
+    // The microphone kept open over the spoken answer, else a new one.
+    mic = takeHeldMic();
+    if (!mic) {
+      mic = await navigator.mediaDevices.getUserMedia({
+        // Whisper hears better without the browser's noise suppression and gain
+        // control; the echo canceller stays on, so that listening over the
+        // kiosk's own voice does not hear the answer.
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
+        video: false,
+      });
+    }
   } catch (e) {
+    if (mode === "follow") { stopVoice(); return; }
     voiceFailed(micProblem(e));
     return;
   }
@@ -512,7 +534,8 @@ async function startVoice(mode) {
     const src = ctx.createMediaStreamSource(mic);
     v.src = src;
     state.run = v;
-    const start = { type: "start", sample_rate: ctx.sampleRate, speak: !state.muted };
+    v.speak = !state.muted;
+    const start = { type: "start", sample_rate: ctx.sampleRate, speak: v.speak };
     if (state.session) start.session = state.session;
     const sku = productInView();
     if (sku) start.sku = sku;
@@ -530,6 +553,16 @@ async function startVoice(mode) {
     };
     src.connect(node);
     if (ctx.state !== "running") await ctx.resume();
+    if (mode === "follow") {
+      // Heard nothing by FOLLOW_MS after the answer went quiet: stop listening.
+      let quiet = null;
+      v.followTimer = setInterval(() => {
+        if (state.voice !== v || v.heard || v.mode !== "follow") { clearInterval(v.followTimer); return; }
+        if (speaking()) { quiet = null; return; }
+        quiet = quiet || performance.now();
+        if (performance.now() - quiet > FOLLOW_MS) { clearInterval(v.followTimer); stopVoice(); status("Ready."); }
+      }, 100);
+    }
   } catch (e) {
     voiceFailed(e.message || "The microphone could not start.");
   }
@@ -560,15 +593,17 @@ function endVoice() {
   const v = state.voice;
   if (!v || v.ended) return;
   v.ended = true;
-  releaseMic(v);
+  releaseMic(v, v.speak);
   setMic(false, "Tap to speak");
   status("Thinking…");
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));
 }
 
 function stopVoice() {
+  dropHeldMic();
   const v = state.voice;
   if (!v) return;
+  clearInterval(v.followTimer);
   if (!v.ended && state.run === v && ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "cancel" }));
   releaseMic(v);
   state.voice = null;
@@ -580,13 +615,29 @@ function voiceFailed(text) {
   showProblem(text);
 }
 
-// The microphone is open only while a question is being heard.
-function releaseMic(v) {
+// The microphone is open only while a question is being heard and while its answer
+// is spoken (to hear the shopper speak over it); `keep` holds it for that.
+function releaseMic(v, keep) {
   if (v.src) v.src.disconnect();
-  if (v.mic) v.mic.getTracks().forEach((t) => t.stop());
+  if (v.mic) {
+    if (keep) { dropHeldMic(); state.heldMic = v.mic; } else v.mic.getTracks().forEach((t) => t.stop());
+  }
   v.src = v.mic = null;
   // Nothing flows while no question is heard: the context sleeps.
   if (audio) audio.ctx.suspend().catch(() => {});
+}
+
+function takeHeldMic() {
+  const m = state.heldMic;
+  state.heldMic = null;
+  if (m && m.getAudioTracks().some((t) => t.readyState === "live")) return m;
+  if (m) m.getTracks().forEach((t) => t.stop());
+  return null;
+}
+
+function dropHeldMic() {
+  if (state.heldMic) state.heldMic.getTracks().forEach((t) => t.stop());
+  state.heldMic = null;
 }
 
 function setMic(on, label) {
@@ -600,11 +651,18 @@ async function onVoiceEvent(e) {
   const now = performance.now();
   switch (e.type) {
     case "run-start": v.started = true; break;
-    case "vad-start": status("Listening…"); break;
+    case "vad-start":
+      v.heard = true;
+      // Barge-in: the shopper speaks over the answer; it stops, and what they
+      // say is the next question.
+      if (speaking()) { v.marks.bargeIn = now; hush(); }
+      if (v.mode === "follow") { v.mode = "tap"; touch(); setMic(true, "Listening… tap to stop"); el.transcript.textContent = ""; }
+      status("Listening…");
+      break;
     case "stt-partial": el.transcript.textContent = e.text; break;
     case "vad-end":
       v.marks.vadEnd = now;
-      if (!v.ended) { v.ended = true; releaseMic(v); setMic(false, "Tap to speak"); }
+      if (!v.ended) { v.ended = true; releaseMic(v, v.speak); setMic(false, "Tap to speak"); }
       status("Thinking…");
       break;
     case "stt-end": el.transcript.textContent = e.text; break;
@@ -620,14 +678,20 @@ async function onVoiceEvent(e) {
       v.marks.spoken = { sentences: e.sentences, interrupted: e.interrupted };
       break;
     case "run-end":
-      window.aisle.metrics.voice.push({ t0: v.t0, ...v.marks, server: e.timings_ms });
+      window.aisle.metrics.voice.push({ t0: v.t0, origin: v.origin, ...v.marks, server: e.timings_ms });
       state.run = null;
       v.close();
       if (state.voice === v) { state.voice = null; setMic(false, "Tap to speak"); }
+      // The answer is still being spoken: listen over it, so the shopper can
+      // interrupt by speaking (and ask on without touching the screen).
+      if (!state.voice && !state.muted && !v.hushed && speaking() && !state.down) startVoice("follow");
+      else if (!state.voice) dropHeldMic();
       break;
     case "error":
       // Refused before it began (the service is busy): no run-end will come.
       if (!v.started) { state.run = null; v.close(); }
+      // Listening over the answer is the kiosk's idea: its failures stay quiet.
+      if (state.voice === v && v.mode === "follow") { stopVoice(); break; }
       if (state.voice === v) voiceFailed(e.message || "The question could not be heard.");
       break;
     default: break;
@@ -637,6 +701,8 @@ async function onVoiceEvent(e) {
 // ---------- spoken answers: 16-bit PCM sentences from the voice run, played in order ----------
 
 const speech = { ctx: null, rate: 22050, next: 0, playing: [] };
+// How long the microphone stays open for a follow-up after the answer has been spoken.
+const FOLLOW_MS = 3000;
 
 function playSpeech(buf) {
   const v = state.run;
@@ -681,7 +747,11 @@ window.aisle.speaking = speaking;
 
 el.mute.addEventListener("click", () => {
   state.muted = !state.muted;
-  if (state.muted) hush();
+  if (state.muted) {
+    hush();
+    const f = state.voice;
+    if (f && f.mode === "follow" && !f.heard) stopVoice();
+  }
   el.mute.setAttribute("aria-pressed", state.muted ? "true" : "false");
   el.mute.textContent = state.muted ? "Sound off" : "Sound on";
 });

@@ -330,6 +330,77 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
     Ok(())
 }
 
+/// Speaking over the spoken answer stops it, and what the shopper says is the next
+/// question: the page listens over its own voice (with the browser's echo
+/// canceller) while the answer plays.
+#[test]
+fn speaking_over_the_answer_stops_it_and_asks_again() -> Result<()> {
+    let s = crate::service::server();
+    let dir = tempfile::tempdir().expect("tmp");
+    // The second question starts 2 s after the first ends: while the first answer
+    // (several seconds of speech) is playing.
+    let (wav, _) = aisle_bench::ui::spoken_dialogue(
+        &[
+            ("how much is the banana and where can I find it", 2.0),
+            ("where can I find the whole milk", 6.0),
+        ],
+        dir.path(),
+        0.5,
+    )?;
+    // Played once, not looped: the first question is not heard a second time.
+    let once = PathBuf::from(format!("{}%noloop", wav.display()));
+    let b = open_page(
+        s.addr,
+        1280,
+        800,
+        Media {
+            audio: Some(&once),
+            ..Default::default()
+        },
+    )?;
+    accept(&b)?;
+    let mic = b.testid("mic-button")?;
+    b.click(&mic)?;
+    b.wait_text("answer", WAIT, |t| t.contains("$0.69"))?;
+    let a = b.wait_text("answer", WAIT, |t| t.contains("Whole Milk"))?;
+    let m = b.wait_js(
+        "const m = window.aisle.metrics.voice; return m.length >= 2 && m",
+        WAIT,
+    )?;
+    let artefact = artefacts().join("barge-in.json");
+    let _ = std::fs::write(&artefact, m.to_string());
+    // The first answer was cut short by the shopper's voice, not by a button.
+    let first = &m[0];
+    assert_eq!(first["origin"], json!("tap"), "{m}");
+    let second = &m[1];
+    assert_eq!(
+        second["origin"],
+        json!("follow"),
+        "listened over the answer: {m}"
+    );
+    assert!(
+        second["bargeIn"].as_f64().is_some(),
+        "the second question began while the first answer played: {m}"
+    );
+    assert!(
+        b.wait_text("transcript", WAIT, |t| t.to_lowercase().contains("milk"))
+            .is_ok(),
+        "{a}"
+    );
+    // Nothing more is said: the microphone closes a few seconds after the answer.
+    b.wait_js(
+        "return !window.aisle.speaking() && document.querySelector('[data-testid=mic-button]').getAttribute('aria-pressed') === 'false' && window.aisle.metrics.voice.length >= 3",
+        WAIT,
+    )?;
+    let m = b.js("return window.aisle.metrics.voice", json!([]))?;
+    assert_eq!(m[2]["origin"], json!("follow"), "{m}");
+    assert!(
+        m[2]["vadEnd"].is_null(),
+        "nothing was heard after the second answer: {m}"
+    );
+    Ok(())
+}
+
 /// The shelf of `crate::ar::shelf` for Chromium's fake camera.
 fn shelf_video(dir: &Path) -> Result<PathBuf> {
     let png = dir.join("shelf.png");
