@@ -364,7 +364,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
             .iter()
             .zip(&ocr_runs[0].text)
             .filter(|(path, ours)| {
-                let theirs: Vec<String> = p["text"][path.to_string_lossy().as_ref()]
+                let theirs: Vec<String> = p["text"][&*path.to_string_lossy()]
                     .as_array()
                     .map(|a| {
                         a.iter()
@@ -414,7 +414,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
             .iter()
             .zip(&engines[0].3)
             .filter(|(path, ours)| {
-                p["top1"][path.to_string_lossy().as_ref()].as_u64() == Some(**ours as u64)
+                p["top1"][&*path.to_string_lossy()].as_u64() == Some(**ours as u64)
             })
             .count()
     });

@@ -146,6 +146,22 @@ pub enum Command {
         #[arg(long, conflicts_with = "out")]
         device: Option<String>,
     },
+    /// Staff: signed releases of models and catalog (TUF keys, publish, list, renew).
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Kiosk: fetch, verify, health-check and activate the newest signed release
+    /// from `sync.endpoint` (`aisle serve` also syncs every `sync.interval_s`).
+    Sync {
+        /// One sync, then exit (0 when the kiosk ends on a working release).
+        #[arg(long)]
+        once: bool,
+        /// Return to the previous release (and hold the current one back).
+        #[arg(long, conflicts_with = "once")]
+        rollback: bool,
+        /// Print the last sync's state without syncing.
+        #[arg(long, conflicts_with_all = ["once", "rollback"])]
+        status: bool,
+    },
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
         file: PathBuf,
@@ -319,6 +335,56 @@ pub enum BenchCmd {
     Ui(BenchArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCmd {
+    /// Make the signing keys (root: 3 keys, 2 must sign; targets, snapshot and
+    /// timestamp: one each) and the first root.json, which kiosks are given as
+    /// `sync.trust_root`.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+    },
+    /// Build and sign a release and upload what the bucket lacks: by default the
+    /// configured models and the catalog; prints the version.
+    Publish {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// s3://bucket/prefix or file:///path (default: sync.endpoint).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The catalog file (CSV or JSON Lines; default: paths.catalog).
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
+        /// Only these models (default: every model the config uses that is installed).
+        #[arg(long, value_name = "NAME", num_args = 1..)]
+        models: Vec<String>,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// Health questions (JSON: [{"ask": "...", "expect": ["..."]}]); default:
+        /// the price of the catalog's first three products.
+        #[arg(long, value_name = "FILE")]
+        health: Option<PathBuf>,
+    },
+    /// The releases at a location, newest first.
+    List {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
+    /// Renew the timestamp (run from cron well within its 7 days), so kiosks
+    /// never see a stale release.
+    Refresh {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// Days until the renewed timestamp expires.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
     aisle_vision::Engine::parse(s)
         .ok_or_else(|| format!("unknown engine {s:?}: onnxruntime or tract"))
@@ -395,6 +461,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { bind } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::serve_cmd::serve(&cfg, bind.as_deref(), cli.json)
+        }
+        Command::Release(cmd) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::release_cmd::release(&cfg, cmd, cli.json)
+        }
+        Command::Sync {
+            once,
+            rollback,
+            status,
+        } => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::release_cmd::sync(&cfg, *once, *rollback, *status, cli.json)
         }
         Command::Say { text, out, device } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -48,6 +48,7 @@ mod cli;
 mod demo;
 mod models_cmd;
 mod progress;
+mod release_cmd;
 mod say_cmd;
 mod serve_cmd;
 mod speech_cmd;

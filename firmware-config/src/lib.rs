@@ -257,6 +257,7 @@ fn make_paths_absolute(c: &mut ConfigFile, base: &Path) {
     fix(&mut c.camera.path);
     fix(&mut c.audio.input.path);
     fix(&mut c.service.staff_token_file);
+    fix(&mut c.sync.trust_root);
 }
 
 /// Rules that span fields or touch the file system: `(dotted path to blame, message)`.
@@ -326,6 +327,32 @@ fn semantic_problems(c: &ConfigFile) -> Vec<(&'static str, String)> {
         &c.service.staff_token_file,
         "file",
     );
+    must_exist(&mut out, "sync.trust_root", &c.sync.trust_root, "file");
+    let e = &c.sync.endpoint;
+    if !e.is_empty() {
+        if !(e.starts_with("s3://") || e.starts_with("file:///")) {
+            out.push((
+                "sync.endpoint",
+                format!(
+                    "`sync.endpoint` must be s3://bucket/prefix or file:///path, found \"{e}\""
+                ),
+            ));
+        }
+        if c.sync.trust_root.is_none() {
+            out.push((
+                "sync.trust_root",
+                "`sync.endpoint` is set but `sync.trust_root` is not: a kiosk syncs only what a root it trusts has signed".into(),
+            ));
+        }
+    }
+    if let Some(url) = &c.sync.s3_endpoint
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        out.push((
+            "sync.s3_endpoint",
+            format!("`sync.s3_endpoint` must be an http:// or https:// URL, found \"{url}\""),
+        ));
+    }
     if let Some(url) = &c.service.staff_webhook
         && !url.starts_with("http://")
     {

@@ -33,6 +33,8 @@ pub struct ConfigFile {
     pub privacy: Privacy,
     /// The local HTTP/WebSocket service.
     pub service: Service,
+    /// Signed releases: where this kiosk syncs models and catalog from.
+    pub sync: Sync,
 }
 
 /// Device form factor.
@@ -408,6 +410,45 @@ impl Default for Service {
             allow_non_loopback: false,
             staff_token_file: None,
             staff_webhook: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sync {
+    /// Where releases are published: `s3://bucket/prefix` (S3-compatible storage) or
+    /// `file:///path`. Empty: this kiosk does not sync.
+    pub endpoint: String,
+    /// The `root.json` this kiosk trusts first (from `aisle release init`); later
+    /// roots are trusted only when signed by this one's keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<PathBuf>,
+    /// Seconds between syncs inside `aisle serve` (0: only `aisle sync`).
+    pub interval_s: u32,
+    /// Up to this many seconds added to each interval at random, so a fleet does
+    /// not sync all at once.
+    pub jitter_s: u32,
+    /// The S3 endpoint URL of a server that is not AWS (else `AWS_ENDPOINT_URL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region (else `AWS_REGION`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint (a test server or a store's own LAN server).
+    pub s3_allow_http: bool,
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            trust_root: None,
+            interval_s: 900,
+            jitter_s: 120,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_allow_http: false,
         }
     }
 }

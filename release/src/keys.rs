@@ -174,8 +174,16 @@ impl Keys {
             .await
             .map_err(tuf("signing root.json"))?;
         let v = signed.signed().signed.version;
-        write_atomic(&self.dir.join(format!("{v}.root.json")), signed.buffer())?;
-        write_atomic(&self.root_json(), signed.buffer())?;
+        // Public (kiosks are given it): readable by all, unlike the keys.
+        for p in [self.dir.join(format!("{v}.root.json")), self.root_json()] {
+            write_atomic(&p, signed.buffer())?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                    .map_err(io(&p))?;
+            }
+        }
         Ok(signed)
     }
 

@@ -249,8 +249,8 @@ async fn step(
     if st.bad.contains(&version) {
         st.state = "held-back".into();
         st.error = Some(format!(
-            "release {version} failed its health check here before; staying on {:?}",
-            st.active
+            "release {version} is held back here (it failed its health check or was rolled back); staying on {}",
+            on(st.active)
         ));
         return Ok(());
     }
@@ -338,8 +338,8 @@ async fn step(
             st.health = Some(problem.clone());
             st.bad.push(version);
             st.error = Some(format!(
-                "release {version} failed its health check ({problem}); staying on {:?}",
-                st.active
+                "release {version} failed its health check ({problem}); staying on {}",
+                on(st.active)
             ));
             return Ok(());
         }
@@ -350,6 +350,10 @@ async fn step(
     st.state = "activated".into();
     prune(paths, version, st.previous);
     Ok(())
+}
+
+fn on(active: Option<u64>) -> String {
+    active.map_or("no release".into(), |v| format!("release {v}"))
 }
 
 /// Copies an already verified file of the active release instead of downloading

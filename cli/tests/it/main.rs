@@ -11,6 +11,7 @@ mod catalog_import;
 mod llm;
 mod scan;
 mod service;
+mod sync;
 mod ui;
 
 fn data_dir() -> PathBuf {

@@ -60,12 +60,8 @@ fn seaweed() -> &'static str {
 /// A fresh bucket on the SeaweedFS (a filer directory under /buckets is a bucket).
 fn bucket(name: &str) -> String {
     seaweed();
-    let st = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST"])
-        .arg(format!("http://127.0.0.1:8888/buckets/{name}/"))
-        .status()
-        .expect("curl");
-    assert!(st.success(), "bucket {name} not made");
+    let r = ureq::post(&format!("http://127.0.0.1:8888/buckets/{name}/")).send_empty();
+    assert!(r.is_ok(), "bucket {name} not made: {r:?}");
     format!("s3://{name}/fleet")
 }
 

@@ -25,8 +25,11 @@ fn context(what: impl Into<String>) -> impl FnOnce(KioskError) -> KioskError {
     }
 }
 
+/// The catalog database: the active release's once a sync activated one, else
+/// `<data_dir>/catalog/store.sqlite`.
 pub fn catalog_path(cfg: &DeviceConfig) -> PathBuf {
-    cfg.data_dir.join("catalog").join("store.sqlite")
+    crate::sync::active_catalog(cfg)
+        .unwrap_or_else(|| cfg.data_dir.join("catalog").join("store.sqlite"))
 }
 
 pub fn vision_cache_dir(cfg: &DeviceConfig) -> PathBuf {

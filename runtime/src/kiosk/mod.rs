@@ -563,6 +563,17 @@ impl Kiosk {
         &self.cfg
     }
 
+    /// Takes over what a running kiosk accumulated (its live conversations and
+    /// demand counts) when a new release replaces it.
+    pub fn adopt(&self, old: &Kiosk) {
+        self.sessions.adopt(&old.sessions);
+        let counts = std::mem::take(&mut *old.demand.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut d = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in counts {
+            *d.entry(k).or_default() += n;
+        }
+    }
+
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }

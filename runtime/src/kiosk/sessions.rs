@@ -62,6 +62,18 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Moves every live conversation of `old` here (a release swapped in under a
+    /// running service: shoppers keep their conversations).
+    pub fn adopt(&self, old: &Sessions) {
+        let moved: Vec<(String, Entry)> = old.lock().drain().collect();
+        let mut m = self.lock();
+        for (id, e) in moved {
+            if m.len() < MAX_SESSIONS {
+                m.insert(id, e);
+            }
+        }
+    }
+
     /// Erases every session idle for longer than the timeout; returns how many.
     pub fn expire(&self) -> usize {
         let now = self.clock.now();

@@ -134,6 +134,19 @@ impl Metrics {
             "# HELP aisle_answers_withheld_total Answers the grounding verifier did not let through.\n# TYPE aisle_answers_withheld_total counter\naisle_answers_withheld_total {}",
             crate::dialogue::withheld_count()
         );
+        if let Some(v) = *super::lock(&s.release) {
+            let _ = writeln!(
+                out,
+                "# HELP aisle_release The signed release the kiosk runs.\n# TYPE aisle_release gauge\naisle_release {v}"
+            );
+        }
+        if let Some(st) = &*super::lock(&s.last_sync) {
+            let _ = writeln!(
+                out,
+                "# HELP aisle_sync_ok Whether the last sync ended on a working release without a problem.\n# TYPE aisle_sync_ok gauge\naisle_sync_ok {}",
+                u8::from(st.error.is_none())
+            );
+        }
         if let Some(k) = s.kiosk() {
             let _ = writeln!(
                 out,

@@ -16,7 +16,7 @@ mod ui;
 mod voice;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use aisle_firmware_config::DeviceConfig;
@@ -44,8 +44,16 @@ pub const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(60);
 /// The service's shared state: the kiosk once loaded, the queues, the metrics.
 pub struct Service {
     cfg: DeviceConfig,
-    kiosk: OnceLock<Arc<Kiosk>>,
+    /// The kiosk requests are answered by; a new release swaps in a new one (a
+    /// request keeps the one it started with).
+    kiosk: RwLock<Option<Arc<Kiosk>>>,
     failed: OnceLock<String>,
+    /// The release the kiosk in use was loaded from (None: no release activated).
+    pub(crate) release: Mutex<Option<u64>>,
+    /// The last sync's outcome, for `/health` and `/metrics`.
+    pub(crate) last_sync: Mutex<Option<aisle_release::SyncState>>,
+    /// What a kiosk loads (everything, unless an embedder says otherwise).
+    parts: Parts,
     /// The bearer token of the staff endpoints (`service.staff_token_file`).
     staff_token: Option<String>,
     /// Draws `/v1/overlay` pictures; without one only JSON overlays are served.
@@ -69,13 +77,25 @@ impl Service {
     /// The service over `cfg`; `painter` draws overlay pictures (the `aisle` binary
     /// passes bevy's, from `aisle-ar-render`).
     pub fn new(cfg: DeviceConfig, painter: Option<Arc<dyn aisle_ar::Paint>>) -> Arc<Self> {
+        Self::with_parts(cfg, painter, Parts::all())
+    }
+
+    /// A service whose kiosks load only `parts` (a text-only kiosk, or tests).
+    pub fn with_parts(
+        cfg: DeviceConfig,
+        painter: Option<Arc<dyn aisle_ar::Paint>>,
+        parts: Parts,
+    ) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Arc::new(Self {
             staff_token: staff::read_token(cfg.file.service.staff_token_file.as_deref()),
             painter,
             cfg,
-            kiosk: OnceLock::new(),
+            kiosk: RwLock::new(None),
             failed: OnceLock::new(),
+            release: Mutex::new(None),
+            last_sync: Mutex::new(None),
+            parts,
             queues: Queues {
                 dialogue: Queue::new("dialogue", cores.max(2), 64),
                 vision: Queue::new("vision", 1, 8),
@@ -89,9 +109,22 @@ impl Service {
     /// Loads the kiosk (on the calling thread; `serve` does it on the blocking pool).
     pub fn load(&self) {
         let t = Instant::now();
-        match Kiosk::load(&self.cfg, Parts::all()) {
+        // The model store as the active release says (heals a sync cut short).
+        let release = match crate::sync::reconcile(&self.cfg) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "the active release could not be put in place");
+                None
+            }
+        };
+        match Kiosk::load(&self.cfg, self.parts) {
             Ok(k) => {
-                tracing::info!(ms = t.elapsed().as_millis() as u64, "kiosk loaded: ready");
+                tracing::info!(
+                    ms = t.elapsed().as_millis() as u64,
+                    ?release,
+                    "kiosk loaded: ready"
+                );
+                *lock(&self.release) = release;
                 self.ready_with(Arc::new(k));
             }
             Err(e) => {
@@ -116,16 +149,60 @@ impl Service {
         if let Some(url) = &self.cfg.file.service.staff_webhook {
             staff::start_webhook(url.clone(), kiosk.subscribe());
         }
-        let _ = self.kiosk.set(kiosk);
+        *self.kiosk.write().unwrap_or_else(|p| p.into_inner()) = Some(kiosk);
     }
 
-    pub fn kiosk(&self) -> Option<&Arc<Kiosk>> {
-        self.kiosk.get()
+    /// The kiosk now in use (a new release may replace it; the caller keeps this one).
+    pub fn kiosk(&self) -> Option<Arc<Kiosk>> {
+        self.kiosk.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in a kiosk loaded from a new release between requests: requests in
+    /// flight finish on the old one, later ones get the new one; conversations and
+    /// demand counts move over.
+    pub fn swap(&self, new: Arc<Kiosk>, release: Option<u64>) {
+        if let Some(old) = self.kiosk() {
+            new.adopt(&old);
+        }
+        self.ready_with(new);
+        *lock(&self.release) = release;
+    }
+
+    /// One sync (blocking: run it off the async workers); a newly active release
+    /// is loaded and swapped in. Returns the sync's state.
+    pub fn sync_and_swap(&self) -> Result<aisle_release::SyncState, crate::sync::SyncError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| aisle_release::ReleaseError::Other(format!("sync runtime: {e}")))?;
+        let st = rt.block_on(crate::sync::sync_once(&self.cfg))?;
+        *lock(&self.last_sync) = Some(st.clone());
+        if st.active != *lock(&self.release) {
+            let t = Instant::now();
+            match Kiosk::load(&self.cfg, self.parts) {
+                Ok(k) => {
+                    self.swap(Arc::new(k), st.active);
+                    tracing::info!(
+                        release = ?st.active,
+                        ms = t.elapsed().as_millis() as u64,
+                        "new release swapped in"
+                    );
+                }
+                Err(e) => {
+                    // The release passed its health check but the full kiosk
+                    // does not load: back to the previous one, which runs now.
+                    tracing::error!(error = %e, release = ?st.active, "the new release does not load; rolling back");
+                    let store = aisle_models::Store::open(&self.cfg.model_dir)?;
+                    aisle_release::sync::rollback(&crate::sync::paths(&self.cfg), &store)?;
+                }
+            }
+        }
+        Ok(st)
     }
 
     fn ready(&self) -> Result<Arc<Kiosk>, ApiError> {
-        match (self.kiosk.get(), self.failed.get()) {
-            (Some(k), _) => Ok(k.clone()),
+        match (self.kiosk(), self.failed.get()) {
+            (Some(k), _) => Ok(k),
             (None, Some(e)) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "load_failed",
@@ -139,6 +216,10 @@ impl Service {
             .retry_after(2)),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Binds nothing: the routes over `service`.
@@ -182,10 +263,42 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if service.kiosk.get().is_none() {
+    if service.kiosk().is_none() {
         let s = service.clone();
         tokio::task::spawn_blocking(move || s.load());
     }
+    // Signed releases: a sync every `sync.interval_s` (plus jitter), the first
+    // one an interval after start.
+    let syncer = {
+        let s = service.clone();
+        let cfg = &s.cfg.file.sync;
+        let (interval, jitter) = (u64::from(cfg.interval_s), u64::from(cfg.jitter_s));
+        let on = !cfg.endpoint.is_empty() && interval > 0;
+        tokio::spawn(async move {
+            if !on {
+                return;
+            }
+            loop {
+                let mut b = [0u8; 8];
+                let r = getrandom::fill(&mut b)
+                    .map(|()| u64::from_le_bytes(b))
+                    .unwrap_or(0);
+                let wait = interval * 1000 + if jitter > 0 { r % (jitter * 1000) } else { 0 };
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                if s.kiosk().is_none() {
+                    continue;
+                }
+                let s2 = s.clone();
+                match tokio::task::spawn_blocking(move || s2.sync_and_swap()).await {
+                    Ok(Ok(st)) => {
+                        tracing::info!(state = %st.state, active = ?st.active, error = ?st.error, "sync")
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "sync"),
+                    Err(e) => tracing::error!(error = %e, "sync task"),
+                }
+            }
+        })
+    };
     // Sessions are erased when they expire, not only when next touched.
     let sweeper = {
         let s = service.clone();
@@ -193,7 +306,7 @@ pub async fn serve(
             let mut every = tokio::time::interval(Duration::from_secs(5));
             loop {
                 every.tick().await;
-                if let Some(k) = s.kiosk.get() {
+                if let Some(k) = s.kiosk() {
                     k.sessions().expire();
                     let idle = u64::from(k.config().file.dialogue.session_timeout_s);
                     s.cameras.expire(Duration::from_secs(idle));
@@ -209,6 +322,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     sweeper.abort();
+    syncer.abort();
     served
 }
 
@@ -396,6 +510,11 @@ async fn health(State(s): State<Arc<Service>>) -> Response {
             "device": k.config().file.device.name,
             "products": k.product_count().ok(),
             "llm": k.has_llm(),
+            "release": *lock(&s.release),
+            "sync": lock(&s.last_sync).as_ref().map(|st| serde_json::json!({
+                "state": st.state, "active": st.active, "offered": st.offered,
+                "last_sync": st.last_sync, "error": st.error,
+            })),
         }))
         .into_response(),
         Err(e) => {
