@@ -149,6 +149,9 @@ pub enum Command {
     /// Staff: signed releases of models and catalog (TUF keys, publish, list, renew).
     #[command(subcommand)]
     Release(ReleaseCmd),
+    /// Staff: the fleet as its kiosks last reported it.
+    #[command(subcommand)]
+    Fleet(FleetCmd),
     /// Kiosk: fetch, verify, health-check and activate the newest signed release
     /// from `sync.endpoint` (`aisle serve` also syncs every `sync.interval_s`).
     Sync {
@@ -385,6 +388,16 @@ pub enum ReleaseCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FleetCmd {
+    /// Each kiosk's release, sync state, last sync and problem, as a table.
+    Status {
+        /// s3://bucket/prefix or file:///path (default: sync.endpoint).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
+}
+
 fn parse_engine(s: &str) -> Result<aisle_vision::Engine, String> {
     aisle_vision::Engine::parse(s)
         .ok_or_else(|| format!("unknown engine {s:?}: onnxruntime or tract"))
@@ -465,6 +478,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Release(cmd) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             crate::release_cmd::release(&cfg, cmd, cli.json)
+        }
+        Command::Fleet(FleetCmd::Status { to }) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::release_cmd::fleet_status(&cfg, to.as_deref(), cli.json)
         }
         Command::Sync {
             once,

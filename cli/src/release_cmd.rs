@@ -181,6 +181,51 @@ fn default_health(cfg: &DeviceConfig, catalog: &Path) -> Result<Vec<HealthQuesti
         .collect())
 }
 
+pub fn fleet_status(cfg: &DeviceConfig, to: Option<&str>, json: bool) -> Result<ExitCode> {
+    let remote = location(cfg, to)?;
+    let rt = runtime()?;
+    let reports = rt.block_on(aisle_release::sync::fleet(&remote))?;
+    if json {
+        outln!("{}", serde_json::to_string(&reports)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if reports.is_empty() {
+        outln!("No kiosk has reported to {} yet.", remote.location());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    outln!(
+        "{:<20}  {:>7}  {:>7}  {:<14}  {:<20}  problem",
+        "kiosk",
+        "release",
+        "offered",
+        "state",
+        "last sync"
+    );
+    for r in &reports {
+        outln!(
+            "{:<20}  {:>7}  {:>7}  {:<14}  {:<20}  {}",
+            r.kiosk,
+            v(r.active),
+            v(r.offered),
+            r.state,
+            r.last_sync.get(..19).unwrap_or(&r.last_sync),
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    let on_offer = reports
+        .iter()
+        .filter(|r| r.active.is_some() && r.active == r.offered)
+        .count();
+    outln!(
+        "{} kiosks, {} on the newest release, {} with a problem",
+        reports.len(),
+        on_offer,
+        reports.iter().filter(|r| r.error.is_some()).count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn sync(
     cfg: &DeviceConfig,
     once: bool,
@@ -218,7 +263,7 @@ pub fn sync(
         );
     }
     let rt = runtime()?;
-    let s = rt.block_on(aisle_runtime::sync::sync_once(cfg))?;
+    let s = rt.block_on(aisle_runtime::sync::sync_once(cfg, serde_json::Value::Null))?;
     if json {
         outln!("{}", serde_json::to_string(&s)?);
     } else {

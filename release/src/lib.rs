@@ -18,4 +18,4 @@ pub use error::{ReleaseError, Result};
 pub use keys::Keys;
 pub use publish::{HealthQuestion, Plan, Published, ReleaseManifest};
 pub use remote::Remote;
-pub use sync::{Active, HealthCheck, Paths, Staged, SyncState};
+pub use sync::{Active, HealthCheck, KioskReport, Paths, Staged, SyncState};

@@ -535,3 +535,72 @@ fn prune(paths: &Paths, active: u64, previous: Option<u64>) {
 pub fn last_state(paths: &Paths) -> Option<SyncState> {
     load_state(paths)
 }
+
+/// What a kiosk tells the fleet after each sync (`fleet/<kiosk>.json` in the
+/// bucket): its release, the sync's state, and counts only (never a shopper's words).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KioskReport {
+    pub kiosk: String,
+    pub active: Option<u64>,
+    pub previous: Option<u64>,
+    pub offered: Option<u64>,
+    pub state: String,
+    pub last_sync: String,
+    #[serde(default)]
+    pub health: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Demand signals counted since the service started (kind, sku, count).
+    #[serde(default)]
+    pub demand: serde_json::Value,
+}
+
+/// The object key of a kiosk's report: its name, limited to `[A-Za-z0-9._-]`.
+pub fn report_key(kiosk: &str) -> Result<String> {
+    let ok = !kiosk.is_empty()
+        && kiosk.len() <= 64
+        && !kiosk.starts_with('.')
+        && kiosk
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        return Err(ReleaseError::Other(format!(
+            "device name {kiosk:?} cannot name a fleet report: use 1 to 64 of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok(format!("fleet/{kiosk}.json"))
+}
+
+/// Writes this kiosk's report to the bucket.
+pub async fn report(remote: &Remote, r: &KioskReport) -> Result<()> {
+    let key = report_key(&r.kiosk)?;
+    let b = serde_json::to_vec_pretty(r).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+    remote.put(&key, b).await
+}
+
+/// Every kiosk's last report, by name (a report that does not parse is listed
+/// with its problem as the error).
+pub async fn fleet(remote: &Remote) -> Result<Vec<KioskReport>> {
+    let mut out = Vec::new();
+    for name in remote.list("fleet").await? {
+        let Some(kiosk) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let key = format!("fleet/{name}");
+        let Some(b) = remote.get(&key, 1 << 20).await? else {
+            continue;
+        };
+        out.push(serde_json::from_slice(&b).unwrap_or_else(|e| KioskReport {
+            kiosk: kiosk.to_string(),
+            active: None,
+            previous: None,
+            offered: None,
+            state: "unreadable".into(),
+            last_sync: String::new(),
+            health: None,
+            error: Some(format!("{key}: {e}")),
+            demand: serde_json::Value::Null,
+        }));
+    }
+    Ok(out)
+}

@@ -51,9 +51,32 @@ pub fn remote(cfg: &DeviceConfig, endpoint: Option<&str>) -> Result<Remote, Sync
 }
 
 /// One sync against `sync.endpoint`, health-checked by loading a kiosk over the
-/// staged release.
-pub async fn sync_once(cfg: &DeviceConfig) -> Result<SyncState, SyncError> {
+/// staged release, then reported to the fleet (`fleet/<device.name>.json`; a
+/// report that cannot be written is logged, it does not fail the sync).
+pub async fn sync_once(
+    cfg: &DeviceConfig,
+    demand: serde_json::Value,
+) -> Result<SyncState, SyncError> {
     let remote = remote(cfg, None)?;
+    let st = sync_only(cfg, &remote).await?;
+    let r = aisle_release::KioskReport {
+        kiosk: cfg.file.device.name.clone(),
+        active: st.active,
+        previous: st.previous,
+        offered: st.offered,
+        state: st.state.clone(),
+        last_sync: st.last_sync.clone(),
+        health: st.health.clone(),
+        error: st.error.clone(),
+        demand,
+    };
+    if let Err(e) = aisle_release::sync::report(&remote, &r).await {
+        tracing::warn!(error = %e, "the fleet report could not be written");
+    }
+    Ok(st)
+}
+
+async fn sync_only(cfg: &DeviceConfig, remote: &Remote) -> Result<SyncState, SyncError> {
     let root = cfg
         .file
         .sync
@@ -62,7 +85,7 @@ pub async fn sync_once(cfg: &DeviceConfig) -> Result<SyncState, SyncError> {
         .ok_or(SyncError::NoTrustRoot)?;
     let store = Store::open(&cfg.model_dir)?;
     let health = KioskHealth { cfg };
-    Ok(aisle_release::sync::sync_once(&paths(cfg), &remote, &root, &store, &health).await?)
+    Ok(aisle_release::sync::sync_once(&paths(cfg), remote, &root, &store, &health).await?)
 }
 
 /// Makes the model store's manifests those of the active release (a crash between

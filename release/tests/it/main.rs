@@ -279,6 +279,26 @@ fn publish_sync_update_and_nothing_new() {
     assert!(s.downloaded_bytes < 10_000, "{s:?}");
     assert!(kiosk.active_catalog().contains("0.59"));
 
+    // The kiosk reports; staff read the fleet (a bad name is refused, not written).
+    let report = aisle_release::KioskReport {
+        kiosk: "kiosk-7".into(),
+        active: s.active,
+        previous: s.previous,
+        offered: s.offered,
+        state: s.state.clone(),
+        last_sync: s.last_sync.clone(),
+        health: s.health.clone(),
+        error: None,
+        demand: serde_json::json!([{ "kind": "not_found", "count": 3 }]),
+    };
+    rt().block_on(sync::report(&remote, &report))
+        .expect("report");
+    let mut evil = report.clone();
+    evil.kiosk = "../../metadata/timestamp".into();
+    assert!(rt().block_on(sync::report(&remote, &evil)).is_err());
+    let fleet = rt().block_on(sync::fleet(&remote)).expect("fleet");
+    assert_eq!(fleet, [report]);
+
     // Staff list what is published.
     let root = std::fs::read(staff.keys.root_json()).expect("root");
     let l = rt().block_on(publish::list(&remote, &root)).expect("list");

@@ -175,7 +175,11 @@ impl Service {
             .enable_all()
             .build()
             .map_err(|e| aisle_release::ReleaseError::Other(format!("sync runtime: {e}")))?;
-        let st = rt.block_on(crate::sync::sync_once(&self.cfg))?;
+        let demand = self
+            .kiosk()
+            .map(|k| serde_json::to_value(k.demand()).unwrap_or_default())
+            .unwrap_or_default();
+        let st = rt.block_on(crate::sync::sync_once(&self.cfg, demand))?;
         *lock(&self.last_sync) = Some(st.clone());
         if st.active != *lock(&self.release) {
             let t = Instant::now();
