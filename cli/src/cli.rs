@@ -368,6 +368,16 @@ pub enum ReleaseCmd {
         #[arg(long, value_name = "FILE")]
         health: Option<PathBuf>,
     },
+    /// Replace the timestamp key (a lost or routine key): a new root version, one
+    /// more than the last, signed by two root keys; the next publish carries it and
+    /// kiosks step to it from the root they trust.
+    RotateKey {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// The two root keys that sign (root-1, root-2, root-3).
+        #[arg(long, value_name = "KEY", num_args = 2, default_values = ["root-1", "root-2"])]
+        signers: Vec<String>,
+    },
     /// The releases at a location, newest first.
     List {
         #[arg(long, value_name = "DIR")]

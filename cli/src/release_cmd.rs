@@ -92,6 +92,22 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
                 );
             }
         }
+        ReleaseCmd::RotateKey { keys, signers } => {
+            for s in signers {
+                if !["root-1", "root-2", "root-3"].contains(&s.as_str()) {
+                    bail!("--signers {s}: one of root-1, root-2, root-3");
+                }
+            }
+            let signers: Vec<&str> = signers.iter().map(String::as_str).collect();
+            let v = rt.block_on(Keys::new(keys).rotate_timestamp_key(&signers))?;
+            if json {
+                outln!("{}", serde_json::json!({ "root_version": v }));
+            } else {
+                outln!(
+                    "Root {v} names a new timestamp key; publish a release to hand it to the kiosks"
+                );
+            }
+        }
         ReleaseCmd::List { keys, to } => {
             let remote = location(cfg, to.as_deref())?;
             let root = Keys::new(keys).root_json();
@@ -283,14 +299,15 @@ pub fn sync(
 fn print_state(s: &aisle_release::SyncState) -> Result<()> {
     let v = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
     outln!(
-        "{}: active release {}, previous {}, offered {} ({:.0} ms, {} files, {:.1} kB downloaded)",
+        "{}: active release {}, previous {}, offered {} ({:.0} ms, {} files, {:.1} kB downloaded, {:.1} kB of signed metadata)",
         s.state,
         v(s.active),
         v(s.previous),
         v(s.offered),
         s.ms,
         s.downloaded_files,
-        s.downloaded_bytes as f64 / 1e3
+        s.downloaded_bytes as f64 / 1e3,
+        s.metadata_bytes as f64 / 1e3
     );
     if let Some(h) = &s.health {
         outln!("health: {h}");

@@ -188,8 +188,10 @@ impl Keys {
     }
 
     /// Root rotation: a new version (one more) with the timestamp key replaced,
-    /// signed by the old root's keys and by the new one's (the same root keys here).
-    pub async fn rotate_timestamp_key(&self) -> Result<u64> {
+    /// signed with the root keys named in `signers` (two of `root-1`, `root-2`,
+    /// `root-3` meet the threshold of the old root and the new one). The next
+    /// publish uploads it; kiosks step to it from the root they trust.
+    pub async fn rotate_timestamp_key(&self, signers: &[&str]) -> Result<u64> {
         let root = self.root()?;
         let mut next = root.signed.clone();
         next.version = next
@@ -216,7 +218,7 @@ impl Keys {
         ts.keyids = vec![id.clone()];
         next.keys.insert(id, key);
         let v = next.version.get();
-        self.sign_root(next, &["root-1", "root-2"]).await?;
+        self.sign_root(next, signers).await?;
         Ok(v)
     }
 

@@ -132,6 +132,35 @@ pub async fn current(remote: &Remote, root: &[u8]) -> Result<Option<tough::Repos
     Ok(Some(repo))
 }
 
+/// The newest release at `remote`, as staff see it: verified with the newest root
+/// in `keys`, or (after a key rotation not yet published) with the root it was
+/// signed under, trying older roots newest first.
+async fn current_for_staff(keys: &Keys, remote: &Remote) -> Result<Option<tough::Repository>> {
+    let newest = keys.root()?.signed.version.get();
+    let mut first_err = None;
+    for n in (1..=newest).rev() {
+        let p = keys.dir.join(format!("{n}.root.json"));
+        let path = if n == newest && !p.is_file() {
+            keys.root_json()
+        } else {
+            p
+        };
+        let Ok(root) = std::fs::read(&path) else {
+            continue;
+        };
+        match current(remote, &root).await {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| ReleaseError::Keys {
+        dir: keys.dir.clone(),
+        problem: "no root.json".into(),
+    }))
+}
+
 /// Builds, uploads what is missing and signs a release; returns its version.
 pub async fn publish(
     keys: &Keys,
@@ -139,8 +168,7 @@ pub async fn publish(
     store: &aisle_models::Store,
     plan: &Plan,
 ) -> Result<Published> {
-    let root_bytes = std::fs::read(keys.root_json()).map_err(io(keys.root_json()))?;
-    let prev = current(remote, &root_bytes).await?;
+    let prev = current_for_staff(keys, remote).await?;
     let (version, ts_version) = match &prev {
         Some(r) => (
             r.targets().signed.version.get() + 1,

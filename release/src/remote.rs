@@ -32,6 +32,8 @@ pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     location: String,
+    /// Bytes TUF's client has read through this remote (metadata, `release.json`).
+    tuf_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Remote {
@@ -87,6 +89,7 @@ impl Remote {
         };
         Ok(Remote {
             store,
+            tuf_bytes: Default::default(),
             prefix,
             location: location.trim_end_matches('/').to_string(),
         })
@@ -94,6 +97,11 @@ impl Remote {
 
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Bytes TUF's client has read through this remote so far.
+    pub fn tuf_bytes(&self) -> u64 {
+        self.tuf_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn path(&self, key: &str) -> ObjPath {
@@ -283,6 +291,9 @@ impl Transport for RemoteTransport {
             .bytes()
             .await
             .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, at, e))?;
+        self.remote
+            .tuf_bytes
+            .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let s = futures_util::stream::once(std::future::ready(Ok(b)));
         Ok(Box::pin(s))
     }

@@ -160,6 +160,9 @@ pub struct SyncState {
     pub bad: Vec<u64>,
     pub downloaded_bytes: u64,
     pub downloaded_files: usize,
+    /// Bytes of signed metadata (and `release.json`) read to verify the release.
+    #[serde(default)]
+    pub metadata_bytes: u64,
     pub ms: f64,
 }
 
@@ -200,9 +203,12 @@ pub async fn sync_once(
         bad: prev.map(|p| p.bad).unwrap_or_default(),
         downloaded_bytes: 0,
         downloaded_files: 0,
+        metadata_bytes: 0,
         ms: 0.0,
     };
+    let before = remote.tuf_bytes();
     let r = step(paths, remote, trust_root, store, health, &mut st).await;
+    st.metadata_bytes = remote.tuf_bytes() - before;
     if let Err(e) = r {
         st.error = Some(e.to_string());
         if st.state == "current" {
@@ -295,20 +301,31 @@ async fn step(
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     std::fs::create_dir_all(staging.join("models")).map_err(io(&staging))?;
+    // Files the active release already has (same hash) are copied, not fetched.
+    let active_dir = st.active.map(|v| paths.release(v));
+    let reuse = |rel: &str, dest: &Path, f: &FileRef| -> Result<bool> {
+        match &active_dir {
+            Some(d) => copy_if_same(&d.join(rel), dest, f),
+            None => Ok(false),
+        }
+    };
     if let Some(c) = &manifest.catalog {
         signed(c)?;
         let ext = c.target.rsplit('.').next().unwrap_or("csv");
-        let dest = staging.join(format!("catalog.{ext}"));
-        let reused = dir.join(format!("catalog.{ext}"));
-        if !copy_if_same(&reused, &dest, c)? {
+        let rel = format!("catalog.{ext}");
+        let dest = staging.join(&rel);
+        if !reuse(&rel, &dest, c)? {
             fetch(paths, remote, c, &dest, st).await?;
         }
     }
     for (name, m) in &manifest.models {
         aisle_models::check_model_name(name)?;
         signed(&m.manifest)?;
-        let dest = staging.join("models").join(format!("{name}.json"));
-        fetch(paths, remote, &m.manifest, &dest, st).await?;
+        let rel = format!("models/{name}.json");
+        let dest = staging.join(&rel);
+        if !reuse(&rel, &dest, &m.manifest)? {
+            fetch(paths, remote, &m.manifest, &dest, st).await?;
+        }
         for b in &m.blobs {
             signed(b)?;
             let have = store.blob_path(&b.sha256);
@@ -500,6 +517,7 @@ pub fn rollback(paths: &Paths, store: &aisle_models::Store) -> Result<Active> {
         bad: Vec::new(),
         downloaded_bytes: 0,
         downloaded_files: 0,
+        metadata_bytes: 0,
         ms: 0.0,
     });
     st.state = "rolled-back".into();

@@ -468,3 +468,41 @@ fn attacks_are_refused_and_the_active_release_stays() {
     assert_eq!(s.state, "activated", "{s:?}");
     assert_eq!(s.active, Some(3));
 }
+
+/// Root rotation: a new timestamp key, announced by root 2 (signed by 2 of the 3
+/// root keys); a kiosk that trusts root 1 steps to root 2 and accepts releases
+/// signed with the new key. A root signed by one key only (below the threshold)
+/// is refused.
+#[test]
+fn a_rotated_key_is_trusted_through_the_root_and_a_thin_root_is_not() {
+    let remote = s3("rotation");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).state, "activated");
+
+    let v = rt()
+        .block_on(staff.keys.rotate_timestamp_key(&["root-1", "root-3"]))
+        .expect("rotate");
+    assert_eq!(v, 2);
+    assert_eq!(staff.publish(&remote, "0.59").version, 2);
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("activated", Some(2)),
+        "{s:?}"
+    );
+
+    // Root 3 signed by root-2 alone: fewer signatures than the threshold of 2.
+    rt().block_on(staff.keys.rotate_timestamp_key(&["root-2"]))
+        .expect("a thin root can be made");
+    staff.publish(&remote, "0.49");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "refused", "{s:?}");
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("threshold"),
+        "{s:?}"
+    );
+    assert_eq!(s.active, Some(2));
+    assert!(kiosk.active_catalog().contains("0.59"));
+}
