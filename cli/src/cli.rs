@@ -378,6 +378,27 @@ pub enum ReleaseCmd {
         #[arg(long, value_name = "KEY", num_args = 2, default_values = ["root-1", "root-2"])]
         signers: Vec<String>,
     },
+    /// Staged rollout: with --version, start rolling that release out to growing
+    /// groups of kiosks (a stable hash of each name); without, look at the fleet's
+    /// reports and open the next group or halt (run it from cron).
+    Rollout {
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// Start rolling out this release.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Cumulative shares of the fleet, in percent.
+        #[arg(long, value_delimiter = ',', default_values_t = [5u8, 25, 100])]
+        groups: Vec<u8>,
+        /// Share of the open group that must run the release to open the next.
+        #[arg(long, default_value_t = 0.9)]
+        success: f64,
+        /// Share of the open group failing the release that halts the rollout.
+        #[arg(long, default_value_t = 0.2)]
+        max_errors: f64,
+    },
     /// The releases at a location, newest first.
     List {
         #[arg(long, value_name = "DIR")]

@@ -108,6 +108,64 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
                 );
             }
         }
+        ReleaseCmd::Rollout {
+            keys,
+            to,
+            version,
+            groups,
+            success,
+            max_errors,
+        } => {
+            let remote = location(cfg, to.as_deref())?;
+            let keys = Keys::new(keys);
+            use aisle_release::rollout;
+            let (r, group) = match version {
+                Some(v) => (
+                    rt.block_on(rollout::start(
+                        &keys,
+                        &remote,
+                        *v,
+                        groups.clone(),
+                        *success,
+                        *max_errors,
+                    ))?,
+                    None,
+                ),
+                None => {
+                    let s = rt.block_on(rollout::step(&keys, &remote))?;
+                    (s.rollout.clone(), Some(s))
+                }
+            };
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "rollout": r, "group": group.map(|g| serde_json::json!({
+                        "percent": g.group_percent, "size": g.group_size, "on_version": g.on_version, "failed": g.failed })) })
+                );
+            } else {
+                if let Some(g) = &group {
+                    outln!(
+                        "Group looked at ({}%): {} kiosks, {} run release {}, {} failed it",
+                        g.group_percent,
+                        g.group_size,
+                        g.on_version,
+                        r.version,
+                        g.failed
+                    );
+                }
+                outln!(
+                    "Release {}: {} ({}% of the fleet open; groups {:?}) - {}",
+                    r.version,
+                    if r.halted { "HALTED" } else { "rolling out" },
+                    r.open_percent(),
+                    r.groups,
+                    r.note
+                );
+            }
+            if r.halted {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         ReleaseCmd::List { keys, to } => {
             let remote = location(cfg, to.as_deref())?;
             let root = Keys::new(keys).root_json();
@@ -234,10 +292,13 @@ pub fn fleet_status(cfg: &DeviceConfig, to: Option<&str>, json: bool) -> Result<
         .filter(|r| r.active.is_some() && r.active == r.offered)
         .count();
     outln!(
-        "{} kiosks, {} on the newest release, {} with a problem",
+        "{} kiosks, {} on the newest release, {} with a problem (waiting for a rollout group is not one)",
         reports.len(),
         on_offer,
-        reports.iter().filter(|r| r.error.is_some()).count()
+        reports
+            .iter()
+            .filter(|r| r.error.is_some() && r.state != "waiting")
+            .count()
     );
     Ok(ExitCode::SUCCESS)
 }

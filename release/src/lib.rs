@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod publish;
 pub mod remote;
+pub mod rollout;
 pub mod sync;
 
 pub use error::{ReleaseError, Result};

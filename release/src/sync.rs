@@ -185,6 +185,7 @@ pub async fn sync_once(
     trust_root: &Path,
     store: &aisle_models::Store,
     health: &dyn HealthCheck,
+    kiosk: &str,
 ) -> Result<SyncState> {
     let t = Instant::now();
     for d in [paths.tuf(), paths.partial(), paths.releases()] {
@@ -207,7 +208,7 @@ pub async fn sync_once(
         ms: 0.0,
     };
     let before = remote.tuf_bytes();
-    let r = step(paths, remote, trust_root, store, health, &mut st).await;
+    let r = step(paths, remote, trust_root, store, health, kiosk, &mut st).await;
     st.metadata_bytes = remote.tuf_bytes() - before;
     if let Err(e) = r {
         st.error = Some(e.to_string());
@@ -229,6 +230,7 @@ async fn step(
     trust_root: &Path,
     store: &aisle_models::Store,
     health: &dyn HealthCheck,
+    kiosk: &str,
     st: &mut SyncState,
 ) -> Result<()> {
     // The newest root this kiosk trusts: the datastore's once a sync ran, else the
@@ -258,6 +260,26 @@ async fn step(
             "release {version} is held back here (it failed its health check or was rolled back); staying on {}",
             on(st.active)
         ));
+        return Ok(());
+    }
+    // A staged rollout may not have reached this kiosk's group yet.
+    if let Some(r) = crate::rollout::get(remote, repo.root()).await?
+        && !r.admits(kiosk, version)
+    {
+        st.state = "waiting".into();
+        st.error = Some(if r.halted {
+            format!(
+                "the rollout of release {version} is halted ({}); staying on {}",
+                r.note,
+                on(st.active)
+            )
+        } else {
+            format!(
+                "release {version} is rolling out to {}% of the fleet; this kiosk's place is {}%",
+                r.open_percent(),
+                crate::rollout::bucket_of(kiosk)
+            )
+        });
         return Ok(());
     }
     let manifest = read_release(&repo).await?;

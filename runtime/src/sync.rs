@@ -85,7 +85,15 @@ async fn sync_only(cfg: &DeviceConfig, remote: &Remote) -> Result<SyncState, Syn
         .ok_or(SyncError::NoTrustRoot)?;
     let store = Store::open(&cfg.model_dir)?;
     let health = KioskHealth { cfg };
-    Ok(aisle_release::sync::sync_once(&paths(cfg), remote, &root, &store, &health).await?)
+    Ok(aisle_release::sync::sync_once(
+        &paths(cfg),
+        remote,
+        &root,
+        &store,
+        &health,
+        &cfg.file.device.name,
+    )
+    .await?)
 }
 
 /// Makes the model store's manifests those of the active release (a crash between

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use aisle_models::{Manifest, ManifestFile, Store};
 use aisle_release::publish::{self, refresh_timestamp};
+use aisle_release::rollout::{self, bucket_of};
 use aisle_release::sync::{self, sync_once};
-use aisle_release::{HealthCheck, HealthQuestion, Keys, Paths, Plan, Remote, Staged};
+use aisle_release::{HealthCheck, HealthQuestion, Keys, KioskReport, Paths, Plan, Remote, Staged};
 
 const S3_PORT: u16 = 8333;
 
@@ -163,6 +164,7 @@ impl Staff {
 
 /// A kiosk: its own data dir and model store, trusting the staff's first root.
 struct Kiosk {
+    name: String,
     dir: tempfile::TempDir,
     paths: Paths,
     store: Store,
@@ -200,11 +202,16 @@ impl HealthCheck for CatalogHas {
 
 impl Kiosk {
     fn new(staff: &Staff) -> Kiosk {
+        Kiosk::named(staff, "kiosk-7")
+    }
+
+    fn named(staff: &Staff, name: &str) -> Kiosk {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path().join("root.json");
         std::fs::copy(staff.keys.dir.join("1.root.json"), &root).expect("root");
         let store = Store::open(&dir.path().join("models")).expect("store");
         Kiosk {
+            name: name.into(),
             paths: Paths::new(&dir.path().join("data")),
             dir,
             store,
@@ -219,6 +226,7 @@ impl Kiosk {
             &self.root,
             &self.store,
             &CatalogHas,
+            &self.name,
         ))
         .expect("sync")
     }
@@ -505,4 +513,154 @@ fn a_rotated_key_is_trusted_through_the_root_and_a_thin_root_is_not() {
     );
     assert_eq!(s.active, Some(2));
     assert!(kiosk.active_catalog().contains("0.59"));
+}
+
+impl Kiosk {
+    /// A sync, then the report a kiosk writes to the fleet.
+    fn sync_and_report(&self, remote: &Remote) -> sync::SyncState {
+        let s = self.sync(remote);
+        let r = KioskReport {
+            kiosk: self.name.clone(),
+            active: s.active,
+            previous: s.previous,
+            offered: s.offered,
+            state: s.state.clone(),
+            last_sync: s.last_sync.clone(),
+            health: s.health.clone(),
+            error: s.error.clone(),
+            demand: serde_json::Value::Null,
+        };
+        rt().block_on(sync::report(remote, &r)).expect("report");
+        s
+    }
+}
+
+/// A simulated fleet of 20 kiosks (own data dirs and stores) rolls a release out
+/// through three groups; a later release whose health check fails halts its
+/// rollout in the first group, and every kiosk stays on a working release.
+#[test]
+fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
+    let remote = s3("rollout");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let fleet: Vec<Kiosk> = (0..20)
+        .map(|i| Kiosk::named(&staff, &format!("kiosk-{i:02}")))
+        .collect();
+    for k in &fleet {
+        assert_eq!(k.sync_and_report(&remote).active, Some(1));
+    }
+    let groups = vec![20u8, 60, 100];
+    let place = |k: &Kiosk| bucket_of(&k.name);
+    let in_first = fleet.iter().filter(|k| place(k) < 20).count();
+    assert!(
+        in_first > 0 && in_first < 20,
+        "{in_first} kiosks in the first group"
+    );
+
+    assert_eq!(staff.publish(&remote, "0.59").version, 2);
+    rt().block_on(rollout::start(
+        &staff.keys,
+        &remote,
+        2,
+        groups.clone(),
+        0.8,
+        0.25,
+    ))
+    .expect("start");
+    for (stage, open) in groups.iter().enumerate() {
+        for k in &fleet {
+            let s = k.sync_and_report(&remote);
+            let want = if place(k) < *open { Some(2) } else { Some(1) };
+            assert_eq!(
+                s.active,
+                want,
+                "{} at {}% with {open}% open: {s:?}",
+                k.name,
+                place(k)
+            );
+            if want == Some(1) {
+                assert_eq!(s.state, "waiting", "{s:?}");
+            }
+        }
+        let st = rt()
+            .block_on(rollout::step(&staff.keys, &remote))
+            .expect("step");
+        assert!(!st.rollout.halted, "{st:?}");
+        assert_eq!(st.failed, 0, "{st:?}");
+        assert_eq!(
+            st.rollout.stage,
+            (stage + 1).min(groups.len() - 1),
+            "{st:?}"
+        );
+    }
+
+    // Release 3 fails its health check: the first group refuses it, the rollout
+    // halts, the others never try it, and all 20 stay on release 2.
+    let plan = Plan {
+        channel: "stable".into(),
+        catalog: Some(staff.catalog("0.49")),
+        models: vec!["tiny".into()],
+        health: vec![HealthQuestion {
+            ask: "how much are the bananas".into(),
+            expect: vec!["0.99".into()],
+        }],
+        timestamp_expires: None,
+    };
+    rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
+        .expect("publish");
+    rt().block_on(rollout::start(
+        &staff.keys,
+        &remote,
+        3,
+        groups.clone(),
+        0.8,
+        0.25,
+    ))
+    .expect("start");
+    for k in &fleet {
+        let s = k.sync_and_report(&remote);
+        let want = if place(k) < 20 {
+            "health-failed"
+        } else {
+            "waiting"
+        };
+        assert_eq!(
+            (s.state.as_str(), s.active),
+            (want, Some(2)),
+            "{}: {s:?}",
+            k.name
+        );
+    }
+    let st = rt()
+        .block_on(rollout::step(&staff.keys, &remote))
+        .expect("step");
+    assert!(st.rollout.halted, "{st:?}");
+    assert_eq!(st.failed, in_first, "{st:?}");
+    for k in &fleet {
+        let s = k.sync_and_report(&remote);
+        assert_eq!(s.active, Some(2), "{}: {s:?}", k.name);
+        assert!(matches!(s.state.as_str(), "waiting" | "held-back"), "{s:?}");
+    }
+
+    // A rollout.json not signed by the targets key is not obeyed.
+    let other = Staff::new();
+    rt().block_on(rollout::start(
+        &other.keys,
+        &remote,
+        3,
+        vec![100],
+        0.8,
+        0.25,
+    ))
+    .expect("forged");
+    let s = fleet[0].sync(&remote);
+    assert_eq!(s.state, "refused", "{s:?}");
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not signed by a targets key"),
+        "{s:?}"
+    );
+    assert_eq!(s.active, Some(2));
 }
