@@ -213,9 +213,13 @@ pub async fn sync_once(
     if let Err(e) = r {
         st.error = Some(e.to_string());
         if st.state == "current" {
-            st.state = match e {
-                ReleaseError::Tuf { .. } | ReleaseError::Target { .. } => "refused".into(),
-                _ => "failed".into(),
+            st.state = if unreachable(&e) {
+                "failed".into()
+            } else {
+                match e {
+                    ReleaseError::Tuf { .. } | ReleaseError::Target { .. } => "refused".into(),
+                    _ => "failed".into(),
+                }
             };
         }
     }
@@ -368,6 +372,7 @@ async fn step(
     }
     std::fs::rename(&staging, &dir).map_err(io(&dir))?;
     let staged = Staged::open(paths, version)?;
+    fault_point("staged");
 
     // Health check, then the switch.
     match health.check(&staged, store) {
@@ -383,12 +388,38 @@ async fn step(
             return Ok(());
         }
     }
+    fault_point("checked");
     activate(paths, &staged, store, st.active)?;
+    fault_point("activated");
     st.previous = st.active;
     st.active = Some(version);
     st.state = "activated".into();
     prune(paths, version, st.previous);
     Ok(())
+}
+
+/// Whether `e` is the storage failing (unreachable, errors, timeouts) rather than
+/// what it served being refused: an `object_store` error anywhere in its chain.
+fn unreachable(e: &ReleaseError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<object_store::Error>().is_some() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Crash tests: with `AISLE_FAULT_ABORT_AT=<step>` the process aborts at that step
+/// (as `kill -9` would: no destructors, nothing flushed), so a test can check that
+/// a restart finds the kiosk on the old release or the new one, never a mix.
+/// Steps: `downloading`, `staged`, `checked`, `models-installed`, `activated`.
+fn fault_point(step: &str) {
+    if std::env::var("AISLE_FAULT_ABORT_AT").is_ok_and(|s| s == step) {
+        eprintln!("aisle: aborting at sync step {step} (AISLE_FAULT_ABORT_AT)");
+        std::process::abort();
+    }
 }
 
 fn on(active: Option<u64>) -> String {
@@ -455,6 +486,9 @@ async fn fetch(
             }
             out.write_all(&chunk).map_err(io(&part))?;
             have += chunk.len() as u64;
+            if have < f.length {
+                fault_point("downloading");
+            }
             st.downloaded_bytes += chunk.len() as u64;
         }
         out.sync_all().map_err(io(&part))?;
@@ -483,6 +517,7 @@ fn activate(
     previous: Option<u64>,
 ) -> Result<()> {
     install_models(staged, store)?;
+    fault_point("models-installed");
     let a = Active {
         version: staged.version,
         previous,

@@ -189,3 +189,118 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
         seen.len()
     );
 }
+
+/// `kill -9` at every step of an apply (the process aborts there, as a kill
+/// would leave it): after it, the kiosk answers from the old release or the new
+/// one, its models verify, and the next sync completes the new one.
+#[test]
+fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = rt()
+        .block_on(Keys::init(&dir.path().join("keys")))
+        .expect("keys");
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let remote = Remote::open(&url).expect("remote");
+    let staff_store = aisle_models::Store::open(&crate::data_dir().join("models")).expect("store");
+    let release = |price: &str, models: &[&str]| {
+        let plan = Plan {
+            channel: "stable".into(),
+            catalog: Some(catalog(dir.path(), price)),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            health: vec![HealthQuestion {
+                ask: "how much are the bananas".into(),
+                expect: vec![format!("${price}")],
+            }],
+            timestamp_expires: None,
+        };
+        rt().block_on(publish::publish(&keys, &remote, &staff_store, &plan))
+            .expect("publish")
+            .version
+    };
+    // A bare kiosk: its own data dir and model store.
+    let config = dir.path().join("kiosk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nname = \"kiosk-9\"\n\n[paths]\ndata_dir = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\n",
+            dir.path().join("kiosk"),
+            keys.dir.join("1.root.json"),
+        ),
+    )
+    .expect("config");
+    let run = |args: &[&str], fault: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"));
+        c.arg("--config").arg(&config).args(args);
+        if let Some(f) = fault {
+            c.env("AISLE_FAULT_ABORT_AT", f);
+        }
+        c.output().expect("aisle")
+    };
+    let price_now = || {
+        let out = run(&["ask", "how much are the bananas"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.split('$')
+            .nth(1)
+            .map(|p| p.chars().take(4).collect::<String>())
+            .unwrap_or(text)
+    };
+
+    release("0.90", &["silero-vad"]);
+    let out = run(&["sync", "--once"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(price_now(), "0.90");
+
+    let steps = [
+        ("downloading", "0.81", &["silero-vad", "ppocr-v4-det"][..]),
+        ("staged", "0.72", &["silero-vad"][..]),
+        ("checked", "0.63", &["silero-vad"][..]),
+        (
+            "models-installed",
+            "0.54",
+            &["silero-vad", "ppocr-mobile-v2-cls"][..],
+        ),
+        ("activated", "0.45", &["silero-vad"][..]),
+    ];
+    let mut before = "0.90".to_string();
+    for (step, price, models) in steps {
+        release(price, models);
+        let out = run(&["sync", "--once"], Some(step));
+        assert!(
+            out.status.code().is_none(),
+            "{step}: the sync was to abort there: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Killed: the kiosk answers from one release or the other, and its store
+        // holds only whole, verified models.
+        let now = price_now();
+        assert!(now == before || now == price, "{step}: answered ${now}");
+        let store =
+            aisle_models::Store::open(&dir.path().join("kiosk/models")).expect("kiosk store");
+        for r in store.verify_all(&mut |_| {}).expect("verify") {
+            assert!(r.result.is_ok(), "{step}: {} does not verify", r.name);
+        }
+        // Restarted: the sync completes.
+        let out = run(&["sync", "--once", "--json"], None);
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(
+            matches!(st["state"].as_str(), Some("activated" | "current")),
+            "{step}: {st}"
+        );
+        assert_eq!(price_now(), price, "{step}");
+        before = price.to_string();
+    }
+}

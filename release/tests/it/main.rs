@@ -664,3 +664,86 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
     );
     assert_eq!(s.active, Some(2));
 }
+
+/// A loopback server that answers every request with `reply` (None: accepts and
+/// never answers); returns its endpoint and how many requests it saw.
+fn broken_server(
+    reply: Option<&'static str>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = seen.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut buf = [0u8; 4096];
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = c.read(&mut buf);
+            match reply {
+                Some(r) => {
+                    let _ = c.write_all(r.as_bytes());
+                }
+                None => held.push(c),
+            }
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// The server answering 500, or not at all: retried with backoff, then a clear
+/// state; the active release is untouched and the next good sync works.
+#[test]
+fn a_failing_or_silent_server_is_retried_then_reported() {
+    let remote = s3("faults");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).state, "activated");
+    staff.publish(&remote, "0.59");
+    for (what, reply) in [
+        (
+            "500",
+            Some(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
+        ),
+        ("silent", None),
+    ] {
+        let (endpoint, seen) = broken_server(reply);
+        let bad = Remote::open_with(
+            "s3://faults/fleet",
+            &[
+                ("aws_endpoint", &endpoint),
+                ("aws_allow_http", "true"),
+                ("aws_region", "us-east-1"),
+                ("aws_access_key_id", "aisle-test"),
+                ("aws_secret_access_key", "aisle-test-secret"),
+                ("timeout", "1s"),
+            ],
+        )
+        .expect("remote");
+        let t = Instant::now();
+        let s = kiosk.sync(&bad);
+        let took = t.elapsed();
+        assert_eq!(s.state, "failed", "{what}: {s:?}");
+        assert_eq!(s.active, Some(1), "{what}");
+        assert!(kiosk.active_catalog().contains("0.69"), "{what}");
+        let tries = seen.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(tries >= 3, "{what}: retried, {tries} requests");
+        assert!(
+            took < Duration::from_secs(60),
+            "{what}: gave up in {took:?}"
+        );
+        eprintln!("{what}: {tries} requests over {took:?}: {:?}", s.error);
+    }
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("activated", Some(2)),
+        "{s:?}"
+    );
+}
