@@ -18,6 +18,7 @@ pub mod browser;
 pub mod llm;
 pub mod service;
 pub mod speech;
+pub mod sync;
 pub mod tts;
 pub mod ui;
 pub mod vision;

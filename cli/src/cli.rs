@@ -332,6 +332,10 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 10_000)]
         soak: usize,
     },
+    /// Signed releases over S3 (SeaweedFS on loopback): first sync, nothing new, a
+    /// price change, a new 60 MB model, a swap under load, a fleet rollout; against
+    /// boto3 copying the same objects unverified.
+    Sync(BenchArgs),
     /// The kiosk screen in headless Chromium (Performance API): cold start, transfer
     /// size, end of speech to answer painted, camera frame to cards painted, page fps;
     /// against a bare WebSocket client on the same service.
@@ -489,6 +493,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Ui(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
             aisle_bench::ui::run(&cfg, a, cli.json)
+        }
+        Command::Bench(BenchCmd::Sync(a)) => {
+            let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            aisle_bench::sync::run(&cfg, a, cli.json)
         }
         Command::Bench(BenchCmd::Tts(a)) => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;

@@ -163,6 +163,12 @@ pub struct SyncState {
     /// Bytes of signed metadata (and `release.json`) read to verify the release.
     #[serde(default)]
     pub metadata_bytes: u64,
+    /// Milliseconds verifying metadata, downloading, hashing and staging.
+    #[serde(default)]
+    pub fetch_ms: f64,
+    /// Milliseconds in the health check.
+    #[serde(default)]
+    pub health_ms: f64,
     pub ms: f64,
 }
 
@@ -205,6 +211,8 @@ pub async fn sync_once(
         downloaded_bytes: 0,
         downloaded_files: 0,
         metadata_bytes: 0,
+        fetch_ms: 0.0,
+        health_ms: 0.0,
         ms: 0.0,
     };
     let before = remote.tuf_bytes();
@@ -237,6 +245,7 @@ async fn step(
     kiosk: &str,
     st: &mut SyncState,
 ) -> Result<()> {
+    let started = Instant::now();
     // The newest root this kiosk trusts: the datastore's once a sync ran, else the
     // one it was provisioned with.
     let stored = paths.tuf().join("root.json");
@@ -373,9 +382,13 @@ async fn step(
     std::fs::rename(&staging, &dir).map_err(io(&dir))?;
     let staged = Staged::open(paths, version)?;
     fault_point("staged");
+    st.fetch_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     // Health check, then the switch.
-    match health.check(&staged, store) {
+    let t = Instant::now();
+    let checked = health.check(&staged, store);
+    st.health_ms = t.elapsed().as_secs_f64() * 1000.0;
+    match checked {
         Ok(report) => st.health = Some(report),
         Err(problem) => {
             st.state = "health-failed".into();
@@ -575,6 +588,8 @@ pub fn rollback(paths: &Paths, store: &aisle_models::Store) -> Result<Active> {
         downloaded_bytes: 0,
         downloaded_files: 0,
         metadata_bytes: 0,
+        fetch_ms: 0.0,
+        health_ms: 0.0,
         ms: 0.0,
     });
     st.state = "rolled-back".into();

@@ -57,8 +57,16 @@ pub async fn sync_once(
     cfg: &DeviceConfig,
     demand: serde_json::Value,
 ) -> Result<SyncState, SyncError> {
-    let remote = remote(cfg, None)?;
-    let st = sync_only(cfg, &remote).await?;
+    sync_from(cfg, &remote(cfg, None)?, demand).await
+}
+
+/// [`sync_once`] from a release location opened by the caller.
+pub async fn sync_from(
+    cfg: &DeviceConfig,
+    remote: &Remote,
+    demand: serde_json::Value,
+) -> Result<SyncState, SyncError> {
+    let st = sync_only(cfg, remote).await?;
     let r = aisle_release::KioskReport {
         kiosk: cfg.file.device.name.clone(),
         active: st.active,
@@ -70,7 +78,7 @@ pub async fn sync_once(
         error: st.error.clone(),
         demand,
     };
-    if let Err(e) = aisle_release::sync::report(&remote, &r).await {
+    if let Err(e) = aisle_release::sync::report(remote, &r).await {
         tracing::warn!(error = %e, "the fleet report could not be written");
     }
     Ok(st)

@@ -171,6 +171,14 @@ impl Service {
     /// One sync (blocking: run it off the async workers); a newly active release
     /// is loaded and swapped in. Returns the sync's state.
     pub fn sync_and_swap(&self) -> Result<aisle_release::SyncState, crate::sync::SyncError> {
+        self.sync_and_swap_from(&crate::sync::remote(&self.cfg, None)?)
+    }
+
+    /// [`Service::sync_and_swap`] from a release location opened by the caller.
+    pub fn sync_and_swap_from(
+        &self,
+        remote: &aisle_release::Remote,
+    ) -> Result<aisle_release::SyncState, crate::sync::SyncError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -179,7 +187,7 @@ impl Service {
             .kiosk()
             .map(|k| serde_json::to_value(k.demand()).unwrap_or_default())
             .unwrap_or_default();
-        let st = rt.block_on(crate::sync::sync_once(&self.cfg, demand))?;
+        let st = rt.block_on(crate::sync::sync_from(&self.cfg, remote, demand))?;
         *lock(&self.last_sync) = Some(st.clone());
         if st.active != *lock(&self.release) {
             let t = Instant::now();
