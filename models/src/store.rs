@@ -265,6 +265,37 @@ impl Store {
         Ok((sha, size))
     }
 
+    /// Moves a file whose sha256 and size the caller has just computed over its
+    /// bytes (a verified download) into the store under that hash: a rename when
+    /// it is on the store's file system, else a checked copy.
+    pub fn adopt_verified(&self, path: &Path, sha256: &str, size: u64) -> Result<()> {
+        let dest = self.blob_path(sha256);
+        let meta = std::fs::metadata(path).map_err(ModelError::io(path))?;
+        if meta.len() != size {
+            return Err(ModelError::SizeMismatch {
+                path: path.to_path_buf(),
+                expected: size,
+                actual: meta.len(),
+            });
+        }
+        let mut perms = meta.permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(path, perms).map_err(ModelError::io(path))?;
+        if dest.exists() {
+            make_writable(&dest);
+        }
+        match std::fs::rename(path, &dest) {
+            Ok(()) => Ok(()),
+            // Another file system: copied, and hashed on the way.
+            Err(_) => {
+                self.add_file(path, Some((sha256, size)), &mut |_| {})?;
+                make_writable(path);
+                let _ = std::fs::remove_file(path);
+                Ok(())
+            }
+        }
+    }
+
     /// Copies a file into the store (see [`Store::add_blob`]).
     pub fn add_file(
         &self,

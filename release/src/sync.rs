@@ -369,8 +369,8 @@ async fn step(
             }
             let part = paths.partial().join(format!("{}.blob", b.sha256));
             fetch(paths, remote, b, &part, st).await?;
-            store.add_file(&part, Some((&b.sha256, b.length)), &mut |_| {})?;
-            let _ = std::fs::remove_file(&part);
+            // Hashed as it arrived: moved into the store, not hashed again.
+            store.adopt_verified(&part, &b.sha256, b.length)?;
         }
     }
     let mbytes =
@@ -479,6 +479,12 @@ async fn fetch(
         std::fs::remove_file(&part).map_err(io(&part))?;
         have = 0;
     }
+    // One pass: what a resumed download already has, then each chunk as it lands.
+    let mut hasher = sha2::Sha256::new();
+    if have > 0 {
+        let mut prev = std::fs::File::open(&part).map_err(io(&part))?;
+        std::io::copy(&mut prev, &mut hasher).map_err(io(&part))?;
+    }
     if have < f.length {
         let key = target_key(&f.target, &f.sha256);
         let mut out = std::fs::OpenOptions::new()
@@ -498,6 +504,7 @@ async fn fetch(
                 });
             }
             out.write_all(&chunk).map_err(io(&part))?;
+            hasher.update(&chunk);
             have += chunk.len() as u64;
             if have < f.length {
                 fault_point("downloading");
@@ -507,7 +514,7 @@ async fn fetch(
         out.sync_all().map_err(io(&part))?;
         st.downloaded_files += 1;
     }
-    let (sha, len) = sha256_of(&part)?;
+    let (sha, len) = (hex::encode(hasher.finalize()), have);
     if sha != f.sha256 || len != f.length {
         let _ = std::fs::remove_file(&part);
         return Err(ReleaseError::Target {
