@@ -8,6 +8,7 @@
 //! TUF's client workflow, download what they lack, stage, health-check and switch
 //! ([`sync`]).
 
+pub mod delta;
 pub mod error;
 pub mod keys;
 pub mod publish;

@@ -25,6 +25,9 @@ pub struct ReleaseManifest {
     pub created: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<FileRef>,
+    /// The catalog as changes to the previous release's (when that is smaller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_delta: Option<DeltaRef>,
     /// Model name -> its manifest (a target) and the blobs it names.
     #[serde(default)]
     pub models: BTreeMap<String, ModelRef>,
@@ -39,6 +42,14 @@ pub struct FileRef {
     pub target: String,
     pub sha256: String,
     pub length: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaRef {
+    /// The catalog file it applies to (the previous release's).
+    pub from_sha256: String,
+    pub file: FileRef,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +111,11 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut h = sha2::Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
     Ok((hex::encode(h.finalize()), n))
+}
+
+fn sha256_bytes(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
 }
 
 fn target(sha256: &str, length: u64) -> Result<Target> {
@@ -183,6 +199,7 @@ pub async fn publish(
         channel: plan.channel.clone(),
         created: jiff::Timestamp::now().to_string(),
         catalog: None,
+        catalog_delta: None,
         models: BTreeMap::new(),
         health: plan.health.clone(),
     };
@@ -206,7 +223,36 @@ pub async fn publish(
             sha256: sha.clone(),
             length: len,
         });
-        files.push((name, sha, len, cat.clone()));
+        files.push((name, sha.clone(), len, cat.clone()));
+        // A delta from the previous release's catalog, when it is much smaller.
+        if let Some(repo) = &prev
+            && let Some(old) = read_release(repo).await?.catalog
+            && old.sha256 != sha
+            && let Some(old_bytes) = remote
+                .get(&target_key(&old.target, &old.sha256), 1 << 30)
+                .await?
+            && sha256_bytes(&old_bytes) == old.sha256
+        {
+            let new_bytes = std::fs::read(cat).map_err(io(cat))?;
+            if let Some(d) = crate::delta::diff(&old_bytes, &new_bytes, &old.sha256) {
+                let b = serde_json::to_vec(&d).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+                if (b.len() as u64) < len / 2 {
+                    let dname = format!("catalog/delta-from-{}.json", version - 1);
+                    let dpath = staging.path().join("delta.json");
+                    std::fs::write(&dpath, &b).map_err(io(&dpath))?;
+                    let dsha = sha256_bytes(&b);
+                    manifest.catalog_delta = Some(DeltaRef {
+                        from_sha256: old.sha256.clone(),
+                        file: FileRef {
+                            target: dname.clone(),
+                            sha256: dsha.clone(),
+                            length: b.len() as u64,
+                        },
+                    });
+                    files.push((dname, dsha, b.len() as u64, dpath));
+                }
+            }
+        }
     }
     for name in &plan.models {
         let m = store.manifest(name)?;

@@ -349,7 +349,9 @@ async fn step(
         let ext = c.target.rsplit('.').next().unwrap_or("csv");
         let rel = format!("catalog.{ext}");
         let dest = staging.join(&rel);
-        if !reuse(&rel, &dest, c)? {
+        if !reuse(&rel, &dest, c)?
+            && !by_delta(paths, remote, &manifest, active_dir.as_deref(), &dest, st).await?
+        {
             fetch(paths, remote, c, &dest, st).await?;
         }
     }
@@ -437,6 +439,47 @@ fn fault_point(step: &str) {
 
 fn on(active: Option<u64>) -> String {
     active.map_or("no release".into(), |v| format!("release {v}"))
+}
+
+/// The catalog rebuilt from the active release's and the release's delta, when
+/// the delta applies to it; the result must match the signed full catalog's hash
+/// and length (else false, and the full file is fetched).
+async fn by_delta(
+    paths: &Paths,
+    remote: &Remote,
+    m: &ReleaseManifest,
+    active_dir: Option<&Path>,
+    dest: &Path,
+    st: &mut SyncState,
+) -> Result<bool> {
+    let (Some(c), Some(d), Some(dir)) = (&m.catalog, &m.catalog_delta, active_dir) else {
+        return Ok(false);
+    };
+    let ext = c.target.rsplit('.').next().unwrap_or("csv");
+    let old_path = dir.join(format!("catalog.{ext}"));
+    let Ok(old) = std::fs::read(&old_path) else {
+        return Ok(false);
+    };
+    if hex::encode(sha2::Sha256::digest(&old)) != d.from_sha256 {
+        return Ok(false);
+    }
+    let dpath = paths.partial().join("catalog-delta.json");
+    let _ = std::fs::remove_file(&dpath);
+    fetch(paths, remote, &d.file, &dpath, st).await?;
+    let text = std::fs::read(&dpath).map_err(io(&dpath))?;
+    let _ = std::fs::remove_file(&dpath);
+    let Ok(delta) = serde_json::from_slice::<crate::delta::Delta>(&text) else {
+        return Ok(false);
+    };
+    let Some(new) = crate::delta::apply(&old, &delta) else {
+        return Ok(false);
+    };
+    if new.len() as u64 != c.length || hex::encode(sha2::Sha256::digest(&new)) != c.sha256 {
+        tracing::warn!("the catalog delta did not rebuild the signed catalog; fetching it whole");
+        return Ok(false);
+    }
+    std::fs::write(dest, &new).map_err(io(dest))?;
+    Ok(true)
 }
 
 /// Copies an already verified file of the active release instead of downloading

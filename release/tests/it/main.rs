@@ -287,6 +287,77 @@ fn publish_sync_update_and_nothing_new() {
     assert!(s.downloaded_bytes < 10_000, "{s:?}");
     assert!(kiosk.active_catalog().contains("0.59"));
 
+    // A big catalog: one price changed moves a delta, not the whole file, and the
+    // rebuilt file is the signed one.
+    let big: String = (0..5000)
+        .map(|i| {
+            format!(
+                "SKU-{i},Product number {i},{}.{:02},10,aisle {}\n",
+                i % 50,
+                i % 100,
+                i % 20
+            )
+        })
+        .collect();
+    let csv = staff.dir.path().join("big.csv");
+    let header = "sku,name,price,stock,aisle\n";
+    std::fs::write(&csv, format!("{header}{big}")).expect("csv");
+    let plan = |csv: &Path| Plan {
+        channel: "stable".into(),
+        catalog: Some(csv.to_path_buf()),
+        models: vec!["tiny".into()],
+        health: vec![],
+        timestamp_expires: None,
+    };
+    rt().block_on(publish::publish(
+        &staff.keys,
+        &remote,
+        &staff.store,
+        &plan(&csv),
+    ))
+    .expect("publish");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    let full = std::fs::metadata(&csv).expect("csv").len();
+    assert!(
+        s.downloaded_bytes >= full,
+        "the first big catalog comes whole: {s:?}"
+    );
+    std::fs::write(
+        &csv,
+        format!(
+            "{header}{}",
+            big.replace(
+                "SKU-77,Product number 77,27.77",
+                "SKU-77,Product number 77,27.70"
+            )
+        ),
+    )
+    .expect("csv");
+    rt().block_on(publish::publish(
+        &staff.keys,
+        &remote,
+        &staff.store,
+        &plan(&csv),
+    ))
+    .expect("publish");
+    let s = kiosk.sync(&remote);
+    assert_eq!(s.state, "activated", "{s:?}");
+    assert!(
+        s.downloaded_bytes < 2_000,
+        "{} of {full} bytes moved: {s:?}",
+        s.downloaded_bytes
+    );
+    assert!(
+        kiosk
+            .active_catalog()
+            .contains("SKU-77,Product number 77,27.70")
+    );
+    assert_eq!(
+        kiosk.active_catalog().len() as u64,
+        std::fs::metadata(&csv).expect("csv").len()
+    );
+
     // The kiosk reports; staff read the fleet (a bad name is refused, not written).
     let report = aisle_release::KioskReport {
         kiosk: "kiosk-7".into(),
@@ -310,15 +381,22 @@ fn publish_sync_update_and_nothing_new() {
     // Staff list what is published.
     let root = std::fs::read(staff.keys.root_json()).expect("root");
     let l = rt().block_on(publish::list(&remote, &root)).expect("list");
-    assert_eq!(l.iter().map(|r| r.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(
+        l.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [4, 3, 2, 1]
+    );
     assert!(l[0].current && l[0].models == ["tiny"], "{l:?}");
 
-    // Rollback returns to 1 and holds 2 back.
+    // Rollback returns to 3 and holds 4 back.
     sync::rollback(&kiosk.paths, &kiosk.store).expect("rollback");
-    assert!(kiosk.active_catalog().contains("0.69"));
+    assert!(
+        kiosk
+            .active_catalog()
+            .contains("SKU-77,Product number 77,27.77")
+    );
     let s = kiosk.sync(&remote);
     assert_eq!(s.state, "held-back", "{s:?}");
-    assert_eq!(s.active, Some(1));
+    assert_eq!(s.active, Some(3));
     drop(kiosk.dir);
 }
 
