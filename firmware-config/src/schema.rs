@@ -437,6 +437,10 @@ pub struct Sync {
     pub s3_region: Option<String>,
     /// Allow a plain-HTTP S3 endpoint (a test server or a store's own LAN server).
     pub s3_allow_http: bool,
+    /// A release that fails to come up this many times within
+    /// `failed_start_window_s` is rolled back to the previous one.
+    pub max_failed_starts: u32,
+    pub failed_start_window_s: u32,
 }
 
 impl Default for Sync {
@@ -449,6 +453,8 @@ impl Default for Sync {
             s3_endpoint: None,
             s3_region: None,
             s3_allow_http: false,
+            max_failed_starts: 3,
+            failed_start_window_s: 600,
         }
     }
 }

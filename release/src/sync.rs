@@ -744,3 +744,59 @@ pub async fn fleet(remote: &Remote) -> Result<Vec<KioskReport>> {
     }
     Ok(out)
 }
+
+/// Starts of the active release that have not (yet) come up, for the automatic
+/// rollback of a release that keeps failing at start (`<data>/releases/starts.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Starts {
+    version: u64,
+    /// Unix seconds of each start not followed by [`started_ok`].
+    pending: Vec<i64>,
+}
+
+fn starts_file(paths: &Paths) -> PathBuf {
+    paths.releases().join("starts.json")
+}
+
+/// Records a start of the active release. When the same release has failed to come
+/// up `max_failed` times within `window_s` seconds (this start included), and a
+/// previous release exists, rolls back to it and returns its version.
+pub fn record_start(
+    paths: &Paths,
+    store: &aisle_models::Store,
+    max_failed: u32,
+    window_s: u64,
+) -> Result<Option<u64>> {
+    let Some(a) = active(paths)? else {
+        return Ok(None);
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let f = starts_file(paths);
+    let mut s: Starts = std::fs::read(&f)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if s.version != a.version {
+        s = Starts {
+            version: a.version,
+            pending: Vec::new(),
+        };
+    }
+    s.pending.retain(|t| now - t <= window_s as i64);
+    s.pending.push(now);
+    if s.pending.len() as u32 > max_failed && a.previous.is_some() {
+        // This start is the (max_failed + 1)th in the window: the earlier ones
+        // never came up.
+        let back = rollback(paths, store)?;
+        let _ = std::fs::remove_file(&f);
+        return Ok(Some(back.version));
+    }
+    let b = serde_json::to_vec(&s).map_err(|e| ReleaseError::Other(format!("{e}")))?;
+    write_atomic(&f, &b)?;
+    Ok(None)
+}
+
+/// The active release came up: its failed starts are forgotten.
+pub fn started_ok(paths: &Paths) {
+    let _ = std::fs::remove_file(starts_file(paths));
+}

@@ -115,6 +115,20 @@ pub fn reconcile(cfg: &DeviceConfig) -> Result<Option<u64>, SyncError> {
     Ok(Some(staged.version))
 }
 
+/// Records a start of the active release; one that failed to come up
+/// `sync.max_failed_starts` times within `sync.failed_start_window_s` is rolled
+/// back (returns the version now active).
+pub fn record_start(cfg: &DeviceConfig) -> Result<Option<u64>, SyncError> {
+    let s = &cfg.file.sync;
+    let store = Store::open(&cfg.model_dir)?;
+    Ok(aisle_release::sync::record_start(
+        &paths(cfg),
+        &store,
+        s.max_failed_starts.max(1),
+        u64::from(s.failed_start_window_s),
+    )?)
+}
+
 /// The active release's catalog database, if a sync activated one.
 pub fn active_catalog(cfg: &DeviceConfig) -> Option<PathBuf> {
     match aisle_release::sync::active(&paths(cfg)) {

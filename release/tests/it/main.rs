@@ -825,3 +825,42 @@ fn a_failing_or_silent_server_is_retried_then_reported() {
         "{s:?}"
     );
 }
+
+/// A release that keeps failing to come up (each start recorded, none reported
+/// up) is rolled back by the next start past the limit, and held back after.
+#[test]
+fn a_release_failing_at_start_rolls_back_by_itself() {
+    let remote = s3("starts");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).active, Some(1));
+    staff.publish(&remote, "0.59");
+    assert_eq!(kiosk.sync(&remote).active, Some(2));
+    // Starts that came up are forgotten.
+    for _ in 0..5 {
+        assert_eq!(
+            sync::record_start(&kiosk.paths, &kiosk.store, 3, 600).expect("start"),
+            None
+        );
+        sync::started_ok(&kiosk.paths);
+    }
+    // Three starts that never came up, then a fourth: back to release 1.
+    for _ in 0..3 {
+        assert_eq!(
+            sync::record_start(&kiosk.paths, &kiosk.store, 3, 600).expect("start"),
+            None
+        );
+    }
+    assert_eq!(
+        sync::record_start(&kiosk.paths, &kiosk.store, 3, 600).expect("start"),
+        Some(1)
+    );
+    assert!(kiosk.active_catalog().contains("0.69"));
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("held-back", Some(1)),
+        "{s:?}"
+    );
+}

@@ -109,27 +109,58 @@ impl Service {
     /// Loads the kiosk (on the calling thread; `serve` does it on the blocking pool).
     pub fn load(&self) {
         let t = Instant::now();
-        // The model store as the active release says (heals a sync cut short).
-        let release = match crate::sync::reconcile(&self.cfg) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "the active release could not be put in place");
-                None
-            }
-        };
-        match Kiosk::load(&self.cfg, self.parts) {
-            Ok(k) => {
-                tracing::info!(
-                    ms = t.elapsed().as_millis() as u64,
-                    ?release,
-                    "kiosk loaded: ready"
-                );
-                *lock(&self.release) = release;
-                self.ready_with(Arc::new(k));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the kiosk could not load");
-                let _ = self.failed.set(format!("{e}"));
+        // A release that keeps failing to come up (crashes included) goes back to
+        // the previous one.
+        match crate::sync::record_start(&self.cfg) {
+            Ok(Some(v)) => tracing::error!(
+                release = v,
+                "the active release kept failing at start: rolled back"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "the start could not be recorded"),
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            // The model store as the active release says (heals a sync cut short).
+            let release = match crate::sync::reconcile(&self.cfg) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "the active release could not be put in place");
+                    None
+                }
+            };
+            match Kiosk::load(&self.cfg, self.parts) {
+                Ok(k) => {
+                    tracing::info!(
+                        ms = t.elapsed().as_millis() as u64,
+                        ?release,
+                        "kiosk loaded: ready"
+                    );
+                    aisle_release::sync::started_ok(&crate::sync::paths(&self.cfg));
+                    *lock(&self.release) = release;
+                    self.ready_with(Arc::new(k));
+                    return;
+                }
+                Err(e) if tries == 1 && release.is_some() => {
+                    // The release does not load: the previous one, once.
+                    tracing::error!(error = %e, ?release, "the active release does not load; rolling back");
+                    let back = aisle_models::Store::open(&self.cfg.model_dir)
+                        .map_err(aisle_release::ReleaseError::from)
+                        .and_then(|store| {
+                            aisle_release::sync::rollback(&crate::sync::paths(&self.cfg), &store)
+                        });
+                    if let Err(e2) = back {
+                        tracing::error!(error = %e2, "no release to roll back to");
+                        let _ = self.failed.set(format!("{e}"));
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the kiosk could not load");
+                    let _ = self.failed.set(format!("{e}"));
+                    return;
+                }
             }
         }
     }
