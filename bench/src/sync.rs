@@ -222,6 +222,8 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         catalog: Some(csv.clone()),
         models,
         health: health.clone(),
+        references: None,
+        config: None,
         timestamp_expires: None,
     };
     let mut rows = Vec::new();

@@ -307,6 +307,19 @@ impl CatalogDb {
     }
 
     /// Every enrolled photo's embedding by `model`.
+    /// The models that enrolled reference embeddings are kept for.
+    pub fn reference_models(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT model FROM reference_photos ORDER BY model")
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.db(e))
+    }
+
     pub fn reference_photos(&self, model: &str) -> Result<Vec<ReferencePhoto>> {
         let mut st = self
             .conn

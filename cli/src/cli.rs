@@ -371,6 +371,14 @@ pub enum ReleaseCmd {
         /// the price of the catalog's first three products.
         #[arg(long, value_name = "FILE")]
         health: Option<PathBuf>,
+        /// Config overrides for the fleet (TOML with [thresholds] and [dialogue]
+        /// only), checked here and on each kiosk.
+        #[arg(long, value_name = "FILE")]
+        overrides: Option<PathBuf>,
+        /// Leave out the reference embeddings enrolled in this machine's catalog
+        /// (by default they go with the release; photos never do).
+        #[arg(long)]
+        no_references: bool,
     },
     /// Replace the timestamp key (a lost or routine key): a new root version, one
     /// more than the last, signed by two root keys; the next publish carries it and
@@ -442,7 +450,9 @@ pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result
     let overrides = Overrides {
         data_dir: data_dir.map(Path::to_path_buf),
     };
-    Ok(config::load(cli_config, &overrides)?)
+    let cfg = config::load(cli_config, &overrides)?;
+    // With the active signed release's overrides (thresholds, dialogue), if any.
+    Ok(aisle_runtime::sync::effective(&cfg))
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {

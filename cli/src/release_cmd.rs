@@ -52,6 +52,8 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
             models,
             channel,
             health,
+            overrides,
+            no_references,
         } => {
             let remote = location(cfg, to.as_deref())?;
             let store = aisle_models::Store::open(&cfg.model_dir)
@@ -69,11 +71,37 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
                     None => Vec::new(),
                 },
             };
+            if let Some(o) = overrides {
+                let text = aisle_firmware_config::read_bounded_text(o, 1 << 20)
+                    .with_context(|| format!("{}", o.display()))?;
+                aisle_firmware_config::with_overrides(cfg, &text, o)?;
+            }
+            let tmp = tempfile::tempdir()?;
+            let references = if *no_references {
+                None
+            } else {
+                let db = aisle_runtime::kiosk::catalog_path(cfg);
+                match db.is_file() {
+                    true => {
+                        let db = aisle_runtime::catalog::CatalogDb::open(&db)?;
+                        let lines = aisle_runtime::sync::export_references(&db)?;
+                        (!lines.is_empty())
+                            .then(|| {
+                                let p = tmp.path().join("embeddings.jsonl");
+                                std::fs::write(&p, lines).map(|()| p)
+                            })
+                            .transpose()?
+                    }
+                    false => None,
+                }
+            };
             let plan = Plan {
                 channel: channel.clone(),
                 catalog,
                 models,
                 health,
+                references,
+                config: overrides.clone(),
                 timestamp_expires: None,
             };
             let keys = Keys::new(keys);

@@ -59,6 +59,60 @@ pub enum ConfigError {
     },
     #[error("no data directory: set --data-dir, AISLE_DATA_DIR, paths.data_dir or HOME")]
     NoDataDir,
+    #[error("{path}: {problem}")]
+    Overrides { path: PathBuf, problem: String },
+}
+
+/// The sections a signed release may override (what staff tune for a fleet);
+/// paths, the service, privacy and the models stay the device's own.
+pub const RELEASE_SECTIONS: &[&str] = &["thresholds", "dialogue"];
+
+/// `cfg` with a release's overrides (TOML text naming only [`RELEASE_SECTIONS`])
+/// laid over it, checked as a whole config is.
+pub fn with_overrides(
+    cfg: &DeviceConfig,
+    text: &str,
+    name: &Path,
+) -> Result<DeviceConfig, ConfigError> {
+    let bad = |problem: String| ConfigError::Overrides {
+        path: name.to_path_buf(),
+        problem,
+    };
+    let over: toml::Table = text.parse().map_err(|e| bad(format!("not TOML: {e}")))?;
+    let mut merged = toml::Table::try_from(&cfg.file).map_err(|e| bad(format!("{e}")))?;
+    for (section, v) in over {
+        if !RELEASE_SECTIONS.contains(&section.as_str()) {
+            return Err(bad(format!(
+                "a release may override only {}, not `{section}`",
+                RELEASE_SECTIONS.join(" and ")
+            )));
+        }
+        let toml::Value::Table(keys) = v else {
+            return Err(bad(format!("`{section}` must be a table")));
+        };
+        let into = merged
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        if let toml::Value::Table(t) = into {
+            t.extend(keys);
+        }
+    }
+    let text = toml::to_string(&merged).map_err(|e| bad(format!("{e}")))?;
+    let base = cfg
+        .source
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let file = check_str(&text, name, base).map_err(|diagnostics| ConfigError::Invalid {
+        path: name.to_path_buf(),
+        diagnostics,
+    })?;
+    Ok(DeviceConfig {
+        file,
+        source: cfg.source.clone(),
+        data_dir: cfg.data_dir.clone(),
+        model_dir: cfg.model_dir.clone(),
+    })
 }
 
 fn render(diags: &[Diagnostic]) -> String {

@@ -28,6 +28,12 @@ pub struct ReleaseManifest {
     /// The catalog as changes to the previous release's (when that is smaller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_delta: Option<DeltaRef>,
+    /// Enrolled reference embeddings (JSON Lines; never photos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<FileRef>,
+    /// Config overrides (TOML: `[thresholds]`, `[dialogue]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<FileRef>,
     /// Model name -> its manifest (a target) and the blobs it names.
     #[serde(default)]
     pub models: BTreeMap<String, ModelRef>,
@@ -76,6 +82,11 @@ pub struct Plan {
     /// Models by name, from this model store.
     pub models: Vec<String>,
     pub health: Vec<HealthQuestion>,
+    /// Enrolled reference embeddings to carry (JSON Lines, as `aisle release
+    /// publish` exports them from a catalog database).
+    pub references: Option<PathBuf>,
+    /// Config overrides to carry (TOML).
+    pub config: Option<PathBuf>,
     /// When the timestamp expires (kiosks refuse a stale one); None: in
     /// [`TIMESTAMP_DAYS`] days.
     pub timestamp_expires: Option<jiff::Timestamp>,
@@ -200,6 +211,8 @@ pub async fn publish(
         created: jiff::Timestamp::now().to_string(),
         catalog: None,
         catalog_delta: None,
+        references: None,
+        config: None,
         models: BTreeMap::new(),
         health: plan.health.clone(),
     };
@@ -252,6 +265,25 @@ pub async fn publish(
                     files.push((dname, dsha, b.len() as u64, dpath));
                 }
             }
+        }
+    }
+    for (path, name, slot) in [
+        (&plan.references, "references/embeddings.jsonl", 0),
+        (&plan.config, "config/overrides.toml", 1),
+    ] {
+        if let Some(p) = path {
+            let (sha, len) = sha256_file(p)?;
+            let f = FileRef {
+                target: name.into(),
+                sha256: sha.clone(),
+                length: len,
+            };
+            if slot == 0 {
+                manifest.references = Some(f);
+            } else {
+                manifest.config = Some(f);
+            }
+            files.push((name.into(), sha, len, p.clone()));
         }
     }
     for name in &plan.models {

@@ -122,6 +122,22 @@ impl Staged {
         Some(self.dir.join(format!("catalog.{ext}")))
     }
 
+    /// The release's enrolled reference embeddings (JSON Lines), if any.
+    pub fn references_file(&self) -> Option<PathBuf> {
+        self.manifest
+            .references
+            .as_ref()
+            .map(|_| self.dir.join("references.jsonl"))
+    }
+
+    /// The release's config overrides (TOML), if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.manifest
+            .config
+            .as_ref()
+            .map(|_| self.dir.join("config.toml"))
+    }
+
     /// Where the release's catalog database is built (by the health check).
     pub fn catalog_db(&self) -> PathBuf {
         self.dir.join("catalog.sqlite")
@@ -353,6 +369,18 @@ async fn step(
             && !by_delta(paths, remote, &manifest, active_dir.as_deref(), &dest, st).await?
         {
             fetch(paths, remote, c, &dest, st).await?;
+        }
+    }
+    for (f, rel) in [
+        (&manifest.references, "references.jsonl"),
+        (&manifest.config, "config.toml"),
+    ] {
+        if let Some(f) = f {
+            signed(f)?;
+            let dest = staging.join(rel);
+            if !reuse(rel, &dest, f)? {
+                fetch(paths, remote, f, &dest, st).await?;
+            }
         }
     }
     for (name, m) in &manifest.models {

@@ -143,6 +143,110 @@ pub fn active_catalog(cfg: &DeviceConfig) -> Option<PathBuf> {
     }
 }
 
+/// The configuration a kiosk runs with: `cfg` with the active release's config
+/// overrides laid over it (the health check refused any that do not check).
+pub fn effective(cfg: &DeviceConfig) -> DeviceConfig {
+    let staged = match aisle_release::sync::active_release(&paths(cfg)) {
+        Ok(Some(s)) => s,
+        Ok(None) => return cfg.clone(),
+        Err(e) => {
+            tracing::error!(error = %e, "the active release is unreadable; its config overrides are not applied");
+            return cfg.clone();
+        }
+    };
+    match overridden(cfg, &staged) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the active release's config overrides are not applied");
+            cfg.clone()
+        }
+    }
+}
+
+fn overridden(cfg: &DeviceConfig, staged: &Staged) -> Result<DeviceConfig, String> {
+    let Some(p) = staged.config_file() else {
+        return Ok(cfg.clone());
+    };
+    let text = aisle_firmware_config::read_bounded_text(&p, 1 << 20)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    aisle_firmware_config::with_overrides(cfg, &text, &p).map_err(|e| e.to_string())
+}
+
+/// One enrolled reference embedding as a release carries it (never the photo).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceLine {
+    sku: String,
+    photo_sha256: String,
+    model: String,
+    /// The embedding's f32 values, little-endian, hex.
+    embedding_f32le: String,
+}
+
+/// Every enrolled reference embedding in `db` as JSON Lines (for a release).
+pub fn export_references(db: &CatalogDb) -> Result<Vec<u8>, catalog::CatalogError> {
+    let mut out = Vec::new();
+    for model in db.reference_models()? {
+        for r in db.reference_photos(&model)? {
+            let bytes: Vec<u8> = r.embedding.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let line = ReferenceLine {
+                sku: r.sku,
+                photo_sha256: r.photo_sha256,
+                model: model.clone(),
+                embedding_f32le: hex::encode(bytes),
+            };
+            if let Ok(t) = serde_json::to_string(&line) {
+                out.extend_from_slice(t.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds reference embeddings (JSON Lines) to `db`, for products it has; returns how
+/// many were new. A malformed line is an error naming it.
+fn import_references(db: &mut CatalogDb, text: &str, name: &Path) -> Result<usize, CheckError> {
+    let mut by_model: std::collections::BTreeMap<String, Vec<catalog::ReferencePhoto>> =
+        Default::default();
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |m: String| CheckError::Io(format!("{}:{}: {m}", name.display(), i + 1));
+        let r: ReferenceLine = serde_json::from_str(l).map_err(|e| bad(format!("{e}")))?;
+        let b = hex::decode(&r.embedding_f32le).map_err(|e| bad(format!("embedding: {e}")))?;
+        if b.is_empty() || b.len() % 4 != 0 {
+            return Err(bad("embedding: not f32 values".into()));
+        }
+        let embedding: Vec<f32> = b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if embedding.iter().any(|x| !x.is_finite()) {
+            return Err(bad("embedding: not finite".into()));
+        }
+        by_model
+            .entry(r.model)
+            .or_default()
+            .push(catalog::ReferencePhoto {
+                sku: r.sku,
+                photo_sha256: r.photo_sha256,
+                embedding,
+            });
+    }
+    let mut n = 0;
+    for (model, photos) in by_model {
+        let known: Vec<_> = photos
+            .into_iter()
+            .filter(|p| db.product(&p.sku).ok().flatten().is_some())
+            .collect();
+        n += db.add_reference_photos(&model, &known)?;
+    }
+    Ok(n)
+}
+
 /// The health check: a kiosk loaded over the staged release (its catalog, its
 /// models) answers the release's questions.
 pub struct KioskHealth<'a> {
@@ -231,10 +335,29 @@ fn check(cfg: &DeviceConfig, staged: &Staged, store: &Store) -> Result<String, C
     if cat.product_count()? == 0 {
         return Err(CheckError::Answer("the catalog has no products".into()));
     }
+    // Reference embeddings: the release's, then those enrolled on this kiosk
+    // (kept across releases: a kiosk's own enrolments are never lost).
+    let mut refs = 0;
+    if let Some(f) = staged.references_file() {
+        let text = aisle_firmware_config::read_bounded_text(&f, 256 << 20)
+            .map_err(|e| CheckError::Io(format!("{}: {e}", f.display())))?;
+        refs += import_references(&mut cat, &text, &f)?;
+    }
+    let now = crate::kiosk::catalog_path(cfg);
+    if now.is_file()
+        && let Ok(old) = CatalogDb::open(&now)
+    {
+        let local = export_references(&old)?;
+        refs += import_references(&mut cat, &String::from_utf8_lossy(&local), &now)?;
+    }
+    if refs > 0 {
+        report.push(format!("{refs} reference embeddings"));
+    }
     drop(cat);
 
-    // A kiosk over both: the configured dialogue models load from the release.
-    let mut c = cfg.clone();
+    // A kiosk over both, with the release's config overrides: the configured
+    // dialogue models load from the release.
+    let mut c = overridden(cfg, staged).map_err(CheckError::Load)?;
     c.data_dir = data.clone();
     c.model_dir = overlay.clone();
     c.file.paths.catalog = None;

@@ -40,6 +40,8 @@ fn publish(keys: &Keys, remote: &Remote, dir: &Path, banana: &str, expect: &str)
             ask: "how much are the bananas".into(),
             expect: vec![expect.into()],
         }],
+        references: None,
+        config: None,
         timestamp_expires: None,
     };
     rt().block_on(publish::publish(keys, remote, &store, &plan))
@@ -211,6 +213,8 @@ fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
                 ask: "how much are the bananas".into(),
                 expect: vec![format!("${price}")],
             }],
+            references: None,
+            config: None,
             timestamp_expires: None,
         };
         rt().block_on(publish::publish(&keys, &remote, &staff_store, &plan))
@@ -302,5 +306,156 @@ fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
         );
         assert_eq!(price_now(), price, "{step}");
         before = price.to_string();
+    }
+}
+
+/// A release carries config overrides (thresholds) and enrolled reference
+/// embeddings; the kiosk runs with the overrides, has the embeddings, keeps the
+/// ones it enrolled itself across releases, and refuses overrides that do not
+/// check (the health check fails, nothing changes).
+#[test]
+fn overrides_and_reference_embeddings_travel_with_a_release() {
+    use aisle_runtime::catalog::{CatalogDb, ReferencePhoto};
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = rt()
+        .block_on(Keys::init(&dir.path().join("keys")))
+        .expect("keys");
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let remote = Remote::open(&url).expect("remote");
+    let store = aisle_models::Store::open(&crate::data_dir().join("models")).expect("store");
+    // The staff machine's catalog, with one enrolled embedding.
+    let staff_db = dir.path().join("staff.sqlite");
+    let mut db = CatalogDb::open(&staff_db).expect("db");
+    aisle_runtime::catalog::import_file(&mut db, &catalog(dir.path(), "0.69"), &Default::default())
+        .expect("import");
+    let photo = |sku: &str, h: &str, x: f32| ReferencePhoto {
+        sku: sku.into(),
+        photo_sha256: h.into(),
+        embedding: vec![x, 0.5, -0.25],
+    };
+    db.add_reference_photos("efficientnet-test", &[photo("BAN-1", "aa", 1.0)])
+        .expect("enrol");
+    let refs = dir.path().join("refs.jsonl");
+    std::fs::write(
+        &refs,
+        aisle_runtime::sync::export_references(&db).expect("export"),
+    )
+    .expect("refs");
+    let overrides = dir.path().join("overrides.toml");
+    std::fs::write(&overrides, "[thresholds]\nmatch_confidence = 0.77\n").expect("toml");
+    let publish_with = |price: &str, config: &Path| {
+        let plan = Plan {
+            channel: "stable".into(),
+            catalog: Some(catalog(dir.path(), price)),
+            models: vec![],
+            health: vec![],
+            references: Some(refs.clone()),
+            config: Some(config.to_path_buf()),
+            timestamp_expires: None,
+        };
+        rt().block_on(publish::publish(&keys, &remote, &store, &plan))
+            .expect("publish")
+            .version
+    };
+    publish_with("0.69", &overrides);
+
+    let config = dir.path().join("kiosk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nname = \"kiosk-5\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[thresholds]\nmatch_confidence = 0.5\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\n",
+            dir.path().join("kiosk"),
+            crate::data_dir().join("models"),
+            keys.dir.join("1.root.json"),
+        ),
+    )
+    .expect("config");
+    let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
+    let st = rt()
+        .block_on(aisle_runtime::sync::sync_once(
+            &cfg,
+            serde_json::Value::Null,
+        ))
+        .expect("sync");
+    assert_eq!(st.state, "activated", "{st:?}");
+    assert!(
+        st.health
+            .as_deref()
+            .unwrap_or("")
+            .contains("1 reference embeddings"),
+        "{st:?}"
+    );
+    let eff = aisle_runtime::sync::effective(&cfg);
+    assert_eq!(eff.file.thresholds.match_confidence, 0.77);
+    assert_eq!(
+        cfg.file.thresholds.match_confidence, 0.5,
+        "the file is untouched"
+    );
+    let active = CatalogDb::open(&aisle_runtime::kiosk::catalog_path(&cfg)).expect("db");
+    assert_eq!(
+        active
+            .reference_photos("efficientnet-test")
+            .expect("refs")
+            .len(),
+        1
+    );
+    // Enrolled on the kiosk itself, then a new release: both embeddings stay.
+    let mut active = active;
+    active
+        .add_reference_photos("efficientnet-test", &[photo("MLK-1", "bb", 2.0)])
+        .expect("enrol");
+    drop(active);
+    publish_with("0.59", &overrides);
+    let st = rt()
+        .block_on(aisle_runtime::sync::sync_once(
+            &cfg,
+            serde_json::Value::Null,
+        ))
+        .expect("sync");
+    assert_eq!(
+        (st.state.as_str(), st.active),
+        ("activated", Some(2)),
+        "{st:?}"
+    );
+    let active = CatalogDb::open(&aisle_runtime::kiosk::catalog_path(&cfg)).expect("db");
+    assert_eq!(
+        active
+            .reference_photos("efficientnet-test")
+            .expect("refs")
+            .len(),
+        2
+    );
+    drop(active);
+
+    // Overrides that do not check: refused by the health check, nothing changes.
+    for (bad, why) in [
+        ("[thresholds]\nmatch_confidence = 7.0\n", "match_confidence"),
+        (
+            "[paths]\ndata_dir = \"/tmp/elsewhere\"\n",
+            "only thresholds and dialogue",
+        ),
+    ] {
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, bad).expect("toml");
+        publish_with("0.49", &f);
+        let st = rt()
+            .block_on(aisle_runtime::sync::sync_once(
+                &cfg,
+                serde_json::Value::Null,
+            ))
+            .expect("sync");
+        assert_eq!(
+            (st.state.as_str(), st.active),
+            ("health-failed", Some(2)),
+            "{st:?}"
+        );
+        assert!(st.error.as_deref().unwrap_or("").contains(why), "{st:?}");
+        assert_eq!(
+            aisle_runtime::sync::effective(&cfg)
+                .file
+                .thresholds
+                .match_confidence,
+            0.77
+        );
     }
 }

@@ -155,6 +155,8 @@ impl Staff {
                 ask: "how much are the bananas".into(),
                 expect: vec![banana_price.into()],
             }],
+            references: None,
+            config: None,
             timestamp_expires: None,
         };
         rt().block_on(publish::publish(&self.keys, remote, &self.store, &plan))
@@ -307,6 +309,8 @@ fn publish_sync_update_and_nothing_new() {
         catalog: Some(csv.to_path_buf()),
         models: vec!["tiny".into()],
         health: vec![],
+        references: None,
+        config: None,
         timestamp_expires: None,
     };
     rt().block_on(publish::publish(
@@ -438,6 +442,8 @@ fn a_release_that_fails_its_health_check_is_never_activated() {
             ask: "how much are the bananas".into(),
             expect: vec!["0.99".into()],
         }],
+        references: None,
+        config: None,
         timestamp_expires: None,
     };
     rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
@@ -682,6 +688,8 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
             ask: "how much are the bananas".into(),
             expect: vec!["0.99".into()],
         }],
+        references: None,
+        config: None,
         timestamp_expires: None,
     };
     rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))

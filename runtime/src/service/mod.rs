@@ -130,7 +130,7 @@ impl Service {
                     None
                 }
             };
-            match Kiosk::load(&self.cfg, self.parts) {
+            match Kiosk::load(&crate::sync::effective(&self.cfg), self.parts) {
                 Ok(k) => {
                     tracing::info!(
                         ms = t.elapsed().as_millis() as u64,
@@ -222,7 +222,7 @@ impl Service {
         *lock(&self.last_sync) = Some(st.clone());
         if st.active != *lock(&self.release) {
             let t = Instant::now();
-            match Kiosk::load(&self.cfg, self.parts) {
+            match Kiosk::load(&crate::sync::effective(&self.cfg), self.parts) {
                 Ok(k) => {
                     self.swap(Arc::new(k), st.active);
                     tracing::info!(
