@@ -160,17 +160,7 @@ impl BenchKiosk {
             &health,
             &self.name,
         ))?;
-        let r = aisle_release::KioskReport {
-            kiosk: self.name.clone(),
-            active: st.active,
-            previous: st.previous,
-            offered: st.offered,
-            state: st.state.clone(),
-            last_sync: st.last_sync.clone(),
-            health: st.health.clone(),
-            error: st.error.clone(),
-            demand: serde_json::Value::Null,
-        };
+        let r = aisle_release::KioskReport::of(&self.name, &st, serde_json::Value::Null);
         rt.block_on(sync::report(remote, &r))?;
         Ok(st)
     }

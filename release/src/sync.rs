@@ -156,7 +156,7 @@ pub trait HealthCheck {
 }
 
 /// Where a sync ended.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SyncState {
     /// `current` (nothing new), `activated`, `refused` (verification failed: the
     /// active release is untouched), `held-back` (a release that failed its health
@@ -219,17 +219,9 @@ pub async fn sync_once(
         state: "current".into(),
         active: act.map(|a| a.version),
         previous: act.and_then(|a| a.previous),
-        offered: None,
         last_sync: jiff::Timestamp::now().to_string(),
-        error: None,
-        health: None,
         bad: prev.map(|p| p.bad).unwrap_or_default(),
-        downloaded_bytes: 0,
-        downloaded_files: 0,
-        metadata_bytes: 0,
-        fetch_ms: 0.0,
-        health_ms: 0.0,
-        ms: 0.0,
+        ..Default::default()
     };
     let before = remote.tuf_bytes();
     let r = step(paths, remote, trust_root, store, health, kiosk, &mut st).await;
@@ -654,22 +646,7 @@ pub fn rollback(paths: &Paths, store: &aisle_models::Store) -> Result<Active> {
     };
     let staged = Staged::open(paths, prev)?;
     activate(paths, &staged, store, None)?;
-    let mut st = load_state(paths).unwrap_or(SyncState {
-        state: String::new(),
-        active: None,
-        previous: None,
-        offered: None,
-        last_sync: String::new(),
-        error: None,
-        health: None,
-        bad: Vec::new(),
-        downloaded_bytes: 0,
-        downloaded_files: 0,
-        metadata_bytes: 0,
-        fetch_ms: 0.0,
-        health_ms: 0.0,
-        ms: 0.0,
-    });
+    let mut st = load_state(paths).unwrap_or_default();
     st.state = "rolled-back".into();
     st.active = Some(prev);
     st.previous = None;
@@ -721,6 +698,23 @@ pub struct KioskReport {
     /// Demand signals counted since the service started (kind, sku, count).
     #[serde(default)]
     pub demand: serde_json::Value,
+}
+
+impl KioskReport {
+    /// The report of a sync that ended in `st`.
+    pub fn of(kiosk: &str, st: &SyncState, demand: serde_json::Value) -> Self {
+        KioskReport {
+            kiosk: kiosk.to_string(),
+            active: st.active,
+            previous: st.previous,
+            offered: st.offered,
+            state: st.state.clone(),
+            last_sync: st.last_sync.clone(),
+            health: st.health.clone(),
+            error: st.error.clone(),
+            demand,
+        }
+    }
 }
 
 /// The object key of a kiosk's report: its name, limited to `[A-Za-z0-9._-]`.

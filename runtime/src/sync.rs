@@ -67,17 +67,7 @@ pub async fn sync_from(
     demand: serde_json::Value,
 ) -> Result<SyncState, SyncError> {
     let st = sync_only(cfg, remote).await?;
-    let r = aisle_release::KioskReport {
-        kiosk: cfg.file.device.name.clone(),
-        active: st.active,
-        previous: st.previous,
-        offered: st.offered,
-        state: st.state.clone(),
-        last_sync: st.last_sync.clone(),
-        health: st.health.clone(),
-        error: st.error.clone(),
-        demand,
-    };
+    let r = aisle_release::KioskReport::of(&cfg.file.device.name, &st, demand);
     if let Err(e) = aisle_release::sync::report(remote, &r).await {
         tracing::warn!(error = %e, "the fleet report could not be written");
     }

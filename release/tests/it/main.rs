@@ -363,17 +363,11 @@ fn publish_sync_update_and_nothing_new() {
     );
 
     // The kiosk reports; staff read the fleet (a bad name is refused, not written).
-    let report = aisle_release::KioskReport {
-        kiosk: "kiosk-7".into(),
-        active: s.active,
-        previous: s.previous,
-        offered: s.offered,
-        state: s.state.clone(),
-        last_sync: s.last_sync.clone(),
-        health: s.health.clone(),
-        error: None,
-        demand: serde_json::json!([{ "kind": "not_found", "count": 3 }]),
-    };
+    let report = aisle_release::KioskReport::of(
+        "kiosk-7",
+        &s,
+        serde_json::json!([{ "kind": "not_found", "count": 3 }]),
+    );
     rt().block_on(sync::report(&remote, &report))
         .expect("report");
     let mut evil = report.clone();
@@ -603,17 +597,7 @@ impl Kiosk {
     /// A sync, then the report a kiosk writes to the fleet.
     fn sync_and_report(&self, remote: &Remote) -> sync::SyncState {
         let s = self.sync(remote);
-        let r = KioskReport {
-            kiosk: self.name.clone(),
-            active: s.active,
-            previous: s.previous,
-            offered: s.offered,
-            state: s.state.clone(),
-            last_sync: s.last_sync.clone(),
-            health: s.health.clone(),
-            error: s.error.clone(),
-            demand: serde_json::Value::Null,
-        };
+        let r = KioskReport::of(&self.name, &s, serde_json::Value::Null);
         rt().block_on(sync::report(remote, &r)).expect("report");
         s
     }
