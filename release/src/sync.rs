@@ -240,7 +240,13 @@ pub async fn sync_once(
         }
     }
     st.ms = t.elapsed().as_secs_f64() * 1000.0;
-    save_state(paths, &st)?;
+    // The record is best effort: a full disk must not hide the sync's own outcome.
+    if let Err(e) = save_state(paths, &st) {
+        tracing::warn!(error = %e, "the sync state could not be saved");
+        if st.error.is_none() {
+            st.error = Some(format!("the sync state could not be saved: {e}"));
+        }
+    }
     Ok(st)
 }
 
@@ -334,6 +340,27 @@ async fn step(
         }
         Ok(())
     };
+
+    // Partial downloads this release does not need (an older release's, cut
+    // short) go: they would only take the disk.
+    let mut needed: std::collections::HashSet<String> = manifest
+        .models
+        .values()
+        .flat_map(|m| m.blobs.iter().chain([&m.manifest]))
+        .chain(manifest.catalog.iter())
+        .chain(manifest.catalog_delta.iter().map(|d| &d.file))
+        .chain(manifest.references.iter())
+        .chain(manifest.config.iter())
+        .map(|f| f.sha256.clone())
+        .collect();
+    needed.extend(needed.clone().into_iter().map(|s| format!("{s}.blob")));
+    if let Ok(rd) = std::fs::read_dir(paths.partial()) {
+        for e in rd.flatten() {
+            if !e.file_name().to_str().is_some_and(|n| needed.contains(n)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 
     // Stage: a fresh directory beside the active one.
     let dir = paths.release(version);
@@ -566,7 +593,14 @@ async fn fetch(
                     problem: format!("longer than its signed {} bytes (endless data)", f.length),
                 });
             }
-            out.write_all(&chunk).map_err(io(&part))?;
+            if let Err(e) = out.write_all(&chunk) {
+                // A full disk: what was written is given back, not kept to resume.
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    drop(out);
+                    let _ = std::fs::remove_file(&part);
+                }
+                return Err(io(&part)(e));
+            }
             hasher.update(&chunk);
             have += chunk.len() as u64;
             if have < f.length {

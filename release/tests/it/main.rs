@@ -856,3 +856,119 @@ fn a_release_failing_at_start_rolls_back_by_itself() {
         "{s:?}"
     );
 }
+
+/// Fast-forward: a stolen timestamp key pushes the kiosk's timestamp to version
+/// 1,000; once staff rotate that key (root 2) the kiosk drops what the old key
+/// signed and accepts the repository's real, lower versions again.
+#[test]
+fn a_fast_forward_is_undone_by_rotating_the_stolen_key() {
+    let remote = s3("fastforward");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    assert_eq!(kiosk.sync(&remote).active, Some(1));
+    let rt = rt();
+    let genuine = rt
+        .block_on(remote.get("metadata/timestamp.json", 1 << 20))
+        .expect("get")
+        .expect("timestamp");
+    // The attacker, holding the timestamp key: version 1,000 over the same snapshot.
+    let mut ts: serde_json::Value = serde_json::from_slice(&genuine).expect("json");
+    ts["signed"]["version"] = serde_json::json!(999);
+    rt.block_on(remote.put(
+        "metadata/timestamp.json",
+        serde_json::to_vec(&ts).expect("json"),
+    ))
+    .expect("put");
+    let future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    assert_eq!(
+        rt.block_on(refresh_timestamp(&staff.keys, &remote, future))
+            .expect("sign"),
+        1000
+    );
+    assert_eq!(kiosk.sync(&remote).state, "current");
+    // Staff put the real timestamp back: version 1 now looks like a rollback.
+    rt.block_on(remote.put("metadata/timestamp.json", genuine))
+        .expect("put");
+    assert_eq!(kiosk.sync(&remote).state, "refused");
+    // They rotate the stolen key and publish: root 2 tells the kiosk to forget
+    // what the old key signed.
+    rt.block_on(staff.keys.rotate_timestamp_key(&["root-1", "root-2"]))
+        .expect("rotate");
+    assert_eq!(staff.publish(&remote, "0.59").version, 2);
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("activated", Some(2)),
+        "{s:?}"
+    );
+}
+
+/// The disk filling during staging: the sync fails with the file and the reason,
+/// the active release keeps working, and once there is room the sync completes.
+/// (Needs a small tmpfs; where mounting is not allowed the test says so and
+/// checks nothing.)
+#[test]
+fn a_full_disk_during_staging_leaves_the_active_release() {
+    let remote = s3("diskfull");
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let mnt = tempfile::tempdir().expect("tmp");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a 2 MB tmpfs is not allowed here");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.path());
+    let mut kiosk = Kiosk::new(&staff);
+    kiosk.paths = Paths::new(&mnt.path().join("data"));
+    kiosk.store = Store::open(&mnt.path().join("models")).expect("store");
+    assert_eq!(kiosk.sync(&remote).active, Some(1), "300 kB fits");
+    // A 3 MB model does not.
+    model(&staff.store, "big", &noise(3_000_000, 11));
+    let plan = Plan {
+        channel: "stable".into(),
+        catalog: Some(staff.catalog("0.59")),
+        models: vec!["tiny".into(), "big".into()],
+        health: vec![],
+        references: None,
+        config: None,
+        timestamp_expires: None,
+    };
+    rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
+        .expect("publish");
+    let s = kiosk.sync(&remote);
+    assert_eq!((s.state.as_str(), s.active), ("failed", Some(1)), "{s:?}");
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("No space left on device"),
+        "{s:?}"
+    );
+    assert!(kiosk.active_catalog().contains("0.69"));
+    assert!(kiosk.store.verify("tiny", &mut |_| {}).is_ok());
+    // Room again (the staff trim the release): it completes.
+    let plan = Plan {
+        models: vec!["tiny".into()],
+        ..plan
+    };
+    rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
+        .expect("publish");
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("activated", Some(3)),
+        "{s:?}"
+    );
+}
