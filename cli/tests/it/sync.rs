@@ -49,26 +49,23 @@ fn publish(keys: &Keys, remote: &Remote, dir: &Path, banana: &str, expect: &str)
         .version
 }
 
-#[test]
-fn a_release_swaps_in_under_load_without_a_failed_request() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let keys = rt()
-        .block_on(Keys::init(&dir.path().join("keys")))
-        .expect("keys");
-    let bucket = dir.path().join("bucket");
-    let url = format!("file://{}", bucket.display());
-    let remote = Remote::open(&url).expect("remote");
-
-    // The kiosk: the shared model store (it already holds MiniLM, so only the
-    // release's small files move), its own data dir, the staff's first root.
-    let config = dir.path().join("aisle.toml");
+/// A text-only kiosk served on loopback (its own data dir, the shared model store
+/// that already holds MiniLM, `products-0.79.csv` until a release comes, the
+/// staff's first root), syncing every `interval_s` (0: never by itself).
+fn serve_kiosk(
+    dir: &Path,
+    keys: &Keys,
+    url: &str,
+    interval_s: u32,
+) -> (Arc<Service>, std::net::SocketAddr) {
+    let config = dir.join("aisle.toml");
     std::fs::write(
         &config,
         format!(
-            "[device]\nname = \"kiosk-7\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\ninterval_s = 0\n",
-            dir.path().join("data"),
+            "[device]\nname = \"kiosk-7\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\ninterval_s = {interval_s}\njitter_s = 0\n",
+            dir.join("data"),
             crate::data_dir().join("models"),
-            catalog(dir.path(), "0.79"),
+            catalog(dir, "0.79"),
             keys.dir.join("1.root.json"),
         ),
     )
@@ -102,6 +99,20 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
         assert!(t.elapsed() < Duration::from_secs(300), "never loaded");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (svc, addr)
+}
+
+#[test]
+fn a_release_swaps_in_under_load_without_a_failed_request() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = rt()
+        .block_on(Keys::init(&dir.path().join("keys")))
+        .expect("keys");
+    let bucket = dir.path().join("bucket");
+    let url = format!("file://{}", bucket.display());
+    let remote = Remote::open(&url).expect("remote");
+
+    let (svc, addr) = serve_kiosk(dir.path(), &keys, &url, 0);
 
     // A client asking all along, from before the first release to after the second.
     let stop = Arc::new(AtomicBool::new(false));
@@ -457,5 +468,35 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
                 .match_confidence,
             0.77
         );
+    }
+}
+
+/// `aisle serve` syncs by itself every `sync.interval_s`: a published release is
+/// running within a few intervals, and `/health` says which.
+#[test]
+fn the_service_syncs_by_itself() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = rt()
+        .block_on(Keys::init(&dir.path().join("keys")))
+        .expect("keys");
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let remote = Remote::open(&url).expect("remote");
+    let (_svc, addr) = serve_kiosk(dir.path(), &keys, &url, 1);
+    assert_eq!(publish(&keys, &remote, dir.path(), "0.69", "$0.69"), 1);
+    let t = Instant::now();
+    loop {
+        let body = ureq::get(&format!("http://{addr}/health"))
+            .call()
+            .expect("health")
+            .body_mut()
+            .read_to_string()
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["release"] == 1 {
+            assert_eq!(v["sync"]["state"], "activated", "{v}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "never synced: {v}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
