@@ -232,6 +232,9 @@ fn a_spoken_question_is_transcribed_and_answered() -> Result<()> {
         0.5,
         4.0,
     )?;
+    // Played once: the page listens over its answer (barge-in), and a looped
+    // question would be heard and answered again and again.
+    let wav = PathBuf::from(format!("{}%noloop", wav.display()));
     let b = open_page(
         s.addr,
         1280,
