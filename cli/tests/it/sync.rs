@@ -57,7 +57,7 @@ fn serve_kiosk(
     keys: &Keys,
     url: &str,
     interval_s: u32,
-) -> (Arc<Service>, std::net::SocketAddr) {
+) -> (Arc<Service>, std::net::SocketAddr, Stop) {
     let config = dir.join("aisle.toml");
     std::fs::write(
         &config,
@@ -81,6 +81,7 @@ fn serve_kiosk(
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     let served = svc.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -89,9 +90,11 @@ fn serve_kiosk(
             .expect("runtime");
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-            service::serve(l, served, std::future::pending())
-                .await
-                .expect("serve");
+            service::serve(l, served, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
         });
     });
     let t = Instant::now();
@@ -99,7 +102,18 @@ fn serve_kiosk(
         assert!(t.elapsed() < Duration::from_secs(300), "never loaded");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (svc, addr)
+    (svc, addr, Stop(Some(tx)))
+}
+
+/// Stops the test's service (and its periodic sync) when the test ends.
+struct Stop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 #[test]
@@ -112,7 +126,7 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
     let url = format!("file://{}", bucket.display());
     let remote = Remote::open(&url).expect("remote");
 
-    let (svc, addr) = serve_kiosk(dir.path(), &keys, &url, 0);
+    let (svc, addr, _stop) = serve_kiosk(dir.path(), &keys, &url, 0);
 
     // A client asking all along, from before the first release to after the second.
     let stop = Arc::new(AtomicBool::new(false));
@@ -481,7 +495,7 @@ fn the_service_syncs_by_itself() {
         .expect("keys");
     let url = format!("file://{}", dir.path().join("bucket").display());
     let remote = Remote::open(&url).expect("remote");
-    let (_svc, addr) = serve_kiosk(dir.path(), &keys, &url, 1);
+    let (_svc, addr, _stop) = serve_kiosk(dir.path(), &keys, &url, 1);
     assert_eq!(publish(&keys, &remote, dir.path(), "0.69", "$0.69"), 1);
     let t = Instant::now();
     loop {
