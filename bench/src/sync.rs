@@ -572,11 +572,12 @@ fn swap_under_load(
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let models = svc
-        .kiosk()
-        .map(|_| vec!["all-minilm-l6-v2".to_string()])
-        .unwrap_or_default();
-    rt.block_on(publish::publish(keys, remote, staff_store, &plan(models)))?;
+    rt.block_on(publish::publish(
+        keys,
+        remote,
+        staff_store,
+        &plan(vec!["all-minilm-l6-v2".to_string()]),
+    ))?;
     let t = Instant::now();
     let st = svc.sync_and_swap_from(remote)?;
     let swap_ms = t.elapsed().as_secs_f64() * 1000.0;

@@ -34,8 +34,6 @@ pub enum ReleaseError {
     Model(#[from] aisle_models::ModelError),
     #[error("no release has been published at {0}")]
     NothingPublished(String),
-    #[error("release {version}: health check failed: {problem}")]
-    Health { version: u64, problem: String },
     #[error("{0}")]
     Other(String),
 }

@@ -160,7 +160,9 @@ pub trait HealthCheck {
 pub struct SyncState {
     /// `current` (nothing new), `activated`, `refused` (verification failed: the
     /// active release is untouched), `held-back` (a release that failed its health
-    /// check before), `health-failed`, `failed` (could not reach or download).
+    /// check here or was rolled back), `health-failed`, `waiting` (a staged
+    /// rollout has not reached this kiosk, or is halted), `failed` (could not
+    /// reach, download or write). `rolled-back` is written by [`rollback`].
     pub state: String,
     pub active: Option<u64>,
     pub previous: Option<u64>,

@@ -256,6 +256,21 @@ fn s3(name: &str) -> Remote {
     .expect("remote")
 }
 
+/// A bucket with release 1 (bananas at 0.69) and a kiosk that runs it.
+fn on_release_1(bucket: &str) -> (Remote, Staff, Kiosk) {
+    let remote = s3(bucket);
+    let staff = Staff::new();
+    staff.publish(&remote, "0.69");
+    let kiosk = Kiosk::new(&staff);
+    let s = kiosk.sync(&remote);
+    assert_eq!(
+        (s.state.as_str(), s.active),
+        ("activated", Some(1)),
+        "{s:?}"
+    );
+    (remote, staff, kiosk)
+}
+
 #[test]
 fn publish_sync_update_and_nothing_new() {
     let remote = s3("basic");
@@ -422,11 +437,7 @@ fn an_interrupted_download_resumes_where_it_stopped() {
 
 #[test]
 fn a_release_that_fails_its_health_check_is_never_activated() {
-    let remote = s3("health");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).state, "activated");
+    let (remote, staff, kiosk) = on_release_1("health");
     // A release whose health question expects what its catalog does not say.
     let plan = Plan {
         channel: "stable".into(),
@@ -453,11 +464,7 @@ fn a_release_that_fails_its_health_check_is_never_activated() {
 /// release is untouched.
 #[test]
 fn attacks_are_refused_and_the_active_release_stays() {
-    let remote = s3("attacks");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).state, "activated");
+    let (remote, staff, kiosk) = on_release_1("attacks");
     let ts1 = rt()
         .block_on(remote.get("metadata/timestamp.json", 1 << 20))
         .expect("get")
@@ -561,11 +568,7 @@ fn attacks_are_refused_and_the_active_release_stays() {
 /// is refused.
 #[test]
 fn a_rotated_key_is_trusted_through_the_root_and_a_thin_root_is_not() {
-    let remote = s3("rotation");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).state, "activated");
+    let (remote, staff, kiosk) = on_release_1("rotation");
 
     let v = rt()
         .block_on(staff.keys.rotate_timestamp_key(&["root-1", "root-3"]))
@@ -768,11 +771,7 @@ fn broken_server(
 /// state; the active release is untouched and the next good sync works.
 #[test]
 fn a_failing_or_silent_server_is_retried_then_reported() {
-    let remote = s3("faults");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).state, "activated");
+    let (remote, staff, kiosk) = on_release_1("faults");
     staff.publish(&remote, "0.59");
     for (what, reply) in [
         (
@@ -822,11 +821,7 @@ fn a_failing_or_silent_server_is_retried_then_reported() {
 /// up) is rolled back by the next start past the limit, and held back after.
 #[test]
 fn a_release_failing_at_start_rolls_back_by_itself() {
-    let remote = s3("starts");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).active, Some(1));
+    let (remote, staff, kiosk) = on_release_1("starts");
     staff.publish(&remote, "0.59");
     assert_eq!(kiosk.sync(&remote).active, Some(2));
     // Starts that came up are forgotten.
@@ -862,11 +857,7 @@ fn a_release_failing_at_start_rolls_back_by_itself() {
 /// signed and accepts the repository's real, lower versions again.
 #[test]
 fn a_fast_forward_is_undone_by_rotating_the_stolen_key() {
-    let remote = s3("fastforward");
-    let staff = Staff::new();
-    staff.publish(&remote, "0.69");
-    let kiosk = Kiosk::new(&staff);
-    assert_eq!(kiosk.sync(&remote).active, Some(1));
+    let (remote, staff, kiosk) = on_release_1("fastforward");
     let rt = rt();
     let genuine = rt
         .block_on(remote.get("metadata/timestamp.json", 1 << 20))
