@@ -78,6 +78,13 @@ fn start_weed(cfg: &DeviceConfig) -> Result<Weed> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Open ports are not writable volumes yet: wait until a small file is taken.
+    while let Err(e) = ureq::put("http://127.0.0.1:8888/aisle-probe/ready.txt").send("ready") {
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("SeaweedFS takes no writes after 60 s: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     ureq::post("http://127.0.0.1:8888/buckets/bench/")
         .send_empty()
         .context("making the bucket")?;

@@ -63,8 +63,14 @@ impl Remote {
                 let s3 = b
                     .with_bucket_name(bucket)
                     .with_retry(object_store::RetryConfig {
-                        backoff: object_store::BackoffConfig::default(),
-                        max_retries: 4,
+                        // About 8 s of backing off in all: a store busy for
+                        // a few seconds (500/503) does not fail a publish.
+                        backoff: object_store::BackoffConfig {
+                            init_backoff: std::time::Duration::from_millis(250),
+                            max_backoff: std::time::Duration::from_secs(4),
+                            base: 2.0,
+                        },
+                        max_retries: 5,
                         retry_timeout: std::time::Duration::from_secs(30),
                     })
                     .build()

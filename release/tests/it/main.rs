@@ -54,6 +54,16 @@ fn seaweed() -> &'static str {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Open ports are not writable volumes: a write too early answers 500
+        // (seen in CI). Wait until a small file can be written.
+        while let Err(e) = ureq::put("http://127.0.0.1:8888/aisle-probe/ready.txt").send("ready") {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "SeaweedFS takes no writes: {e}: {}",
+                std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         format!("http://127.0.0.1:{S3_PORT}")
     })
 }
