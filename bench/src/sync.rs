@@ -139,6 +139,9 @@ struct BenchKiosk {
     name: String,
     cfg: DeviceConfig,
     root: PathBuf,
+    /// What it runs (everything, as `aisle serve`): its health check loads
+    /// those of them a release changes.
+    parts: aisle_runtime::kiosk::Parts,
 }
 
 impl BenchKiosk {
@@ -153,12 +156,16 @@ impl BenchKiosk {
             name: name.into(),
             cfg,
             root: root.to_path_buf(),
+            parts: aisle_runtime::kiosk::Parts::all(),
         }
     }
 
     fn sync(&self, rt: &tokio::runtime::Runtime, remote: &Remote) -> Result<SyncState> {
         let store = aisle_models::Store::open(&self.cfg.model_dir)?;
-        let health = aisle_runtime::sync::KioskHealth { cfg: &self.cfg };
+        let health = aisle_runtime::sync::KioskHealth {
+            cfg: &self.cfg,
+            parts: self.parts,
+        };
         let st = rt.block_on(sync_once(
             &Paths::new(&self.cfg.data_dir),
             remote,
@@ -213,6 +220,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     let health = vec![HealthQuestion {
         ask: "how much is the whole milk".into(),
         expect: vec!["$".into()],
+        ..Default::default()
     }];
     let plan = |models: Vec<String>| Plan {
         channel: "stable".into(),

@@ -164,6 +164,11 @@ pub enum Command {
         /// Print the last sync's state without syncing.
         #[arg(long, conflicts_with_all = ["once", "rollback"])]
         status: bool,
+        /// The parts this kiosk runs, which the health check may load (those a
+        /// release changes): comma-separated dialogue, vision, speech, voice,
+        /// detector. Default: all, as `aisle serve` runs.
+        #[arg(long, value_name = "LIST", value_parser = parse_parts)]
+        runs: Option<aisle_runtime::kiosk::Parts>,
     },
     /// Transcribe a WAV file: only voiced audio reaches whisper.
     Transcribe {
@@ -536,9 +541,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             once,
             rollback,
             status,
+            runs,
         } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
-            crate::release_cmd::sync(&cfg, *once, *rollback, *status, cli.json)
+            let runs = runs.unwrap_or_else(aisle_runtime::kiosk::Parts::all);
+            crate::release_cmd::sync(&cfg, *once, *rollback, *status, runs, cli.json)
         }
         Command::Say { text, out, device } => {
             let cfg = load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
@@ -880,4 +887,24 @@ fn capabilities() -> Vec<(&'static str, &'static str)> {
             "spoken answers (Piper voice on ONNX Runtime, espeak-ng phonemes): `aisle say TEXT [--out WAV]`, `aisle ask --speak`, `aisle chat --voice`; streamed by `/v1/voice`, `POST /v1/say`, played by the screen",
         ),
     ]
+}
+
+/// `dialogue,vision,speech,voice,detector` (any of them) as kiosk parts.
+fn parse_parts(s: &str) -> Result<aisle_runtime::kiosk::Parts, String> {
+    let mut p = aisle_runtime::kiosk::Parts::none();
+    for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match w {
+            "dialogue" => p.dialogue_models = true,
+            "vision" => p.vision = true,
+            "speech" => p.speech = true,
+            "voice" => p.voice = true,
+            "detector" => p.detector = true,
+            _ => {
+                return Err(format!(
+                    "unknown part {w:?}: the parts are dialogue, vision, speech, voice, detector"
+                ));
+            }
+        }
+    }
+    Ok(p)
 }

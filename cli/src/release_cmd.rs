@@ -249,15 +249,35 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Health questions from a JSON file; a question's `photo` is a path relative to
+/// the file (checked here, so a missing photo names itself before anything is
+/// uploaded).
 fn read_health(p: &Path) -> Result<Vec<HealthQuestion>> {
     let text = aisle_firmware_config::read_bounded_text(p, 1 << 20)
         .with_context(|| format!("{}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| {
+    let mut qs: Vec<HealthQuestion> = serde_json::from_str(&text).with_context(|| {
         format!(
-            "{}: health questions are [{{\"ask\": \"...\", \"expect\": [\"...\"]}}]",
+            "{}: health questions are [{{\"ask\": \"...\", \"expect\": [\"...\"], \"photo\": \"optional.jpg\"}}]",
             p.display()
         )
-    })
+    })?;
+    let base = p.parent().unwrap_or(Path::new("."));
+    for (i, q) in qs.iter_mut().enumerate() {
+        if let Some(photo) = &q.photo {
+            let full = base.join(photo);
+            if !full.is_file() {
+                bail!(
+                    "{}: question {} ({:?}): photo {} is not a file",
+                    p.display(),
+                    i + 1,
+                    q.ask,
+                    full.display()
+                );
+            }
+            q.photo = Some(full.display().to_string());
+        }
+    }
+    Ok(qs)
 }
 
 /// The price of the catalog's first three products, as the kiosk shows prices.
@@ -279,6 +299,7 @@ fn default_health(cfg: &DeviceConfig, catalog: &Path) -> Result<Vec<HealthQuesti
         .map(|p| HealthQuestion {
             ask: format!("how much is the {}", p.name),
             expect: vec![catalog::format_price(p.price_cents, &p.currency)],
+            ..Default::default()
         })
         .collect())
 }
@@ -336,6 +357,7 @@ pub fn sync(
     once: bool,
     rollback: bool,
     status: bool,
+    runs: aisle_runtime::kiosk::Parts,
     json: bool,
 ) -> Result<ExitCode> {
     let paths = aisle_runtime::sync::paths(cfg);
@@ -368,7 +390,11 @@ pub fn sync(
         );
     }
     let rt = runtime()?;
-    let s = rt.block_on(aisle_runtime::sync::sync_once(cfg, serde_json::Value::Null))?;
+    let s = rt.block_on(aisle_runtime::sync::sync_once(
+        cfg,
+        runs,
+        serde_json::Value::Null,
+    ))?;
     if json {
         outln!("{}", serde_json::to_string(&s)?);
     } else {

@@ -40,6 +40,9 @@ pub struct ReleaseManifest {
     /// What the release must answer before a kiosk activates it.
     #[serde(default)]
     pub health: Vec<HealthQuestion>,
+    /// The photos its health questions show (`health/<sha256>.<ext>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_photos: Vec<FileRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,12 +68,60 @@ pub struct ModelRef {
     pub blobs: Vec<FileRef>,
 }
 
-/// A question and what its answer must contain (each string, case-insensitively).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A question and what its answer must contain (each string, case-insensitively),
+/// asked with a photo of the product when `photo` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthQuestion {
     pub ask: String,
     pub expect: Vec<String>,
+    /// In a [`Plan`]: the photo's file (PNG, JPEG or WebP). In a published
+    /// release: its target, `health/<sha256>.<ext>` (see [`health_photo_target`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
+}
+
+/// Extensions a health photo may have.
+const PHOTO_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
+/// The image format of `path` by its first bytes (png, jpg or webp), if any.
+fn photo_kind(path: &Path) -> Result<Option<&'static str>> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let n = f.read(&mut head).map_err(io(path))?;
+    let h = &head[..n];
+    Ok(if h.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("png")
+    } else if h.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("jpg")
+    } else if h.len() == 12 && h.starts_with(b"RIFF") && &h[8..12] == b"WEBP" {
+        Some("webp")
+    } else {
+        None
+    })
+}
+
+/// Checks that `target` is a health photo's target name, `health/<sha256>.<ext>`
+/// (a signed release never names a path outside its own directory); returns it.
+pub fn health_photo_target(target: &str) -> Result<&str> {
+    let ok = target.strip_prefix("health/").is_some_and(|f| {
+        f.split_once('.').is_some_and(|(sha, ext)| {
+            sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && PHOTO_EXTS.contains(&ext)
+        })
+    });
+    if ok {
+        Ok(target)
+    } else {
+        Err(ReleaseError::Target {
+            name: target.to_string(),
+            problem: "a health photo is named health/<sha256>.<png|jpg|jpeg|webp>".into(),
+        })
+    }
 }
 
 /// What to publish.
@@ -215,7 +266,30 @@ pub async fn publish(
         config: None,
         models: BTreeMap::new(),
         health: plan.health.clone(),
+        health_photos: Vec::new(),
     };
+    // Health photos travel as targets named by their hash.
+    for q in &mut manifest.health {
+        let Some(photo) = q.photo.take() else {
+            continue;
+        };
+        let path = PathBuf::from(&photo);
+        let ext = photo_kind(&path)?.ok_or_else(|| ReleaseError::BadFile {
+            path: path.clone(),
+            problem: "a health photo is a PNG, JPEG or WebP image".into(),
+        })?;
+        let (sha, len) = sha256_file(&path)?;
+        let name = format!("health/{sha}.{ext}");
+        if !manifest.health_photos.iter().any(|f| f.target == name) {
+            manifest.health_photos.push(FileRef {
+                target: name.clone(),
+                sha256: sha.clone(),
+                length: len,
+            });
+            files.push((name.clone(), sha, len, path));
+        }
+        q.photo = Some(name);
+    }
     if let Some(cat) = &plan.catalog {
         let ext = match cat.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => "csv",
@@ -522,4 +596,44 @@ pub async fn read_release(repo: &tough::Repository) -> Result<ReleaseManifest> {
         name: RELEASE_TARGET.into(),
         problem: format!("not a release manifest: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_photo_targets_stay_inside_the_release() {
+        let sha = "ab".repeat(32);
+        assert!(health_photo_target(&format!("health/{sha}.png")).is_ok());
+        assert!(health_photo_target(&format!("health/{sha}.jpg")).is_ok());
+        for bad in [
+            format!("health/../{sha}.png"),
+            format!("health/{sha}.png/../../x"),
+            format!("health/{}.png", "AB".repeat(32)),
+            format!("health/{sha}.exe"),
+            format!("/etc/{sha}.png"),
+            format!("models/{sha}.png"),
+            "health/short.png".to_string(),
+        ] {
+            assert!(health_photo_target(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn photo_kind_is_read_from_the_bytes_not_the_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cases: [(&[u8], Option<&str>); 4] = [
+            (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", Some("png")),
+            (b"\xff\xd8\xff\xe0\0\x10JFIF", Some("jpg")),
+            (b"RIFF\x10\0\0\0WEBPVP8 ", Some("webp")),
+            (b"GIF89a", None),
+        ];
+        for (i, (bytes, want)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("photo-{i}.png"));
+            std::fs::write(&p, bytes).expect("write");
+            assert_eq!(photo_kind(&p).expect("read"), want, "case {i}");
+        }
+        assert!(photo_kind(&dir.path().join("missing.png")).is_err());
+    }
 }

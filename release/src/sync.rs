@@ -138,6 +138,14 @@ impl Staged {
             .map(|_| self.dir.join("config.toml"))
     }
 
+    /// The photo a health question is asked with, if it has one.
+    pub fn health_photo(&self, q: &crate::HealthQuestion) -> Result<Option<PathBuf>> {
+        match &q.photo {
+            Some(t) => Ok(Some(self.dir.join(crate::publish::health_photo_target(t)?))),
+            None => Ok(None),
+        }
+    }
+
     /// Where the release's catalog database is built (by the health check).
     pub fn catalog_db(&self) -> PathBuf {
         self.dir.join("catalog.sqlite")
@@ -353,6 +361,7 @@ async fn step(
         .chain(manifest.catalog_delta.iter().map(|d| &d.file))
         .chain(manifest.references.iter())
         .chain(manifest.config.iter())
+        .chain(manifest.health_photos.iter())
         .map(|f| f.sha256.clone())
         .collect();
     needed.extend(needed.clone().into_iter().map(|s| format!("{s}.blob")));
@@ -402,6 +411,28 @@ async fn step(
             if !reuse(rel, &dest, f)? {
                 fetch(paths, remote, f, &dest, st).await?;
             }
+        }
+    }
+    for f in &manifest.health_photos {
+        signed(f)?;
+        let rel = crate::publish::health_photo_target(&f.target)?;
+        let dest = staging.join(rel);
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        if !reuse(rel, &dest, f)? {
+            fetch(paths, remote, f, &dest, st).await?;
+        }
+    }
+    for q in &manifest.health {
+        if let Some(t) = &q.photo
+            && !manifest.health_photos.iter().any(|f| &f.target == t)
+        {
+            return Err(ReleaseError::Target {
+                name: t.clone(),
+                problem: "a health question's photo is not among the release's health photos"
+                    .into(),
+            });
         }
     }
     for (name, m) in &manifest.models {

@@ -51,22 +51,25 @@ pub fn remote(cfg: &DeviceConfig, endpoint: Option<&str>) -> Result<Remote, Sync
 }
 
 /// One sync against `sync.endpoint`, health-checked by loading a kiosk over the
-/// staged release, then reported to the fleet (`fleet/<device.name>.json`; a
-/// report that cannot be written is logged, it does not fail the sync).
+/// staged release (the `parts` this kiosk runs; see [`KioskHealth`]), then reported
+/// to the fleet (`fleet/<device.name>.json`; a report that cannot be written is
+/// logged, it does not fail the sync).
 pub async fn sync_once(
     cfg: &DeviceConfig,
+    parts: Parts,
     demand: serde_json::Value,
 ) -> Result<SyncState, SyncError> {
-    sync_from(cfg, &remote(cfg, None)?, demand).await
+    sync_from(cfg, parts, &remote(cfg, None)?, demand).await
 }
 
 /// [`sync_once`] from a release location opened by the caller.
 pub async fn sync_from(
     cfg: &DeviceConfig,
+    parts: Parts,
     remote: &Remote,
     demand: serde_json::Value,
 ) -> Result<SyncState, SyncError> {
-    let st = sync_only(cfg, remote).await?;
+    let st = sync_only(cfg, parts, remote).await?;
     let r = aisle_release::KioskReport::of(&cfg.file.device.name, &st, demand);
     if let Err(e) = aisle_release::sync::report(remote, &r).await {
         tracing::warn!(error = %e, "the fleet report could not be written");
@@ -74,7 +77,11 @@ pub async fn sync_from(
     Ok(st)
 }
 
-async fn sync_only(cfg: &DeviceConfig, remote: &Remote) -> Result<SyncState, SyncError> {
+async fn sync_only(
+    cfg: &DeviceConfig,
+    parts: Parts,
+    remote: &Remote,
+) -> Result<SyncState, SyncError> {
     let root = cfg
         .file
         .sync
@@ -82,7 +89,7 @@ async fn sync_only(cfg: &DeviceConfig, remote: &Remote) -> Result<SyncState, Syn
         .clone()
         .ok_or(SyncError::NoTrustRoot)?;
     let store = Store::open(&cfg.model_dir)?;
-    let health = KioskHealth { cfg };
+    let health = KioskHealth { cfg, parts };
     Ok(aisle_release::sync::sync_once(
         &paths(cfg),
         remote,
@@ -238,14 +245,59 @@ fn import_references(db: &mut CatalogDb, text: &str, name: &Path) -> Result<usiz
 }
 
 /// The health check: a kiosk loaded over the staged release (its catalog, its
-/// models) answers the release's questions.
+/// models) answers the release's questions, those with a photo by looking at it.
+///
+/// Of the `parts` this kiosk runs, it loads the dialogue models always and each
+/// other part whose models the release changes (unchanged ones were checked when
+/// they came and are running now); vision also when a question shows a photo. A
+/// loaded voice reads the first question aloud and, with speech recognition
+/// loaded, the kiosk must hear it back.
 pub struct KioskHealth<'a> {
     pub cfg: &'a DeviceConfig,
+    pub parts: Parts,
 }
 
 impl HealthCheck for KioskHealth<'_> {
     fn check(&self, staged: &Staged, store: &Store) -> Result<String, String> {
-        check(self.cfg, staged, store).map_err(|e| e.to_string())
+        check(self.cfg, self.parts, staged, store).map_err(|e| e.to_string())
+    }
+}
+
+/// Which of `runs` the health check of `staged` loads (see [`KioskHealth`]).
+pub fn parts_to_check(cfg: &DeviceConfig, runs: Parts, staged: &Staged, store: &Store) -> Parts {
+    let m = &cfg.file.models;
+    // A model the release carries whose manifest is not the one installed now.
+    let changed = |names: &[&str]| {
+        names.iter().any(|name| {
+            staged.manifest.models.get(*name).is_some_and(|r| {
+                let now = store.root().join("manifests").join(format!("{name}.json"));
+                std::fs::read(&now).map_or(true, |b| {
+                    aisle_models::hash::sha256_bytes(&b) != r.manifest.sha256
+                })
+            })
+        })
+    };
+    let ort = cfg.file.inference.onnxruntime_library.as_str();
+    let photos = staged.manifest.health.iter().any(|q| q.photo.is_some());
+    Parts {
+        dialogue_models: runs.dialogue_models,
+        speech: runs.speech && changed(&[&m.asr, &m.vad]),
+        vision: runs.vision
+            && (photos
+                || changed(&[
+                    &m.image_embedding,
+                    &m.text_embedding,
+                    "imagenet-labels",
+                    &m.ocr_detection,
+                    &m.ocr_recognition,
+                    &m.ocr_orientation,
+                    &m.clip_tokenizer,
+                    ort,
+                ])),
+        detector: runs.detector && changed(&[&m.object_detection, ort]),
+        voice: runs.voice && changed(&[&m.tts, ort]),
+        quiet: true,
+        ..runs
     }
 }
 
@@ -267,7 +319,12 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> CheckError + '_ {
     move |e| CheckError::Io(format!("{}: {e}", p.display()))
 }
 
-fn check(cfg: &DeviceConfig, staged: &Staged, store: &Store) -> Result<String, CheckError> {
+fn check(
+    cfg: &DeviceConfig,
+    runs: Parts,
+    staged: &Staged,
+    store: &Store,
+) -> Result<String, CheckError> {
     // A data dir of its own: the staged catalog database is built there.
     let work = staged.dir.join("check");
     let _ = std::fs::remove_dir_all(&work);
@@ -346,24 +403,52 @@ fn check(cfg: &DeviceConfig, staged: &Staged, store: &Store) -> Result<String, C
     drop(cat);
 
     // A kiosk over both, with the release's config overrides: the configured
-    // dialogue models load from the release.
+    // models load from the release.
     let mut c = overridden(cfg, staged).map_err(CheckError::Load)?;
     c.data_dir = data.clone();
     c.model_dir = overlay.clone();
     c.file.paths.catalog = None;
-    let parts = Parts {
-        dialogue_models: true,
-        quiet: true,
-        ..Parts::none()
-    };
+    let parts = parts_to_check(&c, runs, staged, store);
     let k = Kiosk::load(&c, parts).map_err(|e| CheckError::Load(e.to_string()))?;
+    let loaded: Vec<&str> = [
+        (parts.dialogue_models, "dialogue"),
+        (parts.vision, "vision"),
+        (parts.speech, "speech"),
+        (parts.detector, "detector"),
+        (parts.voice, "voice"),
+    ]
+    .into_iter()
+    .filter_map(|(on, n)| on.then_some(n))
+    .collect();
+    report.push(format!("loaded {}", loaded.join("+")));
+    let mut skipped = 0;
+    let mut shown = 0;
     for q in &staged.manifest.health {
+        let photo = match staged
+            .health_photo(q)
+            .map_err(|e| CheckError::Answer(e.to_string()))?
+        {
+            Some(_) if !parts.vision => {
+                // A kiosk without a camera cannot be asked about a photo.
+                skipped += 1;
+                continue;
+            }
+            Some(p) => {
+                let bytes = std::fs::read(&p).map_err(io(&p))?;
+                shown += 1;
+                Some(
+                    k.decode_image(&bytes, &p.display().to_string())
+                        .map_err(|e| CheckError::Answer(format!("{}: {e}", p.display())))?,
+                )
+            }
+            None => None,
+        };
         let a = k
             .ask(&AskRequest {
                 text: &q.ask,
                 session: None,
                 sku: None,
-                image: None,
+                image: photo.as_ref(),
             })
             .map_err(|e| CheckError::Answer(format!("{:?}: {e}", q.ask)))?;
         let text = a.answer.text.to_lowercase();
@@ -377,12 +462,69 @@ fn check(cfg: &DeviceConfig, staged: &Staged, store: &Store) -> Result<String, C
         }
     }
     report.push(format!(
-        "{} questions answered",
-        staged.manifest.health.len()
+        "{} questions answered ({shown} with a photo)",
+        staged.manifest.health.len() - skipped
     ));
+    if skipped > 0 {
+        report.push(format!(
+            "{skipped} photo questions skipped (no vision here)"
+        ));
+    }
+    if parts.voice {
+        report.push(hear_back(&k, staged, parts.speech)?);
+    }
     drop(k);
     // The release's catalog database, built and checked: the one it runs on.
     std::fs::rename(&db, staged.catalog_db()).map_err(io(&db))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(report.join(", "))
+}
+
+/// The voice reads the first health question (or a fixed sentence) aloud; with
+/// speech recognition loaded, the kiosk must hear most of its words back.
+fn hear_back(k: &Kiosk, staged: &Staged, speech: bool) -> Result<String, CheckError> {
+    let text = staged
+        .manifest
+        .health
+        .first()
+        .map_or("where can I find the milk", |q| q.ask.as_str());
+    let said = k
+        .say(text)
+        .map_err(|e| CheckError::Answer(format!("the voice: {e}")))?;
+    let samples = said.samples();
+    let secs = samples.len() as f64 / f64::from(said.sample_rate.max(1));
+    if secs < 0.3 {
+        return Err(CheckError::Answer(format!(
+            "the voice read {text:?} in {secs:.2} s of audio"
+        )));
+    }
+    if !speech {
+        return Ok(format!("the voice read a question ({secs:.1} s)"));
+    }
+    let pcm = aisle_speech::resample::to_16k(&samples, said.sample_rate)
+        .map_err(|e| CheckError::Answer(format!("the voice's audio: {e}")))?;
+    let heard = k
+        .transcriber()
+        .and_then(|t| Ok(t.transcribe(&pcm, None)?))
+        .map_err(|e| CheckError::Answer(format!("speech recognition: {e}")))?;
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() > 2)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let want = words(text);
+    let got = words(&heard.text);
+    let found = want.iter().filter(|w| got.contains(w)).count();
+    if want.is_empty() || found * 2 >= want.len() {
+        Ok(format!(
+            "the voice read a question and speech recognition heard {found} of its {} words",
+            want.len()
+        ))
+    } else {
+        Err(CheckError::Answer(format!(
+            "the voice read {text:?} and speech recognition heard {:?}",
+            heard.text
+        )))
+    }
 }

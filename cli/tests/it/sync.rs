@@ -39,6 +39,7 @@ fn publish(keys: &Keys, remote: &Remote, dir: &Path, banana: &str, expect: &str)
         health: vec![HealthQuestion {
             ask: "how much are the bananas".into(),
             expect: vec![expect.into()],
+            ..Default::default()
         }],
         references: None,
         config: None,
@@ -237,6 +238,7 @@ fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
             health: vec![HealthQuestion {
                 ask: "how much are the bananas".into(),
                 expect: vec![format!("${price}")],
+                ..Default::default()
             }],
             references: None,
             config: None,
@@ -260,6 +262,11 @@ fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
     let run = |args: &[&str], fault: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aisle"));
         c.arg("--config").arg(&config).args(args);
+        if args.first() == Some(&"sync") && args.contains(&"--once") {
+            // A text-only kiosk: its releases carry small models of other parts
+            // (a VAD, OCR) that it does not run.
+            c.arg("--runs=dialogue");
+        }
         if let Some(f) = fault {
             c.env("AISLE_FAULT_ABORT_AT", f);
         }
@@ -399,6 +406,7 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
     let st = rt()
         .block_on(aisle_runtime::sync::sync_once(
             &cfg,
+            Parts::dialogue(),
             serde_json::Value::Null,
         ))
         .expect("sync");
@@ -434,6 +442,7 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
     let st = rt()
         .block_on(aisle_runtime::sync::sync_once(
             &cfg,
+            Parts::dialogue(),
             serde_json::Value::Null,
         ))
         .expect("sync");
@@ -466,6 +475,7 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
         let st = rt()
             .block_on(aisle_runtime::sync::sync_once(
                 &cfg,
+                Parts::dialogue(),
                 serde_json::Value::Null,
             ))
             .expect("sync");
@@ -483,6 +493,137 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
             0.77
         );
     }
+}
+
+/// The health check loads what a release changes and looks at its photos: a
+/// kiosk that runs vision, speech and a voice gets its first voice and ear from a
+/// release (both loaded and checked: the voice reads a question, whisper hears
+/// it back) and answers a photo question by looking; the next release changes
+/// no model (only dialogue and vision load) and its photo question expects the
+/// wrong product: refused. A text-only kiosk skips photo questions.
+#[test]
+fn the_health_check_loads_what_changed_and_looks_at_photos() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = rt()
+        .block_on(Keys::init(&dir.path().join("keys")))
+        .expect("keys");
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let remote = Remote::open(&url).expect("remote");
+    let shared = crate::data_dir().join("models");
+    let store = aisle_models::Store::open(&shared).expect("store");
+    // The kiosk's store: the shared blobs, the manifests of everything but its
+    // voice and speech models (those come with the release).
+    let own = dir.path().join("kiosk-models");
+    std::fs::create_dir_all(own.join("manifests")).expect("dir");
+    std::os::unix::fs::symlink(shared.join("blobs"), own.join("blobs")).expect("link");
+    let voice_and_ear = [
+        "piper-en-us-joe-medium",
+        "whisper-tiny-en-ggml",
+        "silero-vad",
+    ];
+    for e in std::fs::read_dir(shared.join("manifests")).expect("manifests") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !voice_and_ear.iter().any(|m| name == format!("{m}.json")) {
+            std::fs::copy(e.path(), own.join("manifests").join(&name)).expect("copy");
+        }
+    }
+    let csv = dir.path().join("products.csv");
+    std::fs::write(&csv, crate::scan::CATALOG).expect("csv");
+    let publish_with = |photo: &str, expect: &str| {
+        let plan = Plan {
+            channel: "stable".into(),
+            catalog: Some(csv.clone()),
+            models: voice_and_ear.iter().map(|m| m.to_string()).collect(),
+            health: vec![
+                HealthQuestion {
+                    ask: "how much are the bananas".into(),
+                    expect: vec!["$0.69".into()],
+                    photo: None,
+                },
+                HealthQuestion {
+                    ask: "how much is this".into(),
+                    expect: vec![expect.into()],
+                    photo: Some(crate::scan::photo(photo).display().to_string()),
+                },
+            ],
+            references: None,
+            config: None,
+            timestamp_expires: None,
+        };
+        rt().block_on(publish::publish(&keys, &remote, &store, &plan))
+            .expect("publish")
+            .version
+    };
+    assert_eq!(publish_with("coffee.png", "Espresso"), 1);
+    let config = dir.path().join("kiosk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nname = \"kiosk-9\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\n\n[inference]\nthreads = 2\nocr = false\n\n[dialogue]\nllm_fallback = false\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\n",
+            dir.path().join("kiosk"),
+            own,
+            keys.dir.join("1.root.json"),
+        ),
+    )
+    .expect("config");
+    let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
+    let runs = Parts {
+        dialogue_models: true,
+        vision: true,
+        speech: true,
+        voice: true,
+        ..Parts::none()
+    };
+    let sync = |parts: Parts| {
+        rt().block_on(aisle_runtime::sync::sync_once(
+            &cfg,
+            parts,
+            serde_json::Value::Null,
+        ))
+        .expect("sync")
+    };
+    let st = sync(runs);
+    let health = st.health.clone().unwrap_or_default();
+    eprintln!("release 1: {health}");
+    assert_eq!(
+        (st.state.as_str(), st.active),
+        ("activated", Some(1)),
+        "{st:?}"
+    );
+    for part in [
+        "loaded dialogue+vision+speech+voice",
+        "2 questions answered (1 with a photo)",
+        "speech recognition heard",
+    ] {
+        assert!(health.contains(part), "{part:?} in {health:?}");
+    }
+    assert!(own.join("manifests/piper-en-us-joe-medium.json").is_file());
+
+    // No model changes; the photo of a cat food tin is not espresso.
+    assert_eq!(publish_with("chelsea.png", "Espresso"), 2);
+    let st = sync(runs);
+    eprintln!("release 2: {st:?}");
+    assert_eq!(
+        (st.state.as_str(), st.active),
+        ("health-failed", Some(1)),
+        "{st:?}"
+    );
+    let problem = st.health.clone().unwrap_or_default();
+    assert!(problem.contains("how much is this"), "{problem}");
+    assert!(problem.contains("Cat Food"), "{problem}");
+
+    // A text-only kiosk cannot be asked about a photo: it skips the question.
+    assert_eq!(publish_with("chelsea.png", "Espresso"), 3);
+    let st = sync(Parts::dialogue());
+    assert_eq!(
+        (st.state.as_str(), st.active),
+        ("activated", Some(3)),
+        "{st:?}"
+    );
+    let health = st.health.clone().unwrap_or_default();
+    assert!(health.contains("loaded dialogue,"), "{health}");
+    assert!(health.contains("1 photo questions skipped"), "{health}");
 }
 
 /// `aisle serve` syncs by itself every `sync.interval_s`: a published release is

@@ -164,6 +164,7 @@ impl Staff {
             health: vec![HealthQuestion {
                 ask: "how much are the bananas".into(),
                 expect: vec![banana_price.into()],
+                ..Default::default()
             }],
             references: None,
             config: None,
@@ -456,6 +457,7 @@ fn a_release_that_fails_its_health_check_is_never_activated() {
         health: vec![HealthQuestion {
             ask: "how much are the bananas".into(),
             expect: vec!["0.99".into()],
+            ..Default::default()
         }],
         references: None,
         config: None,
@@ -684,6 +686,7 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
         health: vec![HealthQuestion {
             ask: "how much are the bananas".into(),
             expect: vec!["0.99".into()],
+            ..Default::default()
         }],
         references: None,
         config: None,

@@ -218,7 +218,9 @@ impl Service {
             .kiosk()
             .map(|k| serde_json::to_value(k.demand()).unwrap_or_default())
             .unwrap_or_default();
-        let st = rt.block_on(crate::sync::sync_from(&self.cfg, remote, demand))?;
+        let st = rt.block_on(crate::sync::sync_from(
+            &self.cfg, self.parts, remote, demand,
+        ))?;
         *lock(&self.last_sync) = Some(st.clone());
         if st.active != *lock(&self.release) {
             let t = Instant::now();
