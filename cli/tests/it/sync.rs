@@ -63,7 +63,7 @@ fn serve_kiosk(
     std::fs::write(
         &config,
         format!(
-            "[device]\nname = \"kiosk-7\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\ninterval_s = {interval_s}\njitter_s = 0\n",
+            "[device]\nname = \"kiosk-7\"\n\n[paths]\ndata_dir = {:?}\nmodel_dir = {:?}\ncatalog = {:?}\n\n[dialogue]\nllm_fallback = false\n\n[service]\nstaff_token_file = \"staff.token\"\n\n[sync]\nendpoint = {url:?}\ntrust_root = {:?}\ninterval_s = {interval_s}\njitter_s = 0\n",
             dir.join("data"),
             crate::data_dir().join("models"),
             catalog(dir, "0.79"),
@@ -71,6 +71,7 @@ fn serve_kiosk(
         ),
     )
     .expect("config");
+    std::fs::write(dir.join("staff.token"), STAFF_TOKEN).expect("token");
     let cfg = aisle_firmware_config::load(Some(&config), &Default::default()).expect("config");
     let parts = Parts {
         dialogue_models: true,
@@ -106,6 +107,29 @@ fn serve_kiosk(
     (svc, addr, Stop(Some(tx)))
 }
 
+const STAFF_TOKEN: &str = "sync-test-staff-token-0123456789";
+
+/// The staff feed (`/v1/staff/events`) read line by line into a channel.
+fn staff_feed(addr: std::net::SocketAddr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let r = ureq::get(&format!("http://{addr}/v1/staff/events"))
+            .header("Authorization", &format!("Bearer {STAFF_TOKEN}"))
+            .call()
+            .expect("events");
+        let mut reader = std::io::BufReader::new(r.into_body().into_reader());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+            if tx.send(line.trim_end().to_string()).is_err() {
+                return;
+            }
+            line.clear();
+        }
+        let _ = tx.send("<feed ended>".into());
+    });
+    rx
+}
+
 /// Stops the test's service (and its periodic sync) when the test ends.
 struct Stop(Option<tokio::sync::oneshot::Sender<()>>);
 
@@ -128,6 +152,8 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
     let remote = Remote::open(&url).expect("remote");
 
     let (svc, addr, _stop) = serve_kiosk(dir.path(), &keys, &url, 0);
+    // A staff tablet listening from before the swaps to after them.
+    let feed = staff_feed(addr);
 
     // A client asking all along, from before the first release to after the second.
     let stop = Arc::new(AtomicBool::new(false));
@@ -192,6 +218,25 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let seen = client.join().expect("client");
+
+    // The staff feed opened before the swaps still hears the kiosk after them.
+    let r = ureq::post(&format!("http://{addr}/v1/call-staff"))
+        .header("Content-Type", "application/json")
+        .send("{}");
+    assert!(r.is_ok(), "{r:?}");
+    let mut lines = Vec::new();
+    let t = Instant::now();
+    while !lines.iter().any(|l: &String| l.contains("staff-call") || l == "<feed ended>")
+        && t.elapsed() < Duration::from_secs(20)
+    {
+        if let Ok(l) = feed.recv_timeout(Duration::from_millis(500)) {
+            lines.push(l);
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l == "event: staff-call"),
+        "the staff feed after two swaps: {lines:?}"
+    );
 
     let failed: Vec<_> = seen.iter().filter(|(s, _, _)| *s != 200).collect();
     assert!(

@@ -565,7 +565,10 @@ impl Kiosk {
 
     /// Takes over what a running kiosk accumulated (its live conversations and
     /// demand counts) when a new release replaces it.
-    pub fn adopt(&self, old: &Kiosk) {
+    pub fn adopt(&mut self, old: &Kiosk) {
+        // One event stream across releases: staff listening (SSE, the webhook)
+        // keep hearing the kiosk after a swap.
+        self.events = old.events.clone();
         self.sessions.adopt(&old.sessions);
         let counts = std::mem::take(&mut *old.demand.lock().unwrap_or_else(|p| p.into_inner()));
         let mut d = self.demand.lock().unwrap_or_else(|p| p.into_inner());

@@ -176,6 +176,8 @@ impl Service {
         s
     }
 
+    /// The first kiosk: staff's webhook starts listening to its events (later
+    /// kiosks carry the same event stream on, see [`Kiosk::adopt`]).
     fn ready_with(&self, kiosk: Arc<Kiosk>) {
         if let Some(url) = &self.cfg.file.service.staff_webhook {
             staff::start_webhook(url.clone(), kiosk.subscribe());
@@ -191,11 +193,14 @@ impl Service {
     /// Swaps in a kiosk loaded from a new release between requests: requests in
     /// flight finish on the old one, later ones get the new one; conversations and
     /// demand counts move over.
-    pub fn swap(&self, new: Arc<Kiosk>, release: Option<u64>) {
-        if let Some(old) = self.kiosk() {
-            new.adopt(&old);
+    pub fn swap(&self, mut new: Kiosk, release: Option<u64>) {
+        match self.kiosk() {
+            Some(old) => {
+                new.adopt(&old);
+                *self.kiosk.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(new));
+            }
+            None => self.ready_with(Arc::new(new)),
         }
-        self.ready_with(new);
         *lock(&self.release) = release;
     }
 
@@ -226,7 +231,7 @@ impl Service {
             let t = Instant::now();
             match Kiosk::load(&crate::sync::effective(&self.cfg), self.parts) {
                 Ok(k) => {
-                    self.swap(Arc::new(k), st.active);
+                    self.swap(k, st.active);
                     tracing::info!(
                         release = ?st.active,
                         ms = t.elapsed().as_millis() as u64,
