@@ -230,6 +230,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     let mut rows = Vec::new();
 

@@ -384,6 +384,10 @@ pub enum ReleaseCmd {
         /// (by default they go with the release; photos never do).
         #[arg(long)]
         no_references: bool,
+        /// Hold the release for a staged rollout: kiosks take it only once
+        /// `aisle release rollout --version N` opens their group.
+        #[arg(long)]
+        staged: bool,
     },
     /// Replace the timestamp key (a lost or routine key): a new root version, one
     /// more than the last, signed by two root keys; the next publish carries it and

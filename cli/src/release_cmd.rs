@@ -54,6 +54,7 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
             health,
             overrides,
             no_references,
+            staged,
         } => {
             let remote = location(cfg, to.as_deref())?;
             let store = aisle_models::Store::open(&cfg.model_dir)
@@ -103,6 +104,7 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
                 references,
                 config: overrides.clone(),
                 timestamp_expires: None,
+                staged: *staged,
             };
             let keys = Keys::new(keys);
             let p = rt.block_on(publish::publish(&keys, &remote, &store, &plan))?;
@@ -118,6 +120,12 @@ pub fn release(cfg: &DeviceConfig, cmd: &ReleaseCmd, json: bool) -> Result<ExitC
                     p.uploaded_bytes as f64 / 1e6,
                     p.skipped
                 );
+                if *staged {
+                    outln!(
+                        "Held for a staged rollout: start it with `aisle release rollout --version {}`",
+                        p.version
+                    );
+                }
             }
         }
         ReleaseCmd::RotateKey { keys, signers } => {

@@ -43,6 +43,11 @@ pub struct ReleaseManifest {
     /// The photos its health questions show (`health/<sha256>.<ext>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_photos: Vec<FileRef>,
+    /// For a staged rollout only: a kiosk takes it when a signed `rollout.json`
+    /// of this very version admits it, never when that file is missing, halted
+    /// or about another release (deleting or replaying it opens nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +146,8 @@ pub struct Plan {
     /// When the timestamp expires (kiosks refuse a stale one); None: in
     /// [`TIMESTAMP_DAYS`] days.
     pub timestamp_expires: Option<jiff::Timestamp>,
+    /// Held for a staged rollout (see [`ReleaseManifest::staged`]).
+    pub staged: bool,
 }
 
 /// What a publish did.
@@ -267,6 +274,7 @@ pub async fn publish(
         models: BTreeMap::new(),
         health: plan.health.clone(),
         health_photos: Vec::new(),
+        staged: plan.staged,
     };
     // Health photos travel as targets named by their hash.
     for q in &mut manifest.health {

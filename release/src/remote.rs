@@ -149,6 +149,17 @@ impl Remote {
         }
     }
 
+    /// Removes `key` (nothing there is not an error).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(ReleaseError::Store {
+                location: self.location.clone(),
+                source,
+            }),
+        }
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.store
             .put(&self.path(key), PutPayload::from(bytes))

@@ -299,12 +299,21 @@ async fn step(
         ));
         return Ok(());
     }
-    // A staged rollout may not have reached this kiosk's group yet.
-    if let Some(r) = crate::rollout::get(remote, repo.root()).await?
-        && !r.admits(kiosk, version)
-    {
-        st.state = "waiting".into();
-        st.error = Some(if r.halted {
+    let manifest = read_release(&repo).await?;
+    if manifest.version != version {
+        return Err(ReleaseError::Target {
+            name: "release.json".into(),
+            problem: format!(
+                "says version {} but the signed targets are version {version}",
+                manifest.version
+            ),
+        });
+    }
+    // A staged rollout may not have reached this kiosk's group yet; a release
+    // published for one waits for a rollout of exactly its version.
+    let rollout = crate::rollout::get(remote, repo.root()).await?;
+    let waiting = match &rollout {
+        Some(r) if !r.admits(kiosk, version) => Some(if r.halted {
             format!(
                 "the rollout of release {version} is halted ({}); staying on {}",
                 r.note,
@@ -316,18 +325,22 @@ async fn step(
                 r.open_percent(),
                 crate::rollout::bucket_of(kiosk)
             )
-        });
+        }),
+        Some(r) if manifest.staged && r.version != version => Some(format!(
+            "release {version} waits for its staged rollout (the rollout in the bucket is release {}'s); staying on {}",
+            r.version,
+            on(st.active)
+        )),
+        None if manifest.staged => Some(format!(
+            "release {version} waits for its staged rollout (none in the bucket); staying on {}",
+            on(st.active)
+        )),
+        _ => None,
+    };
+    if let Some(why) = waiting {
+        st.state = "waiting".into();
+        st.error = Some(why);
         return Ok(());
-    }
-    let manifest = read_release(&repo).await?;
-    if manifest.version != version {
-        return Err(ReleaseError::Target {
-            name: "release.json".into(),
-            problem: format!(
-                "says version {} but the signed targets are version {version}",
-                manifest.version
-            ),
-        });
     }
     // Every file named by release.json must be a signed target of the same hash
     // and length (release.json is itself signed, but check the pair).

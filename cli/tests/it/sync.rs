@@ -44,6 +44,7 @@ fn publish(keys: &Keys, remote: &Remote, dir: &Path, banana: &str, expect: &str)
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     rt().block_on(publish::publish(keys, remote, &store, &plan))
         .expect("publish")
@@ -226,7 +227,9 @@ fn a_release_swaps_in_under_load_without_a_failed_request() {
     assert!(r.is_ok(), "{r:?}");
     let mut lines = Vec::new();
     let t = Instant::now();
-    while !lines.iter().any(|l: &String| l.contains("staff-call") || l == "<feed ended>")
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("staff-call") || l == "<feed ended>")
         && t.elapsed() < Duration::from_secs(20)
     {
         if let Ok(l) = feed.recv_timeout(Duration::from_millis(500)) {
@@ -288,6 +291,7 @@ fn a_sync_killed_at_any_step_leaves_a_working_kiosk() {
             references: None,
             config: None,
             timestamp_expires: None,
+            staged: false,
         };
         rt().block_on(publish::publish(&keys, &remote, &staff_store, &plan))
             .expect("publish")
@@ -429,6 +433,7 @@ fn overrides_and_reference_embeddings_travel_with_a_release() {
             references: Some(refs.clone()),
             config: Some(config.to_path_buf()),
             timestamp_expires: None,
+            staged: false,
         };
         rt().block_on(publish::publish(&keys, &remote, &store, &plan))
             .expect("publish")
@@ -595,6 +600,7 @@ fn the_health_check_loads_what_changed_and_looks_at_photos() {
             references: None,
             config: None,
             timestamp_expires: None,
+            staged: false,
         };
         rt().block_on(publish::publish(&keys, &remote, &store, &plan))
             .expect("publish")

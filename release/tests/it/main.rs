@@ -169,6 +169,7 @@ impl Staff {
             references: None,
             config: None,
             timestamp_expires: None,
+            staged: false,
         };
         rt().block_on(publish::publish(&self.keys, remote, &self.store, &plan))
             .expect("publish")
@@ -338,6 +339,7 @@ fn publish_sync_update_and_nothing_new() {
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     rt().block_on(publish::publish(
         &staff.keys,
@@ -462,6 +464,7 @@ fn a_release_that_fails_its_health_check_is_never_activated() {
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
         .expect("publish");
@@ -691,6 +694,7 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
         .expect("publish");
@@ -728,6 +732,69 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
         assert!(matches!(s.state.as_str(), "waiting" | "held-back"), "{s:?}");
     }
 
+    // Release 4 is published staged: with the halted rollout of release 3 in the
+    // bucket, with none (deleted), or with release 2's replayed, no kiosk takes
+    // it; its own rollout opens the first group.
+    let halted = rt()
+        .block_on(remote.get(rollout::ROLLOUT_KEY, 1 << 20))
+        .expect("get")
+        .expect("rollout.json");
+    let plan = Plan {
+        channel: "stable".into(),
+        catalog: Some(staff.catalog("0.39")),
+        models: vec!["tiny".into()],
+        health: vec![HealthQuestion {
+            ask: "how much are the bananas".into(),
+            expect: vec!["0.39".into()],
+            ..Default::default()
+        }],
+        references: None,
+        config: None,
+        timestamp_expires: None,
+        staged: true,
+    };
+    let v4 = rt()
+        .block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
+        .expect("publish")
+        .version;
+    assert_eq!(v4, 4);
+    let k0 = fleet.iter().find(|k| place(k) < 20).expect("first group");
+    let s = k0.sync(&remote);
+    assert_eq!((s.state.as_str(), s.active), ("waiting", Some(2)), "{s:?}");
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("release 3's"),
+        "{s:?}"
+    );
+    rt().block_on(remote.delete(rollout::ROLLOUT_KEY))
+        .expect("delete");
+    let s = k0.sync(&remote);
+    assert_eq!((s.state.as_str(), s.active), ("waiting", Some(2)), "{s:?}");
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("none in the bucket"),
+        "{s:?}"
+    );
+    rt().block_on(remote.put(rollout::ROLLOUT_KEY, halted))
+        .expect("replay");
+    let s = k0.sync(&remote);
+    assert_eq!((s.state.as_str(), s.active), ("waiting", Some(2)), "{s:?}");
+    rt().block_on(rollout::start(
+        &staff.keys,
+        &remote,
+        4,
+        groups.clone(),
+        0.8,
+        0.25,
+    ))
+    .expect("start");
+    for k in &fleet {
+        let s = k.sync(&remote);
+        let want = if place(k) < 20 { Some(4) } else { Some(2) };
+        assert_eq!(s.active, want, "{}: {s:?}", k.name);
+    }
+
     // A rollout.json not signed by the targets key is not obeyed.
     let other = Staff::new();
     rt().block_on(rollout::start(
@@ -739,6 +806,9 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
         0.25,
     ))
     .expect("forged");
+    let was = aisle_release::sync::last_state(&fleet[0].paths)
+        .expect("synced before")
+        .active;
     let s = fleet[0].sync(&remote);
     assert_eq!(s.state, "refused", "{s:?}");
     assert!(
@@ -748,7 +818,7 @@ fn a_fleet_rolls_out_in_groups_and_a_bad_release_halts() {
             .contains("not signed by a targets key"),
         "{s:?}"
     );
-    assert_eq!(s.active, Some(2));
+    assert_eq!(s.active, was);
 }
 
 /// A loopback server that answers every request with `reply` (None: accepts and
@@ -948,6 +1018,7 @@ fn a_full_disk_during_staging_leaves_the_active_release() {
         references: None,
         config: None,
         timestamp_expires: None,
+        staged: false,
     };
     rt().block_on(publish::publish(&staff.keys, &remote, &staff.store, &plan))
         .expect("publish");
