@@ -139,8 +139,8 @@ struct BenchKiosk {
     name: String,
     cfg: DeviceConfig,
     root: PathBuf,
-    /// What it runs (everything, as `aisle serve`): its health check loads
-    /// those of them a release changes.
+    /// What it runs: the dialogue and the voice (a release brings it). Its
+    /// health check loads those of them a release changes.
     parts: aisle_runtime::kiosk::Parts,
 }
 
@@ -156,7 +156,11 @@ impl BenchKiosk {
             name: name.into(),
             cfg,
             root: root.to_path_buf(),
-            parts: aisle_runtime::kiosk::Parts::all(),
+            parts: aisle_runtime::kiosk::Parts {
+                dialogue_models: true,
+                voice: true,
+                ..aisle_runtime::kiosk::Parts::none()
+            },
         }
     }
 
@@ -182,6 +186,7 @@ impl BenchKiosk {
 
 struct Row {
     label: &'static str,
+    runs: usize,
     ms: f64,
     fetch_ms: f64,
     health_ms: f64,
@@ -194,6 +199,51 @@ struct Row {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+impl Row {
+    /// Medians over runs of (total ms, the sync's state); bytes from the last run
+    /// (the same in each).
+    fn of(label: &'static str, runs: &[(f64, SyncState)], peer: PeerRun) -> Row {
+        let last = runs.last().map(|r| &r.1);
+        Row {
+            label,
+            runs: runs.len(),
+            ms: median(runs.iter().map(|r| r.0).collect()),
+            fetch_ms: median(runs.iter().map(|r| r.1.fetch_ms).collect()),
+            health_ms: median(runs.iter().map(|r| r.1.health_ms).collect()),
+            bytes: last.map_or(0, |s| s.downloaded_bytes),
+            metadata: last.map_or(0, |s| s.metadata_bytes),
+            peer_ms: peer.map(|p| p.0),
+            peer_bytes: peer.map(|p| p.1),
+        }
+    }
+}
+
+/// A peer copy: (ms, bytes, peak MiB); None when the peer is not run.
+type PeerRun = Option<(f64, u64, f64)>;
+
+/// The peer's median time over `runs` copies (bytes and memory of the last).
+fn peer_median(
+    peer: &dyn Fn(&[String]) -> Result<PeerRun>,
+    objects: &[String],
+    runs: usize,
+) -> Result<PeerRun> {
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        match peer(objects)? {
+            Some(p) => all.push(p),
+            None => return Ok(None),
+        }
+    }
+    let Some(last) = all.last().copied() else {
+        return Ok(None);
+    };
+    Ok(Some((
+        median(all.iter().map(|p| p.0).collect()),
+        last.1,
+        last.2,
+    )))
 }
 
 pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Result<ExitCode> {
@@ -234,23 +284,40 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     };
     let mut rows = Vec::new();
 
-    // A bare kiosk's first sync: MiniLM (87 MB) and the catalog.
-    let first = vec!["all-minilm-l6-v2".to_string()];
+    // A bare kiosk's first sync: MiniLM (87 MB), ONNX Runtime (the voice runs
+    // on it) and the catalog; each run a new bare kiosk.
+    let first = vec![
+        "all-minilm-l6-v2".to_string(),
+        cfg.file.inference.onnxruntime_library.clone(),
+    ];
     rt.block_on(publish::publish(
         &keys,
         &remote,
         &staff_store,
         &plan(first.clone()),
     ))?;
-    let kiosk_store = dir.path().join("kiosk-models");
-    let kiosk = BenchKiosk::new(&cfg, dir.path(), "kiosk-bench", &kiosk_store, &root);
-    let t = Instant::now();
-    let st = kiosk.sync(&rt, &remote)?;
-    let first_ms = t.elapsed().as_secs_f64() * 1000.0;
-    if st.state != "activated" {
-        bail!("the first sync ended {}: {:?}", st.state, st.error);
+    let mut firsts = Vec::new();
+    let mut kiosk = None;
+    for i in 0..runs {
+        let kiosk_store = dir.path().join(format!("kiosk-models-{i}"));
+        let k = BenchKiosk::new(
+            &cfg,
+            dir.path(),
+            &format!("kiosk-bench-{i}"),
+            &kiosk_store,
+            &root,
+        );
+        let t = Instant::now();
+        let st = k.sync(&rt, &remote)?;
+        if st.state != "activated" {
+            bail!("the first sync ended {}: {:?}", st.state, st.error);
+        }
+        firsts.push((t.elapsed().as_secs_f64() * 1000.0, st));
+        kiosk = Some((k, kiosk_store));
     }
-    let peer = |objects: &[String]| -> Result<Option<(f64, u64, f64)>> {
+    let (kiosk, kiosk_store) = kiosk.context("no run")?;
+    let st = firsts.last().map(|f| f.1.clone()).context("no run")?;
+    let peer = |objects: &[String]| -> Result<PeerRun> {
         if args.no_peer {
             return Ok(None);
         }
@@ -307,17 +374,12 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         Ok(rt.block_on(publish::read_release(&repo))?)
     };
     let m1 = current(&rt)?;
-    let p = peer(&objects(&m1, None))?;
-    rows.push(Row {
-        label: "first sync, bare kiosk (MiniLM + catalog)",
-        ms: first_ms,
-        fetch_ms: st.fetch_ms,
-        health_ms: st.health_ms,
-        bytes: st.downloaded_bytes,
-        metadata: st.metadata_bytes,
-        peer_ms: p.map(|p| p.0),
-        peer_bytes: p.map(|p| p.1),
-    });
+    let p = peer_median(&peer, &objects(&m1, None), runs)?;
+    rows.push(Row::of(
+        "first sync, bare kiosk (MiniLM + ONNX Runtime + catalog)",
+        &firsts,
+        p,
+    ));
     let peer_rss = p.map(|p| p.2);
 
     // Nothing new.
@@ -330,6 +392,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     }
     rows.push(Row {
         label: "nothing new",
+        runs: times.len(),
         ms: median(times),
         fetch_ms: last.fetch_ms,
         health_ms: last.health_ms,
@@ -339,52 +402,74 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         peer_bytes: None,
     });
 
-    // A price change: one product, 1 cent.
-    demo_csv(&cfg, &csv, 1)?;
-    rt.block_on(publish::publish(
-        &keys,
-        &remote,
-        &staff_store,
-        &plan(first.clone()),
-    ))?;
-    let t = Instant::now();
-    let st = kiosk.sync(&rt, &remote)?;
-    rows.push(Row {
-        label: "a price change (one of 49,689 products: catalog delta)",
-        ms: t.elapsed().as_secs_f64() * 1000.0,
-        fetch_ms: st.fetch_ms,
-        health_ms: st.health_ms,
-        bytes: st.downloaded_bytes,
-        metadata: st.metadata_bytes,
-        peer_ms: None,
-        peer_bytes: None,
-    });
+    // A price change: one product, 1 cent more each run.
+    let mut changes = Vec::new();
+    for i in 1..=runs.max(3) {
+        demo_csv(&cfg, &csv, i as i64)?;
+        rt.block_on(publish::publish(
+            &keys,
+            &remote,
+            &staff_store,
+            &plan(first.clone()),
+        ))?;
+        let t = Instant::now();
+        let st = kiosk.sync(&rt, &remote)?;
+        if st.state != "activated" {
+            bail!("the price change ended {}: {:?}", st.state, st.error);
+        }
+        changes.push((t.elapsed().as_secs_f64() * 1000.0, st));
+    }
+    rows.push(Row::of(
+        "a price change (one of 49,689 products: catalog delta)",
+        &changes,
+        None,
+    ));
 
-    // A new 60 MB model: the voice.
+    // A new 60 MB model: the voice. Each run the kiosk goes back to a release
+    // without it and forgets its files, then syncs the release with it.
     let voice = cfg.file.models.tts.clone();
     let mut with_voice = first.clone();
     with_voice.push(voice.clone());
-    rt.block_on(publish::publish(
-        &keys,
-        &remote,
-        &staff_store,
-        &plan(with_voice),
-    ))?;
-    let t = Instant::now();
-    let st = kiosk.sync(&rt, &remote)?;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let voice_blobs: Vec<String> = staff_store
+        .manifest(&voice)?
+        .files
+        .iter()
+        .map(|f| f.sha256.clone())
+        .collect();
+    let kstore = aisle_models::Store::open(&kiosk_store)?;
+    let mut news = Vec::new();
+    for _ in 0..runs {
+        rt.block_on(publish::publish(
+            &keys,
+            &remote,
+            &staff_store,
+            &plan(first.clone()),
+        ))?;
+        kiosk.sync(&rt, &remote)?;
+        for b in &voice_blobs {
+            let _ = std::fs::remove_file(kstore.blob_path(b));
+        }
+        let _ = std::fs::remove_file(kiosk_store.join("manifests").join(format!("{voice}.json")));
+        rt.block_on(publish::publish(
+            &keys,
+            &remote,
+            &staff_store,
+            &plan(with_voice.clone()),
+        ))?;
+        let t = Instant::now();
+        let st = kiosk.sync(&rt, &remote)?;
+        if st.state != "activated" {
+            bail!("the new model's sync ended {}: {:?}", st.state, st.error);
+        }
+        news.push((t.elapsed().as_secs_f64() * 1000.0, st));
+    }
     let m3 = current(&rt)?;
-    let p = peer(&objects(&m3, Some(std::slice::from_ref(&voice))))?;
-    rows.push(Row {
-        label: "a new 60 MB model (the voice)",
-        ms,
-        fetch_ms: st.fetch_ms,
-        health_ms: st.health_ms,
-        bytes: st.downloaded_bytes,
-        metadata: st.metadata_bytes,
-        peer_ms: p.map(|p| p.0),
-        peer_bytes: p.map(|p| p.1),
-    });
+    let p = peer_median(
+        &peer,
+        &objects(&m3, Some(std::slice::from_ref(&voice))),
+        runs,
+    )?;
+    rows.push(Row::of("a new 60 MB model (the voice)", &news, p));
     let our_rss = peak_rss_mib();
 
     // A swap inside a running service, a client asking all along.
@@ -414,7 +499,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     for k in &fleet {
         k.sync(&rt, &fleet_remote)?;
     }
-    demo_csv(&cfg, &csv, 3)?;
+    demo_csv(&cfg, &csv, runs.max(3) as i64 + 1)?;
     let v = rt
         .block_on(publish::publish(
             &keys,
@@ -455,7 +540,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
             json!({
                 "catalog_products": products,
                 "rows": rows.iter().map(|r| json!({
-                    "case": r.label, "ms": r.ms, "fetch_ms": r.fetch_ms, "health_ms": r.health_ms,
+                    "case": r.label, "runs": r.runs, "ms": r.ms, "fetch_ms": r.fetch_ms, "health_ms": r.health_ms,
                     "bytes": r.bytes, "metadata_bytes": r.metadata,
                     "peer_boto3_ms": r.peer_ms, "peer_boto3_bytes": r.peer_bytes,
                 })).collect::<Vec<_>>(),
@@ -471,14 +556,15 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     );
     outln!();
     outln!(
-        "| case | aisle verify + download + stage | health check | total | downloaded | signed metadata | boto3 copy | boto3 bytes | aisle fetch / boto3 |"
+        "| case | runs | aisle verify + download + stage | health check | total | downloaded | signed metadata | boto3 copy | boto3 bytes | aisle fetch / boto3 |"
     );
-    outln!("|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let kb = |b: u64| format!("{:.1} kB", b as f64 / 1e3);
         outln!(
-            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} | {} | {} | {} |",
             r.label,
+            r.runs,
             r.fetch_ms,
             r.health_ms,
             r.ms,
@@ -492,7 +578,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     }
     outln!();
     outln!(
-        "The health check builds the release's catalog database and loads a kiosk over it to answer its question."
+        "Medians over the runs. The health check builds the release's catalog database and loads a kiosk over it (the dialogue models; the voice when the release brings a new one, which then reads the question aloud) to answer its question."
     );
     outln!(
         "swap in a running service: {} requests during, {} failed, worst {:.0} ms, p50 {:.1} ms; sync + load + swap {:.0} ms",
