@@ -101,6 +101,16 @@ impl Remote {
         })
     }
 
+    /// A location held in memory (`memory://`): tests and fuzzing.
+    pub fn in_memory() -> Self {
+        Remote {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            tuf_bytes: Default::default(),
+            prefix: String::new(),
+            location: "memory://".into(),
+        }
+    }
+
     pub fn location(&self) -> &str {
         &self.location
     }

@@ -16,6 +16,7 @@ use aisle_vision::clip::{Clip, ClipTokenizer};
 use aisle_vision::encoder::{Conse, EfficientNet, EfficientNetConse, ImageTextModel};
 use aisle_vision::matcher::{self, Candidate, Decision, Entry, Fusion, OcrIndex, Query};
 use aisle_vision::ocr::{Ocr, OcrError, TextLine};
+use aisle_vision::vectors::Vectors;
 use aisle_vision::{ImageError, ImageLimits, MiniLm, OnnxOptions, load_image};
 use serde::Serialize;
 
@@ -250,14 +251,6 @@ impl ImageTextModel for ClipRef<'_> {
     }
 }
 
-/// A persisted matrix: one key and one f32 vector per row.
-struct Vectors {
-    keys: Vec<String>,
-    vectors: Vec<Vec<f32>>,
-}
-
-const MAGIC: &[u8; 8] = b"AISLEVEC";
-
 /// Largest vector cache read (a million 1,280-d vectors is 5 GB; caches here are the
 /// catalog's products, about 256 MB at 50k x 1,280).
 const MAX_VECTOR_FILE_BYTES: u64 = 4 << 30;
@@ -265,52 +258,7 @@ const MAX_VECTOR_FILE_BYTES: u64 = 4 << 30;
 fn read_vectors(path: &Path) -> std::result::Result<Vectors, String> {
     let bytes = aisle_firmware_config::read_bounded(path, MAX_VECTOR_FILE_BYTES)
         .map_err(|e| e.to_string())?;
-    parse_vectors(&bytes)
-}
-
-/// Parses a vector cache; every size comes from the file, so every size is checked
-/// (no overflow, no zero-width rows, no length the file does not hold).
-fn parse_vectors(bytes: &[u8]) -> std::result::Result<Vectors, String> {
-    let take = |at: usize, n: usize| {
-        at.checked_add(n)
-            .and_then(|end| bytes.get(at..end))
-            .ok_or_else(|| "truncated".to_string())
-    };
-    if take(0, 8)? != MAGIC {
-        return Err("not a vector file".into());
-    }
-    let u32_at = |at: usize| -> std::result::Result<usize, String> {
-        let b = take(at, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let header_len = u32_at(8)?;
-    let keys: Vec<String> =
-        serde_json::from_slice(take(12, header_len)?).map_err(|e| e.to_string())?;
-    let dim = u32_at(12 + header_len)?;
-    if dim == 0 && !keys.is_empty() {
-        return Err(format!("{} keys with vectors of dimension 0", keys.len()));
-    }
-    let row_bytes = dim.checked_mul(4).ok_or("dimension too large")?;
-    let data_len = keys
-        .len()
-        .checked_mul(row_bytes)
-        .ok_or("more data than memory can hold")?;
-    let data = take(16 + header_len, data_len)?;
-    if bytes.len() != 16 + header_len + data_len {
-        return Err("trailing bytes".into());
-    }
-    let vectors = if keys.is_empty() {
-        Vec::new()
-    } else {
-        data.chunks_exact(row_bytes)
-            .map(|row| {
-                row.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            })
-            .collect()
-    };
-    Ok(Vectors { keys, vectors })
+    aisle_vision::vectors::parse(&bytes)
 }
 
 /// Written to a temporary file and renamed, so a crash never leaves half a cache.
@@ -322,21 +270,10 @@ fn write_vectors(path: &Path, keys: &[String], vectors: &[Vec<f32>]) -> Result<(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let dim = vectors.first().map_or(0, Vec::len);
-    let header = serde_json::to_vec(keys).map_err(|e| ScanError::Cache {
+    let out = aisle_vision::vectors::encode(keys, vectors).map_err(|e| ScanError::Cache {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut out = Vec::with_capacity(16 + header.len() + keys.len() * dim * 4);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&(dim as u32).to_le_bytes());
-    for v in vectors {
-        for x in v {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(&out).map_err(err)?;
@@ -752,44 +689,4 @@ fn embed_all(
         progress(out.len(), total);
     }
     out
-}
-
-#[cfg(test)]
-mod vector_file_tests {
-    use super::{MAGIC, parse_vectors};
-
-    fn file(keys: &[&str], dim: u32, data: &[f32]) -> Vec<u8> {
-        let header = serde_json::to_vec(keys).expect("json");
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&dim.to_le_bytes());
-        for x in data {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out
-    }
-
-    #[test]
-    fn damaged_vector_caches_are_errors_not_panics() {
-        let ok = parse_vectors(&file(&["a", "b"], 2, &[1.0, 2.0, 3.0, 4.0])).expect("ok");
-        assert_eq!(ok.vectors, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
-        assert!(
-            parse_vectors(&file(&[], 0, &[]))
-                .expect("empty")
-                .vectors
-                .is_empty()
-        );
-        // dim 0 with keys used to panic in chunks_exact.
-        let e = parse_vectors(&file(&["a"], 0, &[])).err().expect("dim 0");
-        assert!(e.contains("dimension 0"), "{e}");
-        // A dimension whose byte size overflows, a row count the file does not hold.
-        assert!(parse_vectors(&file(&["a", "b"], u32::MAX, &[1.0])).is_err());
-        assert!(parse_vectors(&file(&["a", "b"], 2, &[1.0])).is_err());
-        // A header length past the end.
-        let mut bad = file(&["a"], 1, &[1.0]);
-        bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(parse_vectors(&bad).is_err());
-        assert!(parse_vectors(b"AISLEVE").is_err());
-    }
 }

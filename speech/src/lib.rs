@@ -21,6 +21,7 @@ pub mod source;
 pub mod tts;
 pub mod vad;
 pub mod wer;
+pub mod wire;
 
 use std::path::Path;
 use std::time::Instant;

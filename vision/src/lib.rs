@@ -25,6 +25,7 @@ pub use aisle_onnx as onnx;
 pub mod preprocess;
 pub mod synth;
 pub mod text;
+pub mod vectors;
 
 pub use detect::{DetectError, DetectedObject, ObjectDetector};
 pub use encoder::{Conse, EfficientNet, EfficientNetConse, ImageEmbedding, ImageTextModel};

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use aisle_speech::wire::{ClientMsg, looks_like_image, parse_client, pcm16_frame};
 use aisle_speech::{AudioSource, ListenConfig, ListenEvent};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{REQUEST_TIME_LIMIT, Service};
@@ -57,23 +57,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(socket, s, k))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-enum ClientMsg {
-    Start {
-        sample_rate: u32,
-        #[serde(default)]
-        session: Option<String>,
-        #[serde(default)]
-        sku: Option<String>,
-        /// Speak the answer (binary PCM frames after `intent-end`).
-        #[serde(default)]
-        speak: bool,
-    },
-    End,
-    Cancel,
-}
-
 fn error(code: &str, message: impl Into<String>) -> Value {
     json!({ "type": "error", "code": code, "message": message.into() })
 }
@@ -98,12 +81,6 @@ async fn send(socket: &mut WebSocket, v: Value) -> bool {
         .is_ok()
 }
 
-fn parse(text: &str) -> Result<ClientMsg, String> {
-    serde_json::from_str(text).map_err(|e| {
-        format!("not a voice message ({{\"type\":\"start\"|\"end\"|\"cancel\",...}}): {e}")
-    })
-}
-
 /// One connection: runs one after another.
 async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
     let mut photo: Option<Vec<u8>> = None;
@@ -115,7 +92,7 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
             Message::Binary(b) if looks_like_image(&b) => photo = Some(b.to_vec()),
             Message::Binary(_) => {}
             Message::Text(t) => {
-                match parse(t.as_str()) {
+                match parse_client(t.as_str()) {
                     Ok(ClientMsg::Start {
                         sample_rate,
                         session,
@@ -166,12 +143,6 @@ async fn session(mut socket: WebSocket, s: Arc<Service>, k: Arc<Kiosk>) {
 }
 
 /// JPEG, PNG or WebP by their first bytes.
-fn looks_like_image(b: &[u8]) -> bool {
-    b.starts_with(&[0xFF, 0xD8, 0xFF])
-        || b.starts_with(b"\x89PNG")
-        || (b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"WEBP")
-}
-
 struct Start {
     sample_rate: u32,
     session: Option<String>,
@@ -304,24 +275,23 @@ async fn run(socket: &mut WebSocket, s: &Arc<Service>, k: &Arc<Kiosk>, start: St
                 };
                 match msg {
                     Message::Binary(b) => {
-                        if b.len() % 2 != 0 {
-                            let _ = send(socket, error("bad_audio", "audio frames are 16-bit samples: an odd number of bytes")).await;
-                            continue;
-                        }
-                        samples += b.len() / 2;
+                        let chunk = match pcm16_frame(&b) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let _ = send(socket, error("bad_audio", e)).await;
+                                continue;
+                            }
+                        };
+                        samples += chunk.len();
                         if samples > MAX_RUN_SAMPLES {
                             audio_tx = None;
                             continue;
                         }
-                        let chunk: Vec<f32> = b
-                            .chunks_exact(2)
-                            .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
-                            .collect();
                         if let Some(tx) = &audio_tx {
                             let _ = tx.send(chunk);
                         }
                     }
-                    Message::Text(t) => match parse(t.as_str()) {
+                    Message::Text(t) => match parse_client(t.as_str()) {
                         Ok(ClientMsg::End) => audio_tx = None,
                         Ok(ClientMsg::Cancel) => {
                             cancelled = true;
