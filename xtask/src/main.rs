@@ -274,8 +274,19 @@ fn fuzz_smoke() -> Result<()> {
         .current_dir(&dir)
         .output()?;
     for target in String::from_utf8_lossy(&list.stdout).split_whitespace() {
-        run(Command::new(env!("CARGO"))
-            .args(["fuzz", "run", "-s", "none", "-O", target, "--"])
+        // The working corpus (kept between runs, not in git), then the committed
+        // seeds (small real files of each format), read but never written.
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let seeds = dir.join("seeds").join(target);
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["fuzz", "run", "-s", "none", "-O", target])
+            .arg(&corpus);
+        if seeds.is_dir() {
+            c.arg(&seeds);
+        }
+        run(c
+            .arg("--")
             .args([
                 "-max_total_time=20",
                 "-rss_limit_mb=2048",
