@@ -286,13 +286,18 @@ fn check_columns(cols: &[String]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-type Rows = Vec<(u64, std::result::Result<HashMap<String, String>, String>)>;
+/// One row: its line and its fields by lower-case column, or why it is not a row.
+type Row = std::result::Result<HashMap<String, String>, String>;
 
-fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
+fn read_csv<R: std::io::Read>(
+    path: &Path,
+    reader: R,
+    each: &mut dyn FnMut(u64, Row),
+) -> Result<()> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(bytes);
+        .from_reader(reader);
     let headers: Vec<String> = rdr
         .headers()
         .map_err(|e| CatalogError::Format {
@@ -315,20 +320,19 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
             });
         }
     }
-    let mut rows = Vec::new();
     for rec in rdr.records() {
         match rec {
             Ok(r) => {
                 let line = r.position().map(|p| p.line()).unwrap_or(0);
                 if r.len() != headers.len() {
-                    rows.push((
+                    each(
                         line,
                         Err(format!(
                             "{} field(s), the header has {}",
                             r.len(),
                             headers.len()
                         )),
-                    ));
+                    );
                     continue;
                 }
                 let map = headers
@@ -336,15 +340,15 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Rows> {
                     .cloned()
                     .zip(r.iter().map(str::to_string))
                     .collect();
-                rows.push((line, Ok(map)));
+                each(line, Ok(map));
             }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                rows.push((line, Err(e.to_string())));
+                each(line, Err(e.to_string()));
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A field's text: strings, numbers and booleans as written, lists of those joined
@@ -385,10 +389,18 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn read_jsonl(text: &str) -> Rows {
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+fn read_jsonl<R: std::io::BufRead>(
+    path: &Path,
+    reader: R,
+    each: &mut dyn FnMut(u64, Row),
+) -> Result<()> {
+    for (i, line) in reader.lines().enumerate() {
         let n = i as u64 + 1;
+        let line = line.map_err(|source| CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let line = line.as_str();
         if line.trim().is_empty() {
             continue;
         }
@@ -416,26 +428,98 @@ fn read_jsonl(text: &str) -> Rows {
             Ok(_) => Err("expected a JSON object".to_string()),
             Err(e) => Err(format!("invalid JSON: {e}")),
         };
-        rows.push((n, row));
+        each(n, row);
     }
-    rows
+    Ok(())
 }
 
 /// The largest catalog file imported (a million products is about 150 MB of CSV).
 pub const MAX_IMPORT_BYTES: u64 = 512 << 20;
 
+/// What a first look at a catalog's bytes found: valid UTF-8 throughout (checked
+/// as they stream past, never held whole), a byte-order mark, the first character.
+struct Sniff {
+    bom: bool,
+    first: Option<u8>,
+}
+
+/// Checks that `r` is UTF-8 text of at most `limit` bytes without holding it.
+fn sniff<R: std::io::Read>(mut r: R, path: &Path, limit: u64) -> Result<Sniff> {
+    let io = |source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut carry = 0usize; // bytes of a character cut at the end of the last chunk
+    let mut offset = 0u64; // of buf[0] in the file
+    let mut sniffed = Sniff {
+        bom: false,
+        first: None,
+    };
+    loop {
+        let n = r.read(&mut buf[carry..]).map_err(io)?;
+        let end = carry + n;
+        if offset + end as u64 > limit {
+            return Err(io(aisle_firmware_config::too_large(limit)));
+        }
+        let chunk = &buf[..end];
+        let valid = match std::str::from_utf8(chunk) {
+            Ok(_) => end,
+            Err(e) if e.error_len().is_none() && n > 0 => e.valid_up_to(),
+            Err(e) => {
+                return Err(CatalogError::Format {
+                    path: path.to_path_buf(),
+                    message: format!("not UTF-8 text (byte {})", offset + e.valid_up_to() as u64),
+                });
+            }
+        };
+        let mut text = &chunk[..valid];
+        if offset == 0 && text.starts_with(b"\xEF\xBB\xBF") {
+            sniffed.bom = true;
+            text = &text[3..];
+        }
+        if sniffed.first.is_none() {
+            sniffed.first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
+        }
+        if n == 0 {
+            return Ok(sniffed);
+        }
+        buf.copy_within(valid..end, 0);
+        carry = end - valid;
+        offset += valid as u64;
+    }
+}
+
+/// Whether `path` (by its extension, else its first character) is JSON Lines.
+fn is_jsonl(path: &Path, first: Option<u8>) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    matches!(ext.as_str(), "jsonl" | "ndjson" | "json") || (ext != "csv" && first == Some(b'{'))
+}
+
 /// Reads and validates a file into records (merged per sku), with every problem.
+/// The file streams past twice (a UTF-8 check, then the rows): only the records
+/// are held, never the file or its rows.
 pub fn parse_file(
     path: &Path,
     default_currency: &str,
 ) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
-    let bytes = aisle_firmware_config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|source| {
-        CatalogError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    parse_bytes(&bytes, path, default_currency)
+    let io = |source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (f, _) = aisle_firmware_config::open_regular(path).map_err(io)?;
+    let s = sniff(f, path, MAX_IMPORT_BYTES)?;
+    let (f, _) = aisle_firmware_config::open_regular(path).map_err(io)?;
+    let mut r =
+        std::io::BufReader::with_capacity(1 << 16, std::io::Read::take(f, MAX_IMPORT_BYTES));
+    if s.bom {
+        std::io::Read::read_exact(&mut r, &mut [0u8; 3]).map_err(io)?;
+    }
+    parse_stream(r, path, &s, default_currency)
 }
 
 /// [`parse_file`] over bytes already read; `path` names them in messages and its
@@ -445,40 +529,35 @@ pub fn parse_bytes(
     path: &Path,
     default_currency: &str,
 ) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
-    let text = std::str::from_utf8(bytes).map_err(|e| CatalogError::Format {
-        path: path.to_path_buf(),
-        message: format!("not UTF-8 text (byte {})", e.valid_up_to()),
-    })?;
-    // A byte-order mark (spreadsheet exports write one) is not part of the data, in
-    // CSV or JSON Lines.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
+    let s = sniff(bytes, path, u64::MAX)?;
+    let bytes = if s.bom { &bytes[3..] } else { bytes };
+    parse_stream(bytes, path, &s, default_currency)
+}
+
+/// A byte-order mark (spreadsheet exports write one) is not part of the data, in
+/// CSV or JSON Lines: `r` starts after it.
+fn parse_stream<R: std::io::BufRead>(
+    r: R,
+    path: &Path,
+    s: &Sniff,
+    default_currency: &str,
+) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    if s.first.is_none() {
         return Err(CatalogError::Format {
             path: path.to_path_buf(),
             message: "the file is empty".into(),
         });
     }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_lowercase)
-        .unwrap_or_default();
-    let jsonl = matches!(ext.as_str(), "jsonl" | "ndjson" | "json")
-        || (ext != "csv" && text.trim_start().starts_with('{'));
-    let rows = if jsonl {
-        read_jsonl(text)
-    } else {
-        read_csv(path, text.as_bytes())?
-    };
-    let n_rows = rows.len();
+    let mut n_rows = 0;
     let mut problems = Vec::new();
     let mut by_sku: BTreeMap<String, (u64, Record)> = BTreeMap::new();
-    for (line, row) in rows {
+    let mut each = |line: u64, row: Row| {
+        n_rows += 1;
         let rec = match row.and_then(|f| parse_row(&f, default_currency)) {
             Ok(r) => r,
             Err(message) => {
                 problems.push(RowProblem { line, message });
-                continue;
+                return;
             }
         };
         match by_sku.get_mut(&rec.product.sku) {
@@ -495,12 +574,17 @@ pub fn parse_bytes(
                             rec.product.sku, v.variant
                         ),
                     });
-                    continue;
+                    return;
                 }
                 existing.stock.push(v.clone());
                 existing.promotions.extend(rec.promotions);
             }
         }
+    };
+    if is_jsonl(path, s.first) {
+        read_jsonl(path, r, &mut each)?;
+    } else {
+        read_csv(path, r, &mut each)?;
     }
     Ok((
         n_rows,
@@ -509,15 +593,10 @@ pub fn parse_bytes(
     ))
 }
 
-/// Imports a file in one transaction.
+/// Imports a file in one transaction (streamed: see [`parse_file`]).
 pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let bytes = aisle_firmware_config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|source| {
-        CatalogError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    import_bytes(cat, &bytes, path, opts)
+    let parsed = parse_file(path, currency(opts))?;
+    store(cat, parsed, path, opts)
 }
 
 /// Imports CSV or JSON Lines held in memory (named `path` in messages) in one
@@ -528,12 +607,24 @@ pub fn import_bytes(
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportReport> {
-    let currency = if opts.default_currency.is_empty() {
+    let parsed = parse_bytes(bytes, path, currency(opts))?;
+    store(cat, parsed, path, opts)
+}
+
+fn currency(opts: &ImportOptions) -> &str {
+    if opts.default_currency.is_empty() {
         "USD"
     } else {
         opts.default_currency.as_str()
-    };
-    let (rows, records, problems) = parse_bytes(bytes, path, currency)?;
+    }
+}
+
+fn store(
+    cat: &mut CatalogDb,
+    (rows, records, problems): (usize, Vec<Record>, Vec<RowProblem>),
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
     if !problems.is_empty() && !opts.skip_bad_rows {
         return Err(CatalogError::BadRows {
             path: path.to_path_buf(),
@@ -552,19 +643,6 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
         products: records.len(),
         ..Default::default()
     };
-    let existing: Vec<Option<Record>> = records
-        .iter()
-        .map(|r| {
-            Ok(match cat.product(&r.product.sku)? {
-                Some(p) => Some(Record {
-                    stock: cat.stock(&p.sku)?,
-                    promotions: cat.promotions(&p.sku)?,
-                    product: p,
-                }),
-                None => None,
-            })
-        })
-        .collect::<Result<_>>()?;
     let revision = cat.revision()?;
     let path = cat.path().to_path_buf();
     let db = |source| CatalogError::Db {
@@ -572,8 +650,18 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
         source,
     };
     let tx = cat.conn_mut().transaction().map_err(db)?;
-    for (rec, old) in records.iter().zip(&existing) {
-        match old {
+    for rec in records {
+        // The stored record, read inside the transaction (one at a time: an
+        // import of a million products never holds a second copy of them).
+        let old = match crate::product_in(&tx, &rec.product.sku).map_err(db)? {
+            Some(p) => Some(Record {
+                stock: crate::stock_in(&tx, &p.sku).map_err(db)?,
+                promotions: crate::promotions_in(&tx, &p.sku).map_err(db)?,
+                product: p,
+            }),
+            None => None,
+        };
+        match &old {
             Some(o) if o == rec => {
                 report.unchanged += 1;
                 continue;
@@ -582,14 +670,14 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
             None => report.added += 1,
         }
         let p = &rec.product;
-        tx.execute(
-            "INSERT INTO products(sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images)
+        tx.prepare_cached("INSERT INTO products(sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT(sku) DO UPDATE SET name = excluded.name, brand = excluded.brand,
                description = excluded.description, department = excluded.department, aisle = excluded.aisle,
                price_cents = excluded.price_cents, currency = excluded.currency, tags = excluded.tags,
-               allergens = excluded.allergens, images = excluded.images",
-            params![
+               allergens = excluded.allergens, images = excluded.images")
+            .map_err(db)?
+            .execute(params![
                 p.sku,
                 p.name,
                 p.brand,
@@ -604,21 +692,26 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
             ],
         )
         .map_err(db)?;
-        tx.execute("DELETE FROM stock WHERE sku = ?1", [&p.sku])
+        tx.prepare_cached("DELETE FROM stock WHERE sku = ?1")
+            .map_err(db)?
+            .execute([&p.sku])
             .map_err(db)?;
-        tx.execute("DELETE FROM promotions WHERE sku = ?1", [&p.sku])
+        tx.prepare_cached("DELETE FROM promotions WHERE sku = ?1")
+            .map_err(db)?
+            .execute([&p.sku])
             .map_err(db)?;
         for v in &rec.stock {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO stock(sku, variant, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
-                params![p.sku, v.variant, v.quantity, v.price_cents],
             )
+            .map_err(db)?
+            .execute(params![p.sku, v.variant, v.quantity, v.price_cents])
             .map_err(db)?;
         }
         for pr in &rec.promotions {
-            tx.execute(
-                "INSERT INTO promotions(sku, description, price_cents, percent_off, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![p.sku, pr.description, pr.price_cents, pr.percent_off, pr.starts, pr.ends],
+            tx.prepare_cached("INSERT INTO promotions(sku, description, price_cents, percent_off, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(db)?
+            .execute(params![p.sku, pr.description, pr.price_cents, pr.percent_off, pr.starts, pr.ends],
             )
             .map_err(db)?;
         }
@@ -636,6 +729,28 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_is_checked_as_it_streams_across_chunk_edges() {
+        let p = Path::new("big.csv");
+        // A two-byte character cut by the 1 MiB read boundary is still text.
+        let mut b = vec![b'a'; (1 << 20) - 1];
+        b.extend_from_slice("é,x\n".as_bytes());
+        let s = sniff(&b[..], p, u64::MAX).expect("text");
+        assert_eq!((s.bom, s.first), (false, Some(b'a')));
+        // A bad byte past the first chunk is named by its offset in the file.
+        let mut bad = vec![b' '; (2 << 20) + 5];
+        bad.push(0xff);
+        let e = sniff(&bad[..], p, u64::MAX).err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("big.csv: not UTF-8 text (byte 2097157)"));
+        // A character cut at the very end is not text; a BOM is seen and skipped.
+        assert!(sniff(&"é".as_bytes()[..1], p, u64::MAX).is_err());
+        let s = sniff("\u{feff} {\"sku\":1}".as_bytes(), p, u64::MAX).expect("bom");
+        assert_eq!((s.bom, s.first), (true, Some(b'{')));
+        // Whitespace only: nothing to import; over the limit: refused while reading.
+        assert_eq!(sniff(&b" \n\t"[..], p, u64::MAX).expect("ws").first, None);
+        assert!(sniff(&b[..], p, 1000).is_err());
+    }
 
     #[test]
     fn prices_parse_to_exact_cents() {

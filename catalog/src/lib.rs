@@ -185,6 +185,47 @@ fn product_from_row(r: &rusqlite::Row) -> rusqlite::Result<Product> {
 
 const PRODUCT_COLUMNS: &str = "sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images";
 
+/// A product by sku, read through `conn` (a connection or an open transaction).
+pub(crate) fn product_in(conn: &Connection, sku: &str) -> rusqlite::Result<Option<Product>> {
+    conn.query_row(
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?1"),
+        [sku],
+        product_from_row,
+    )
+    .optional()
+}
+
+pub(crate) fn stock_in(conn: &Connection, sku: &str) -> rusqlite::Result<Vec<Variant>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT variant, quantity, price_cents FROM stock WHERE sku = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([sku], |r| {
+        Ok(Variant {
+            variant: r.get(0)?,
+            quantity: r.get(1)?,
+            price_cents: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn promotions_in(conn: &Connection, sku: &str) -> rusqlite::Result<Vec<Promotion>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT sku, description, price_cents, percent_off, starts, ends FROM promotions WHERE sku = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([sku], |r| {
+        Ok(Promotion {
+            sku: r.get(0)?,
+            description: r.get(1)?,
+            price_cents: r.get(2)?,
+            percent_off: r.get(3)?,
+            starts: r.get(4)?,
+            ends: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
 impl CatalogDb {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -343,14 +384,7 @@ impl CatalogDb {
     }
 
     pub fn product(&self, sku: &str) -> Result<Option<Product>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?1"),
-                [sku],
-                product_from_row,
-            )
-            .optional()
-            .map_err(|e| self.db(e))
+        product_in(&self.conn, sku).map_err(|e| self.db(e))
     }
 
     pub fn products(&self) -> Result<Vec<Product>> {
@@ -369,23 +403,7 @@ impl CatalogDb {
 
     /// Stock per variant, largest quantity first.
     pub fn stock(&self, sku: &str) -> Result<Vec<Variant>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT variant, quantity, price_cents FROM stock WHERE sku = ?1 ORDER BY rowid",
-            )
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([sku], |r| {
-                Ok(Variant {
-                    variant: r.get(0)?,
-                    quantity: r.get(1)?,
-                    price_cents: r.get(2)?,
-                })
-            })
-            .map_err(|e| self.db(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.db(e))
+        stock_in(&self.conn, sku).map_err(|e| self.db(e))
     }
 
     pub fn total_stock(&self, sku: &str) -> Result<i64> {
@@ -394,26 +412,7 @@ impl CatalogDb {
 
     /// Every promotion of a product (active or not).
     pub fn promotions(&self, sku: &str) -> Result<Vec<Promotion>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT sku, description, price_cents, percent_off, starts, ends FROM promotions WHERE sku = ?1 ORDER BY rowid",
-            )
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([sku], |r| {
-                Ok(Promotion {
-                    sku: r.get(0)?,
-                    description: r.get(1)?,
-                    price_cents: r.get(2)?,
-                    percent_off: r.get(3)?,
-                    starts: r.get(4)?,
-                    ends: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.db(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.db(e))
+        promotions_in(&self.conn, sku).map_err(|e| self.db(e))
     }
 
     /// Stock of every product, per variant (as [`CatalogDb::stock`]).

@@ -480,6 +480,19 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// file named from outside the program goes through this.
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
+    let (f, len) = open_regular(path)?;
+    let mut out = Vec::with_capacity(len.min(limit) as usize);
+    f.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(out)
+}
+
+/// Opens a regular file for reading (a directory, device, FIFO or socket is
+/// refused before it is opened, so a FIFO with no writer cannot block); returns it
+/// with its length. For readers that stream: stop at a limit with [`too_large`].
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     // `metadata` follows links but does not open: a FIFO is not opened (which blocks).
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
@@ -493,16 +506,15 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
             format!("{kind}: only regular files are read"),
         ));
     }
-    let f = std::fs::File::open(path)?;
-    let mut out = Vec::with_capacity(meta.len().min(limit) as usize);
-    f.take(limit + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!("larger than {} MiB, the limit for this file", limit >> 20),
-        ));
-    }
-    Ok(out)
+    Ok((std::fs::File::open(path)?, meta.len()))
+}
+
+/// The error of a file past `limit` bytes.
+pub fn too_large(limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::FileTooLarge,
+        format!("larger than {} MiB, the limit for this file", limit >> 20),
+    )
 }
 
 /// [`read_bounded`] as UTF-8 text.
