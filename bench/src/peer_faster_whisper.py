@@ -1,7 +1,11 @@
 """Peer for `aisle bench speech`: faster-whisper (CTranslate2) on the same tiny.en
-weights, same audio, same thread count, greedy decoding. Prints one JSON line.
+weights, same audio, same thread count, greedy decoding. For each configuration
+(compute type, with or without faster-whisper's own Silero VAD filter) it times the
+timing clips and transcribes the WER clips. Prints one JSON line.
 
-usage: peer_faster_whisper.py MODEL_DIR THREADS RUNS WAV...
+usage: peer_faster_whisper.py MODEL_DIR THREADS RUNS CONFIGS TIMING_LIST WER_LIST
+  CONFIGS: comma-separated, e.g. int8,int8+vad,float32
+  *_LIST: a file with one WAV path per line
 """
 import json
 import statistics
@@ -34,22 +38,39 @@ def peak_rss_kib():
     return None
 
 
+def lines(path):
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip()]
+
+
 def main():
-    model_dir, threads, runs, wavs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-    model = WhisperModel(model_dir, device="cpu", compute_type="default", cpu_threads=threads)
-    results = []
-    for path in wavs:
-        audio = load(path)
-        list(model.transcribe(audio, language="en", beam_size=1)[0])  # warm-up
-        times, text = [], ""
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            segments, _ = model.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False)
-            text = " ".join(s.text.strip() for s in segments)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        results.append({"file": path, "ms": statistics.median(times), "text": text, "audio_ms": len(audio) / 16.0})
-    peak_kib = peak_rss_kib()
-    print(json.dumps({"results": results, "peak_rss_kib": peak_kib}))
+    model_dir, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    configs = sys.argv[4].split(",")
+    timing, wer = lines(sys.argv[5]), lines(sys.argv[6])
+    out = {}
+    for config in configs:
+        compute_type, vad = config.removesuffix("+vad"), config.endswith("+vad")
+        model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads)
+
+        def text_of(audio):
+            segments, _ = model.transcribe(
+                audio, language="en", beam_size=1, condition_on_previous_text=False, vad_filter=vad
+            )
+            return " ".join(s.text.strip() for s in segments)
+
+        results = []
+        for path in timing:
+            audio = load(path)
+            text_of(audio)  # warm-up
+            times, text = [], ""
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                text = text_of(audio)
+                times.append((time.perf_counter() - t0) * 1000.0)
+            results.append({"file": path, "ms": statistics.median(times), "text": text, "audio_ms": len(audio) / 16.0})
+        texts = [text_of(load(p)) for p in wer]
+        out[config] = {"results": results, "wer_texts": texts}
+    print(json.dumps({"configs": out, "peak_rss_kib": peak_rss_kib()}))
 
 
 if __name__ == "__main__":
