@@ -264,6 +264,10 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         threads
     );
     outln!(
+        "  peer: llama-cpp-python {} (llama.cpp built from source by pip), the same GGUF file (same quantisation), n_threads = n_threads_batch = {threads}, n_ctx 1024, n_batch 512, greedy; aisle: llama.cpp in libaisle_llm.so, the same settings",
+        PEER_REQUIREMENT.trim_start_matches("llama-cpp-python=="),
+    );
+    outln!(
         "  {:<44} {:>10} {:>18} {:>10}",
         "",
         "aisle",

@@ -474,7 +474,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         .unwrap_or("(peer skipped)")
         .to_string();
     outln!(
-        "One scan, {} photos x {runs} runs (median), {threads} threads, same ONNX file; peer: {peer_name}",
+        "One scan, {} photos x {runs} runs (median), {threads} threads, same ONNX file; aisle's onnxruntime: the same library, all graph optimisations, intra-op threads {threads}, inter-op 1; peer: {peer_name}",
         photos.len()
     );
     outln!();
