@@ -39,10 +39,10 @@ pub struct Whisper {
 }
 
 /// Encoder frames (50 a second) kept past the utterance when the encoder window is
-/// trimmed to it. 64 (1.3 s) lost words at the ends of questions: WER 0.238 on 90
-/// held-out espeak questions, against 0.231 for the full window and faster-whisper
-/// int8 on the same weights; 200 (4 s) gave 0.195 there and 0.253 (from 0.292) on
-/// 30 more questions not used to choose it (`aisle bench speech` prints both).
+/// trimmed to it. 64 (1.3 s) lost words at the ends of questions. In `aisle bench
+/// speech` (espeak-ng, tiny.en): WER 0.263 -> 0.222 on 90 questions (where 200 was
+/// chosen, among 64/100/150/200/250) and 0.336 -> 0.296 on 30 requests held out;
+/// faster-whisper int8 on the same weights and files: 0.243 and 0.292.
 const ENCODER_MARGIN_FRAMES: i32 = 200;
 
 impl Whisper {
