@@ -278,6 +278,15 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         timestamp_expires: None,
         staged: false,
     };
+    // Publishes the catalog as it is now with `models` to `to`.
+    let publish_to = |to: &Remote, models: &[String]| -> Result<publish::Published> {
+        Ok(rt.block_on(publish::publish(
+            &keys,
+            to,
+            &staff_store,
+            &plan(models.to_vec()),
+        ))?)
+    };
     let mut rows = Vec::new();
 
     // A bare kiosk's first sync: MiniLM (87 MB), ONNX Runtime (the voice runs
@@ -286,12 +295,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         "all-minilm-l6-v2".to_string(),
         cfg.file.inference.onnxruntime_library.clone(),
     ];
-    rt.block_on(publish::publish(
-        &keys,
-        &remote,
-        &staff_store,
-        &plan(first.clone()),
-    ))?;
+    publish_to(&remote, &first)?;
     let mut firsts = Vec::new();
     let mut kiosk = None;
     for i in 0..runs {
@@ -402,12 +406,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     let mut changes = Vec::new();
     for i in 1..=runs.max(3) {
         demo_csv(&cfg, &csv, i as i64)?;
-        rt.block_on(publish::publish(
-            &keys,
-            &remote,
-            &staff_store,
-            &plan(first.clone()),
-        ))?;
+        publish_to(&remote, &first)?;
         let t = Instant::now();
         let st = kiosk.sync(&rt, &remote)?;
         if st.state != "activated" {
@@ -437,23 +436,13 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
     kiosk.parts.voice = true;
     let mut news = Vec::new();
     for _ in 0..runs {
-        rt.block_on(publish::publish(
-            &keys,
-            &remote,
-            &staff_store,
-            &plan(first.clone()),
-        ))?;
+        publish_to(&remote, &first)?;
         kiosk.sync(&rt, &remote)?;
         for b in &voice_blobs {
             let _ = std::fs::remove_file(kstore.blob_path(b));
         }
         let _ = std::fs::remove_file(kiosk_store.join("manifests").join(format!("{voice}.json")));
-        rt.block_on(publish::publish(
-            &keys,
-            &remote,
-            &staff_store,
-            &plan(with_voice.clone()),
-        ))?;
+        publish_to(&remote, &with_voice)?;
         let t = Instant::now();
         let st = kiosk.sync(&rt, &remote)?;
         if st.state != "activated" {
@@ -488,24 +477,12 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json_out: bool) -> Resul
         .collect();
     // Its own prefix: only these kiosks report there.
     let fleet_remote = remote_at("s3://bench/fleet-sim")?;
-    rt.block_on(publish::publish(
-        &keys,
-        &fleet_remote,
-        &staff_store,
-        &plan(first.clone()),
-    ))?;
+    publish_to(&fleet_remote, &first)?;
     for k in &fleet {
         k.sync(&rt, &fleet_remote)?;
     }
     demo_csv(&cfg, &csv, runs.max(3) as i64 + 1)?;
-    let v = rt
-        .block_on(publish::publish(
-            &keys,
-            &fleet_remote,
-            &staff_store,
-            &plan(first.clone()),
-        ))?
-        .version;
+    let v = publish_to(&fleet_remote, &first)?.version;
     rt.block_on(aisle_release::rollout::start(
         &keys,
         &fleet_remote,
