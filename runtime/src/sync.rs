@@ -249,9 +249,9 @@ fn import_references(db: &mut CatalogDb, text: &str, name: &Path) -> Result<usiz
 ///
 /// Of the `parts` this kiosk runs, it loads the dialogue models always and each
 /// other part whose models the release changes (unchanged ones were checked when
-/// they came and are running now); vision also when a question shows a photo. A
-/// loaded voice reads the first question aloud and, with speech recognition
-/// loaded, the kiosk must hear it back.
+/// they came and are running now); vision also when a question shows a photo, and
+/// speech recognition also for a new voice. A loaded voice reads the first
+/// question aloud and, where the kiosk runs speech recognition, must be heard back.
 pub struct KioskHealth<'a> {
     pub cfg: &'a DeviceConfig,
     pub parts: Parts,
@@ -279,9 +279,11 @@ pub fn parts_to_check(cfg: &DeviceConfig, runs: Parts, staged: &Staged, store: &
     };
     let ort = cfg.file.inference.onnxruntime_library.as_str();
     let photos = staged.manifest.health.iter().any(|q| q.photo.is_some());
+    let voice = runs.voice && changed(&[&m.tts, ort]);
     Parts {
         dialogue_models: runs.dialogue_models,
-        speech: runs.speech && changed(&[&m.asr, &m.vad]),
+        // A new voice is heard back by the kiosk's own ear, so it loads too.
+        speech: runs.speech && (voice || changed(&[&m.asr, &m.vad])),
         vision: runs.vision
             && (photos
                 || changed(&[
@@ -295,7 +297,7 @@ pub fn parts_to_check(cfg: &DeviceConfig, runs: Parts, staged: &Staged, store: &
                     ort,
                 ])),
         detector: runs.detector && changed(&[&m.object_detection, ort]),
-        voice: runs.voice && changed(&[&m.tts, ort]),
+        voice,
         quiet: true,
         ..runs
     }
