@@ -203,6 +203,20 @@ fn report_disk(stage: &str) {
 }
 
 fn test() -> Result<()> {
+    let result = test_stages();
+    if result.is_err() {
+        // The tail of a failed run is what CI shows: say here whether the disk was full
+        // and how much of it the build took.
+        report_disk("when it failed");
+        let _ = Command::new("du")
+            .args(["-sh", "--"])
+            .arg(target_dir())
+            .status();
+    }
+    result
+}
+
+fn test_stages() -> Result<()> {
     report_disk("before the build");
     install_system_packages()?;
     run(Command::new(env!("CARGO")).args(["fmt", "--all", "--", "--check"]))?;
