@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CatalogDb, CatalogError, Product, Promotion, Result, Variant};
 
@@ -58,7 +58,7 @@ pub struct ImportReport {
 }
 
 /// One product as the file describes it (all its variant rows merged).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub product: Product,
     pub stock: Vec<Variant>,
@@ -500,13 +500,36 @@ fn is_jsonl(path: &Path, first: Option<u8>) -> bool {
     matches!(ext.as_str(), "jsonl" | "ndjson" | "json") || (ext != "csv" && first == Some(b'{'))
 }
 
-/// Reads and validates a file into records (merged per sku), with every problem.
-/// The file streams past twice (a UTF-8 check, then the rows): only the records
-/// are held, never the file or its rows.
+/// Reads and validates a file into records (merged per sku), with every problem,
+/// held in memory (the fuzz target's entry; an import streams into the database
+/// instead: [`import_file`]).
 pub fn parse_file(
     path: &Path,
     default_currency: &str,
 ) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    let (r, s) = open_text(path)?;
+    let mut sink = MemorySink::default();
+    let (rows, problems) = parse_stream(r, path, &s, default_currency, &mut sink)?;
+    Ok((rows, sink.records(), problems))
+}
+
+/// [`parse_file`] over bytes already read; `path` names them in messages and its
+/// extension (`.csv`, `.jsonl`) says the format (else the first character does).
+pub fn parse_bytes(
+    bytes: &[u8],
+    path: &Path,
+    default_currency: &str,
+) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    let s = sniff(bytes, path, u64::MAX)?;
+    let bytes = if s.bom { &bytes[3..] } else { bytes };
+    let mut sink = MemorySink::default();
+    let (rows, problems) = parse_stream(bytes, path, &s, default_currency, &mut sink)?;
+    Ok((rows, sink.records(), problems))
+}
+
+/// Checks that `path` is UTF-8 text within the import limit (one streaming pass),
+/// then opens it again for the rows, past any byte-order mark.
+fn open_text(path: &Path) -> Result<(impl std::io::BufRead, Sniff)> {
     let io = |source| CatalogError::Io {
         path: path.to_path_buf(),
         source,
@@ -519,29 +542,125 @@ pub fn parse_file(
     if s.bom {
         std::io::Read::read_exact(&mut r, &mut [0u8; 3]).map_err(io)?;
     }
-    parse_stream(r, path, &s, default_currency)
+    Ok((r, s))
 }
 
-/// [`parse_file`] over bytes already read; `path` names them in messages and its
-/// extension (`.csv`, `.jsonl`) says the format (else the first character does).
-pub fn parse_bytes(
-    bytes: &[u8],
-    path: &Path,
-    default_currency: &str,
-) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
-    let s = sniff(bytes, path, u64::MAX)?;
-    let bytes = if s.bom { &bytes[3..] } else { bytes };
-    parse_stream(bytes, path, &s, default_currency)
+/// Where valid rows go as they are parsed: each is one product with one variant.
+/// Rows of one sku are merged (their variants and promotions), in file order; a
+/// second row for the same sku and variant is a problem, named with the first's line.
+trait Sink {
+    fn row(&mut self, line: u64, rec: Record) -> Result<Option<RowProblem>>;
+}
+
+/// Rows merged in memory, per sku.
+#[derive(Default)]
+struct MemorySink {
+    by_sku: BTreeMap<String, Vec<(u64, Record)>>,
+}
+
+impl MemorySink {
+    fn records(self) -> Vec<Record> {
+        self.by_sku
+            .into_values()
+            .filter_map(|rows| merge(rows.into_iter().map(|(_, r)| r)))
+            .collect()
+    }
+}
+
+impl Sink for MemorySink {
+    fn row(&mut self, line: u64, rec: Record) -> Result<Option<RowProblem>> {
+        let rows = self.by_sku.entry(rec.product.sku.clone()).or_default();
+        if let Some((first, _)) = rows
+            .iter()
+            .find(|(_, r)| r.stock[0].variant == rec.stock[0].variant)
+        {
+            return Ok(Some(duplicate(line, &rec, *first)));
+        }
+        rows.push((line, rec));
+        Ok(None)
+    }
+}
+
+fn duplicate(line: u64, rec: &Record, first: u64) -> RowProblem {
+    RowProblem {
+        line,
+        message: format!(
+            "sku {} variant {:?} already on line {first}",
+            rec.product.sku, rec.stock[0].variant
+        ),
+    }
+}
+
+/// One sku's rows (file order) as one record: the first row's product, every row's
+/// variant and promotions.
+fn merge(rows: impl Iterator<Item = Record>) -> Option<Record> {
+    let mut merged: Option<Record> = None;
+    for rec in rows {
+        match &mut merged {
+            None => merged = Some(rec),
+            Some(m) => {
+                m.stock.extend(rec.stock);
+                m.promotions.extend(rec.promotions);
+            }
+        }
+    }
+    merged
+}
+
+/// Rows written, as they are parsed, into a temporary table of the import's own
+/// transaction: an import of a million products holds one row at a time.
+struct DbSink<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Sink for DbSink<'_> {
+    fn row(&mut self, line: u64, rec: Record) -> Result<Option<RowProblem>> {
+        let db = |source| CatalogError::Db {
+            path: self.path.to_path_buf(),
+            source,
+        };
+        let json = serde_json::to_string(&rec).map_err(|e| CatalogError::Format {
+            path: self.path.to_path_buf(),
+            message: format!("line {line}: {e}"),
+        })?;
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO temp.import_rows(line, sku, variant, record) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(sku, variant) DO NOTHING",
+            )
+            .map_err(db)?
+            .execute(params![
+                line as i64,
+                rec.product.sku,
+                rec.stock[0].variant,
+                json
+            ])
+            .map_err(db)?;
+        if n == 1 {
+            return Ok(None);
+        }
+        let first: i64 = self
+            .tx
+            .prepare_cached("SELECT line FROM temp.import_rows WHERE sku = ?1 AND variant = ?2")
+            .map_err(db)?
+            .query_row(params![rec.product.sku, rec.stock[0].variant], |r| r.get(0))
+            .map_err(db)?;
+        Ok(Some(duplicate(line, &rec, first as u64)))
+    }
 }
 
 /// A byte-order mark (spreadsheet exports write one) is not part of the data, in
-/// CSV or JSON Lines: `r` starts after it.
+/// CSV or JSON Lines: `r` starts after it. Valid rows go to `sink`; returns the
+/// number of rows and every problem.
 fn parse_stream<R: std::io::BufRead>(
     r: R,
     path: &Path,
     s: &Sniff,
     default_currency: &str,
-) -> Result<(usize, Vec<Record>, Vec<RowProblem>)> {
+    sink: &mut dyn Sink,
+) -> Result<(usize, Vec<RowProblem>)> {
     if s.first.is_none() {
         return Err(CatalogError::Format {
             path: path.to_path_buf(),
@@ -550,35 +669,19 @@ fn parse_stream<R: std::io::BufRead>(
     }
     let mut n_rows = 0;
     let mut problems = Vec::new();
-    let mut by_sku: BTreeMap<String, (u64, Record)> = BTreeMap::new();
+    let mut failed = None;
     let mut each = |line: u64, row: Row| {
         n_rows += 1;
-        let rec = match row.and_then(|f| parse_row(&f, default_currency)) {
-            Ok(r) => r,
-            Err(message) => {
-                problems.push(RowProblem { line, message });
-                return;
-            }
-        };
-        match by_sku.get_mut(&rec.product.sku) {
-            None => {
-                by_sku.insert(rec.product.sku.clone(), (line, rec));
-            }
-            Some((first, existing)) => {
-                let v = &rec.stock[0];
-                if existing.stock.iter().any(|e| e.variant == v.variant) {
-                    problems.push(RowProblem {
-                        line,
-                        message: format!(
-                            "sku {} variant {:?} already on line {first}",
-                            rec.product.sku, v.variant
-                        ),
-                    });
-                    return;
-                }
-                existing.stock.push(v.clone());
-                existing.promotions.extend(rec.promotions);
-            }
+        if failed.is_some() {
+            return;
+        }
+        match row.and_then(|f| parse_row(&f, default_currency)) {
+            Ok(rec) => match sink.row(line, rec) {
+                Ok(None) => {}
+                Ok(Some(p)) => problems.push(p),
+                Err(e) => failed = Some(e),
+            },
+            Err(message) => problems.push(RowProblem { line, message }),
         }
     };
     if is_jsonl(path, s.first) {
@@ -586,45 +689,89 @@ fn parse_stream<R: std::io::BufRead>(
     } else {
         read_csv(path, r, &mut each)?;
     }
-    Ok((
-        n_rows,
-        by_sku.into_values().map(|(_, r)| r).collect(),
-        problems,
-    ))
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((n_rows, problems))
 }
 
-/// Imports a file in one transaction (streamed: see [`parse_file`]).
+/// Imports a file in one transaction, all or nothing. The file streams past twice
+/// (a UTF-8 check, then the rows); each valid row goes straight into a temporary
+/// table of the transaction, and the products are then written one sku at a time:
+/// neither the file, its rows nor its records are held in memory.
 pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let parsed = parse_file(path, currency(opts))?;
-    store(cat, parsed, path, opts)
+    let (r, s) = open_text(path)?;
+    let revision = cat.revision()?;
+    let db_path = cat.path().to_path_buf();
+    let db = |source| CatalogError::Db {
+        path: db_path.clone(),
+        source,
+    };
+    let tx = cat.conn_mut().transaction().map_err(db)?;
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.import_rows;
+         CREATE TEMP TABLE import_rows(seq INTEGER PRIMARY KEY, line INTEGER NOT NULL,
+           sku TEXT NOT NULL, variant TEXT NOT NULL, record TEXT NOT NULL, UNIQUE(sku, variant));",
+    )
+    .map_err(db)?;
+    let mut sink = DbSink { tx: &tx, path };
+    let (rows, problems) = parse_stream(r, path, &s, currency(opts), &mut sink)?;
+    if !problems.is_empty() && !opts.skip_bad_rows {
+        // Dropping the transaction rolls the table back with it.
+        return Err(CatalogError::BadRows {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    let mut report = ImportReport {
+        rows,
+        skipped: problems,
+        ..Default::default()
+    };
+    {
+        let mut stmt = tx
+            .prepare("SELECT sku, record FROM temp.import_rows ORDER BY sku, seq")
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        let mut current: Option<Record> = None;
+        while let Some(row) = rows.next().map_err(db)? {
+            let sku: String = row.get(0).map_err(db)?;
+            let json: String = row.get(1).map_err(db)?;
+            let rec: Record = serde_json::from_str(&json).map_err(|e| CatalogError::Format {
+                path: path.to_path_buf(),
+                message: format!("sku {sku}: {e}"),
+            })?;
+            match &mut current {
+                Some(c) if c.product.sku == sku => {
+                    c.stock.extend(rec.stock);
+                    c.promotions.extend(rec.promotions);
+                }
+                _ => {
+                    if let Some(done) = current.replace(rec) {
+                        upsert_one(&tx, &done, &mut report).map_err(db)?;
+                    }
+                }
+            }
+        }
+        if let Some(done) = current {
+            upsert_one(&tx, &done, &mut report).map_err(db)?;
+        }
+    }
+    tx.execute_batch("DROP TABLE temp.import_rows")
+        .map_err(db)?;
+    finish(tx, revision, &mut report).map_err(db)?;
+    Ok(report)
 }
 
 /// Imports CSV or JSON Lines held in memory (named `path` in messages) in one
-/// transaction, as [`import_file`].
+/// transaction, all or nothing.
 pub fn import_bytes(
     cat: &mut CatalogDb,
     bytes: &[u8],
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportReport> {
-    let parsed = parse_bytes(bytes, path, currency(opts))?;
-    store(cat, parsed, path, opts)
-}
-
-fn currency(opts: &ImportOptions) -> &str {
-    if opts.default_currency.is_empty() {
-        "USD"
-    } else {
-        opts.default_currency.as_str()
-    }
-}
-
-fn store(
-    cat: &mut CatalogDb,
-    (rows, records, problems): (usize, Vec<Record>, Vec<RowProblem>),
-    path: &Path,
-    opts: &ImportOptions,
-) -> Result<ImportReport> {
+    let (rows, records, problems) = parse_bytes(bytes, path, currency(opts))?;
     if !problems.is_empty() && !opts.skip_bad_rows {
         return Err(CatalogError::BadRows {
             path: path.to_path_buf(),
@@ -637,12 +784,16 @@ fn store(
     Ok(report)
 }
 
+fn currency(opts: &ImportOptions) -> &str {
+    if opts.default_currency.is_empty() {
+        "USD"
+    } else {
+        opts.default_currency.as_str()
+    }
+}
+
 /// Adds or updates records (one transaction); unchanged products are left alone.
 pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
-    let mut report = ImportReport {
-        products: records.len(),
-        ..Default::default()
-    };
     let revision = cat.revision()?;
     let path = cat.path().to_path_buf();
     let db = |source| CatalogError::Db {
@@ -650,80 +801,94 @@ pub fn upsert(cat: &mut CatalogDb, records: &[Record]) -> Result<ImportReport> {
         source,
     };
     let tx = cat.conn_mut().transaction().map_err(db)?;
+    let mut report = ImportReport::default();
     for rec in records {
-        // The stored record, read inside the transaction (one at a time: an
-        // import of a million products never holds a second copy of them).
-        let old = match crate::product_in(&tx, &rec.product.sku).map_err(db)? {
-            Some(p) => Some(Record {
-                stock: crate::stock_in(&tx, &p.sku).map_err(db)?,
-                promotions: crate::promotions_in(&tx, &p.sku).map_err(db)?,
-                product: p,
-            }),
-            None => None,
-        };
-        match &old {
-            Some(o) if o == rec => {
-                report.unchanged += 1;
-                continue;
-            }
-            Some(_) => report.updated += 1,
-            None => report.added += 1,
-        }
-        let p = &rec.product;
-        tx.prepare_cached("INSERT INTO products(sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(sku) DO UPDATE SET name = excluded.name, brand = excluded.brand,
-               description = excluded.description, department = excluded.department, aisle = excluded.aisle,
-               price_cents = excluded.price_cents, currency = excluded.currency, tags = excluded.tags,
-               allergens = excluded.allergens, images = excluded.images")
-            .map_err(db)?
-            .execute(params![
-                p.sku,
-                p.name,
-                p.brand,
-                p.description,
-                p.department,
-                p.aisle,
-                p.price_cents,
-                p.currency,
-                p.tags.join(";"),
-                p.allergens.join(";"),
-                p.images.join(";"),
-            ],
-        )
-        .map_err(db)?;
-        tx.prepare_cached("DELETE FROM stock WHERE sku = ?1")
-            .map_err(db)?
-            .execute([&p.sku])
-            .map_err(db)?;
-        tx.prepare_cached("DELETE FROM promotions WHERE sku = ?1")
-            .map_err(db)?
-            .execute([&p.sku])
-            .map_err(db)?;
-        for v in &rec.stock {
-            tx.prepare_cached(
-                "INSERT INTO stock(sku, variant, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(db)?
-            .execute(params![p.sku, v.variant, v.quantity, v.price_cents])
-            .map_err(db)?;
-        }
-        for pr in &rec.promotions {
-            tx.prepare_cached("INSERT INTO promotions(sku, description, price_cents, percent_off, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .map_err(db)?
-            .execute(params![p.sku, pr.description, pr.price_cents, pr.percent_off, pr.starts, pr.ends],
-            )
-            .map_err(db)?;
-        }
+        upsert_one(&tx, rec, &mut report).map_err(db)?;
     }
+    finish(tx, revision, &mut report).map_err(db)?;
+    Ok(report)
+}
+
+/// Bumps the revision when anything changed, and commits.
+fn finish(
+    tx: rusqlite::Transaction<'_>,
+    revision: u64,
+    report: &mut ImportReport,
+) -> rusqlite::Result<()> {
     report.revision = revision + u64::from(report.added + report.updated > 0);
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('revision', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [report.revision.to_string()],
+    )?;
+    tx.commit()
+}
+
+/// Writes one product unless the stored one is the same, counting it in `report`.
+fn upsert_one(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &Record,
+    report: &mut ImportReport,
+) -> rusqlite::Result<()> {
+    report.products += 1;
+    // The stored record, read inside the transaction (one at a time: an import of
+    // a million products never holds a second copy of them).
+    let old = match crate::product_in(tx, &rec.product.sku)? {
+        Some(p) => Some(Record {
+            stock: crate::stock_in(tx, &p.sku)?,
+            promotions: crate::promotions_in(tx, &p.sku)?,
+            product: p,
+        }),
+        None => None,
+    };
+    match &old {
+        Some(o) if o == rec => {
+            report.unchanged += 1;
+            return Ok(());
+        }
+        Some(_) => report.updated += 1,
+        None => report.added += 1,
+    }
+    let p = &rec.product;
+    tx.prepare_cached("INSERT INTO products(sku, name, brand, description, department, aisle, price_cents, currency, tags, allergens, images)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(sku) DO UPDATE SET name = excluded.name, brand = excluded.brand,
+           description = excluded.description, department = excluded.department, aisle = excluded.aisle,
+           price_cents = excluded.price_cents, currency = excluded.currency, tags = excluded.tags,
+           allergens = excluded.allergens, images = excluded.images")
+        ?
+        .execute(params![
+            p.sku,
+            p.name,
+            p.brand,
+            p.description,
+            p.department,
+            p.aisle,
+            p.price_cents,
+            p.currency,
+            p.tags.join(";"),
+            p.allergens.join(";"),
+            p.images.join(";"),
+        ],
     )
-    .map_err(db)?;
-    tx.commit().map_err(db)?;
-    Ok(report)
+    ?;
+    tx.prepare_cached("DELETE FROM stock WHERE sku = ?1")?
+        .execute([&p.sku])?;
+    tx.prepare_cached("DELETE FROM promotions WHERE sku = ?1")?
+        .execute([&p.sku])?;
+    for v in &rec.stock {
+        tx.prepare_cached(
+            "INSERT INTO stock(sku, variant, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![p.sku, v.variant, v.quantity, v.price_cents])?;
+    }
+    for pr in &rec.promotions {
+        tx.prepare_cached("INSERT INTO promotions(sku, description, price_cents, percent_off, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        ?
+        .execute(params![p.sku, pr.description, pr.price_cents, pr.percent_off, pr.starts, pr.ends],
+        )
+        ?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

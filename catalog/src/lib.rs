@@ -14,7 +14,7 @@ pub mod view;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use import::{ImportOptions, ImportReport, RowProblem, import_bytes, import_file};
 pub use search::{Match, ProductIndex};
@@ -45,7 +45,7 @@ pub enum CatalogError {
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Product {
     pub sku: String,
     pub name: String,
@@ -68,7 +68,7 @@ impl Product {
 }
 
 /// Stock of one size/variant ("" is the product's only variant).
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Variant {
     pub variant: String,
     pub quantity: i64,
@@ -76,7 +76,7 @@ pub struct Variant {
     pub price_cents: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Promotion {
     pub sku: String,
     pub description: String,

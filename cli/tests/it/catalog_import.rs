@@ -89,6 +89,68 @@ fn jsonl_import_with_arrays() {
     assert_eq!(cat.product("J2").expect("db").expect("J2").currency, "EUR");
 }
 
+/// An import streams its rows through the database: rows of one product far apart
+/// in the file still merge (variants and promotions in file order), a repeated
+/// variant is named with its first line, and the in-memory path agrees.
+#[test]
+fn rows_of_one_product_far_apart_merge_and_a_repeated_variant_names_its_first_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = "sku,name,price,stock,aisle,variant,promo_description,promo_percent_off,promo_starts,promo_ends
+B2,Oat Milk,2.99,5,Aisle 3,small,10% off,10,2026-01-01,2099-12-31
+Z9,Zest,1.00,1,Aisle 1,,,,,
+A1,Apple,0.50,9,Aisle 2,,,,,
+B2,Oat Milk Large,3.99,0,Aisle 3,large,20% off,20,2026-01-01,2099-12-31
+B2,Oat Milk,2.99,7,Aisle 3,small,,,,
+";
+    let file = write(dir.path(), "split.csv", body);
+    let mut cat = CatalogDb::open(&dir.path().join("db.sqlite")).expect("open");
+    let err = import_file(&mut cat, &file, &ImportOptions::default()).expect_err("duplicate");
+    assert!(
+        err.to_string()
+            .contains("line 6: sku B2 variant \"small\" already on line 2"),
+        "{err}"
+    );
+    assert_eq!(cat.product_count().expect("db"), 0, "nothing imported");
+    let opts = ImportOptions {
+        skip_bad_rows: true,
+        ..Default::default()
+    };
+    let r = import_file(&mut cat, &file, &opts).expect("import");
+    assert_eq!((r.rows, r.products, r.added, r.skipped.len()), (5, 3, 3, 1));
+    let b2 = cat.product("B2").expect("db").expect("B2");
+    assert_eq!((b2.name.as_str(), b2.price_cents), ("Oat Milk", 299));
+    let stock: Vec<(String, i64)> = cat
+        .stock("B2")
+        .expect("db")
+        .into_iter()
+        .map(|v| (v.variant, v.quantity))
+        .collect();
+    assert_eq!(stock, vec![("small".into(), 5), ("large".into(), 0)]);
+    let promos: Vec<String> = cat
+        .promotions("B2")
+        .expect("db")
+        .into_iter()
+        .map(|p| p.description)
+        .collect();
+    assert_eq!(promos, vec!["10% off".to_string(), "20% off".into()]);
+    // A second import of the same file: the staging table is gone, nothing changes.
+    let again = import_file(&mut cat, &file, &opts).expect("again");
+    assert_eq!((again.unchanged, again.revision), (3, r.revision));
+    // The same bytes held in memory give the same catalog.
+    let mut mem = CatalogDb::open(&dir.path().join("mem.sqlite")).expect("open");
+    let m = aisle_runtime::catalog::import_bytes(&mut mem, body.as_bytes(), &file, &opts)
+        .expect("import bytes");
+    assert_eq!((m.rows, m.products, m.added), (5, 3, 3));
+    for sku in ["A1", "B2", "Z9"] {
+        assert_eq!(mem.product(sku).expect("db"), cat.product(sku).expect("db"));
+        assert_eq!(mem.stock(sku).expect("db"), cat.stock(sku).expect("db"));
+        assert_eq!(
+            mem.promotions(sku).expect("db"),
+            cat.promotions(sku).expect("db")
+        );
+    }
+}
+
 #[test]
 fn bad_rows_are_reported_by_line_and_nothing_is_imported() {
     let dir = tempfile::tempdir().expect("tempdir");
