@@ -39,6 +39,47 @@ pub fn isolated(cfg: &DeviceConfig) -> DeviceConfig {
     c
 }
 
+/// The share of the machine's CPU time (0 to 1) spent on anything but idling over
+/// `window`, from `/proc/stat` (None where there is none).
+pub fn cpu_busy(window: std::time::Duration) -> Option<f64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3)? + v.get(4)?; // idle + iowait
+        Some((idle, v.iter().sum()))
+    }
+    let (idle0, total0) = sample()?;
+    std::thread::sleep(window);
+    let (idle1, total1) = sample()?;
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    let idle = idle1.checked_sub(idle0)?;
+    Some(1.0 - (idle as f64 / total as f64).min(1.0))
+}
+
+/// Warns when other work holds the CPU as a benchmark starts: its timings and the
+/// peer's, taken at different moments, would then not be comparable. (On 2 cores,
+/// whisper.cpp's spin-waiting pool runs about 30x slower while another process holds
+/// a core; an EfficientNet embed once read 1.54x the peer's this way, and 1.03x on a
+/// quiet machine.)
+pub fn warn_if_busy() {
+    if let Some(busy) = cpu_busy(std::time::Duration::from_millis(500))
+        && busy > 0.15
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tracing::warn!(
+            "the machine is busy before the benchmark: {:.0}% of {cores} cores in use by other work; \
+             timings taken now are not comparable with a quiet machine's",
+            busy * 100.0
+        );
+    }
+}
+
 /// A `--threads` value: 1 to 256, as `inference.threads` (whisper.cpp aborts the
 /// process on absurd counts).
 pub fn parse_threads(s: &str) -> Result<usize, String> {

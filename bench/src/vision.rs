@@ -86,7 +86,13 @@ struct Stages {
     preprocess: Vec<f64>,
     embed: Vec<f64>,
     total: Vec<f64>,
+    /// The model call alone, one tensor again and again: the engine's own speed,
+    /// without the caches a scan's decoding and preprocessing leave behind.
+    session: Vec<f64>,
 }
+
+/// Timed calls (after 10 warm-up calls) of the "session alone" row, on both sides.
+const SESSION_RUNS: usize = 100;
 
 fn ours(net: &EfficientNet, photos: &[PathBuf], runs: usize) -> Result<(Stages, Vec<usize>)> {
     let mut s = Stages::default();
@@ -113,6 +119,18 @@ fn ours(net: &EfficientNet, photos: &[PathBuf], runs: usize) -> Result<(Stages, 
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .map_or(0, |(i, _)| i);
                 top1.push(best);
+            }
+        }
+    }
+    if let Some(p) = photos.first() {
+        let x = net
+            .preprocess()
+            .tensor(&load_image(p, &ImageLimits::default())?);
+        for i in 0..SESSION_RUNS + 10 {
+            let t = Instant::now();
+            net.run_tensor(x.view().into_dyn())?;
+            if i >= 10 {
+                s.session.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
@@ -437,6 +455,12 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
                 peer_ms("embed"),
             ),
             ("end to end", m(&o.total), m(&t.total), peer_ms("total")),
+            (
+                "embed alone: one tensor, 100 calls in a row",
+                m(&o.session),
+                m(&t.session),
+                peer_ms("session"),
+            ),
         ]
     };
     if json {

@@ -465,6 +465,9 @@ pub fn load_config(cli_config: Option<&Path>, data_dir: Option<&Path>) -> Result
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if matches!(cli.command, Command::Bench(_)) {
+        aisle_bench::warn_if_busy();
+    }
     match &cli.command {
         Command::Config(ConfigCmd::Schema) => {
             out!("{}", config::json_schema_text());
