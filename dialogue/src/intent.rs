@@ -406,6 +406,35 @@ pub fn classify(t: &str) -> Intent {
     Intent::Unknown
 }
 
+/// Every word the grammar's cue phrases use (the speller's own vocabulary).
+pub(crate) fn cue_vocabulary() -> impl Iterator<Item = &'static str> {
+    let lists: [&[&'static str]; 14] = [
+        STAFF,
+        FRUSTRATION,
+        RESET,
+        GREETING,
+        COMPARE,
+        SUBSTITUTE,
+        PROMO,
+        ALLERGEN_CUES,
+        PRICE,
+        LOCATION,
+        AVAIL,
+        RECOMMEND,
+        PREFERENCE,
+        CUE_WORDS,
+    ];
+    let labelled = DIETARY
+        .iter()
+        .chain(ALLERGENS)
+        .flat_map(|(_, phrases)| phrases.iter().copied());
+    lists
+        .into_iter()
+        .flat_map(|l| l.iter().copied())
+        .chain(labelled)
+        .flat_map(str::split_whitespace)
+}
+
 /// Words that are cues, not product names: removed before the catalog lookup.
 const CUE_WORDS: &[&str] = &[
     "how",

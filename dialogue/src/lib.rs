@@ -10,6 +10,7 @@ pub mod clock;
 pub mod fallback;
 pub mod intent;
 pub mod models;
+pub mod spell;
 pub mod verify;
 
 use std::sync::{Arc, OnceLock};
@@ -104,6 +105,8 @@ pub struct Assistant {
     clock: Arc<dyn Clock>,
     meaning: Option<Meaning>,
     llm: Option<Arc<dyn Complete>>,
+    /// The store's spelling, built from the snapshot's names on first need.
+    speller: OnceLock<spell::Speller>,
 }
 
 /// Lookup by meaning: MiniLM embeddings of the store's aisles, so "something for
@@ -211,6 +214,7 @@ impl Assistant {
             clock: Arc::new(SystemClock),
             meaning: None,
             llm: None,
+            speller: OnceLock::new(),
         }
     }
 
@@ -225,6 +229,7 @@ impl Assistant {
                 examples: m.examples.clone(),
             }),
             llm: self.llm.clone(),
+            speller: OnceLock::new(),
         }
     }
 
@@ -295,6 +300,17 @@ impl Assistant {
     }
 
     /// Whether the best product for `mention` shares a word with it.
+    fn speller(&self) -> &spell::Speller {
+        self.speller.get_or_init(|| {
+            spell::Speller::new(
+                self.view
+                    .products()
+                    .iter()
+                    .flat_map(|p| std::iter::once(p.name.as_str()).chain(p.brand.as_deref())),
+            )
+        })
+    }
+
     fn names_a_product(&self, mention: &str) -> bool {
         use aisle_catalog::search::{stem, words};
         let Some((p, _)) = self.lookup(mention) else {
@@ -372,6 +388,14 @@ impl Assistant {
                 it = last_product_intent.unwrap_or(Intent::Unknown);
             }
             let mut clause = clause;
+            // A typed question with typos ("is the cofee in stok"): the store's
+            // spelling, tried only where the shopper's own words were not understood.
+            if it == Intent::Unknown
+                && let Some(spelled) = self.speller().correct(&clause)
+            {
+                it = intent::classify(&spelled);
+                clause = spelled;
+            }
             if it == Intent::Unknown
                 && llm_calls < MAX_LLM_CLAUSES
                 && let (Some(model), Some(m)) = (&self.llm, &self.meaning)
