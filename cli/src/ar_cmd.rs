@@ -491,24 +491,52 @@ fn analyse(
     min_period: Option<Duration>,
 ) -> Result<()> {
     let mut tracker = Tracker::new(Profile::ArTablet, min_period);
+    analyse_frames(frames, overlays, |img, afresh| {
+        if afresh {
+            tracker = Tracker::new(Profile::ArTablet, min_period);
+        }
+        Ok(tracker.frame(kiosk, img, None)?)
+    })
+}
+
+/// The analyser's loop: each newest frame through `step` (told to start afresh after
+/// a failure), its overlay to the window, until the frames or the window end.
+/// One bad frame must not end the analysis, whether it fails or panics: it is
+/// reported (at most every 5 s), the cards are cleared (none are left standing on
+/// stale products) and the next frame is analysed from scratch.
+fn analyse_frames(
+    frames: &Latest<RgbImage>,
+    overlays: &mpsc::Sender<Overlay>,
+    mut step: impl FnMut(&RgbImage, bool) -> Result<(Overlay, Pass)>,
+) -> Result<()> {
     let mut last_rate = Instant::now();
     let mut last_failure: Option<Instant> = None;
+    let mut afresh = false;
     let (mut identifications, mut followed) = (0u32, 0u32);
     loop {
         let Some(img) = frames.take() else {
             return Ok(()); // the reader stopped
         };
-        // One bad frame must not end the analysis: it is reported, the cards are
-        // cleared (none are left standing on stale products) and the next frame is
-        // analysed as usual.
-        let (overlay, pass) = match tracker.frame(kiosk, &img, None) {
-            Ok(r) => r,
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&img, afresh)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!("the analysis panicked: {what}"))
+            });
+        let (overlay, pass) = match result {
+            Ok(r) => {
+                afresh = false;
+                r
+            }
             Err(e) => {
                 if last_failure.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5)) {
                     tracing::warn!(error = %format!("{e:#}"), "a frame could not be analysed; cards cleared");
                     last_failure = Some(Instant::now());
                 }
-                tracker = Tracker::new(Profile::ArTablet, min_period);
+                afresh = true;
                 if overlays.send(Overlay::default()).is_err() {
                     return Ok(());
                 }
@@ -561,4 +589,54 @@ fn answer_taps(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame that fails and a frame that panics each clear the cards once; the
+    /// analysis goes on, starting afresh, and ends only when the frames do.
+    #[test]
+    fn a_frame_that_fails_or_panics_clears_the_cards_and_the_analysis_goes_on() {
+        let frames = Arc::new(Latest::default());
+        let (tx, rx) = mpsc::channel();
+        let input = frames.clone();
+        let worker = std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            let r = analyse_frames(&input, &tx, |img, afresh| {
+                calls.push((img.get_pixel(0, 0)[0], afresh));
+                match img.get_pixel(0, 0)[0] {
+                    1 => anyhow::bail!("a bad frame"),
+                    2 => panic!("a strange frame"),
+                    _ => Ok((
+                        Overlay {
+                            message: Some("a card".into()),
+                            ..Overlay::default()
+                        },
+                        Pass::Identified,
+                    )),
+                }
+            });
+            (r.is_ok(), calls)
+        });
+        let frame = |v: u8| RgbImage::from_pixel(4, 4, image::Rgb([v, 0, 0]));
+        let mut shown = Vec::new();
+        for v in [0, 1, 0, 2, 0] {
+            assert!(frames.put(frame(v)));
+            let o = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an overlay");
+            shown.push(o.message);
+        }
+        frames.close();
+        let (ok, calls) = worker.join().expect("the analyser returns");
+        let card = Some("a card".to_string());
+        assert_eq!(shown, vec![card.clone(), None, card.clone(), None, card]);
+        assert!(ok);
+        assert_eq!(
+            calls,
+            vec![(0, false), (1, false), (0, true), (2, false), (0, true)]
+        );
+    }
 }
