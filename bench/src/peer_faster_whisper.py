@@ -49,12 +49,15 @@ def main():
     timing, wer = lines(sys.argv[5]), lines(sys.argv[6])
     out = {}
     for config in configs:
-        compute_type, vad = config.removesuffix("+vad"), config.endswith("+vad")
+        # "int8+vad": its own VAD filter; "int8@5": beam 5 (its default) instead of 1.
+        base, _, beams = config.partition("@")
+        beam_size = int(beams) if beams else 1
+        compute_type, vad = base.removesuffix("+vad"), base.endswith("+vad")
         model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads)
 
         def text_of(audio):
             segments, _ = model.transcribe(
-                audio, language="en", beam_size=1, condition_on_previous_text=False, vad_filter=vad
+                audio, language="en", beam_size=beam_size, condition_on_previous_text=False, vad_filter=vad
             )
             return " ".join(s.text.strip() for s in segments)
 

@@ -180,7 +180,11 @@ const WER_HELD_OUT: &[&str] = &[
 
 /// faster-whisper's configurations: int8 (its fastest on CPU), int8 behind its own
 /// Silero VAD filter, and float32 (the weights as stored).
-const PEER_CONFIGS: &[&str] = &["int8", "int8+vad", "float32"];
+const PEER_CONFIGS: &[&str] = &["int8", "int8+vad", "float32", "int8@5"];
+
+/// Beams of the "beam 5" rows on both sides (whisper's reference decoder, and
+/// faster-whisper's own default).
+const BEAMS: usize = 5;
 
 pub fn espeak_16k(text: &str, dir: &Path, name: &str) -> Result<PathBuf> {
     let raw = dir.join(format!("{name}.22k.wav"));
@@ -363,6 +367,14 @@ fn time_clips(
     Ok(out)
 }
 
+/// A peer configuration as the tables name it: "int8@5" is int8 with beam 5.
+fn peer_label(c: &str) -> String {
+    match c.split_once('@') {
+        Some((t, b)) => format!("{t}, beam {b}"),
+        None => c.to_string(),
+    }
+}
+
 pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<ExitCode> {
     let (runs, threads, with_peer) = (args.runs.max(1), args.threads, !args.no_peer);
     let dir = tempfile::tempdir()?;
@@ -433,6 +445,14 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         wer_full.push(wer_of(&transcriber, set)?);
     }
     transcriber.set_full_window(false);
+    // Beam search on both sides: the same search as faster-whisper's "int8@5".
+    transcriber.set_beam_size(BEAMS);
+    let beam = time_clips(&transcriber, &clips, runs)?;
+    let mut wer_beam = Vec::new();
+    for (_, set) in &wer_sets {
+        wer_beam.push(wer_of(&transcriber, set)?);
+    }
+    transcriber.set_beam_size(cfg.file.inference.speech_beams as usize);
 
     let peer: Option<serde_json::Value> = if with_peer {
         let python = peer_python(cfg)?;
@@ -500,12 +520,13 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
             "aisle (full 30 s window)".to_string(),
             Some(wer_full.clone()),
         ),
+        (format!("aisle, beam {BEAMS}"), Some(wer_beam.clone())),
     ]
     .into_iter()
     .chain(
         PEER_CONFIGS
             .iter()
-            .map(|c| (format!("faster-whisper {c}"), peer_wer(c))),
+            .map(|c| (format!("faster-whisper {}", peer_label(c)), peer_wer(c))),
     )
     .filter_map(|(l, v)| v.map(|v| (l, v)))
     .collect();
@@ -520,6 +541,7 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
                     "clip": label, "audio_ms": audio_ms, "reference": reference,
                     "aisle_ms": ms, "aisle_rtf": ms / audio_ms, "aisle_text": text,
                     "aisle_full_window_ms": full[i].0,
+                    "aisle_beam_ms": beam[i].0,
                     "peer_ms": PEER_CONFIGS.iter().map(|c| (c.to_string(), serde_json::json!(peer_ms(c, i)))).collect::<serde_json::Map<_, _>>(),
                     "ratio_to_int8": peer_ms("int8", i).map(|p| ms / p),
                 })
@@ -531,7 +553,8 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
                 "threads": threads, "runs": runs, "model_load_ms": load_ms,
                 "clips": rows,
                 "aisle_peak_rss_mib": our_peak,
-                "peer": "faster-whisper 1.2.1 (CTranslate2), same tiny.en weights, beam 1, condition_on_previous_text off",
+                "peer": "faster-whisper 1.2.1 (CTranslate2), same tiny.en weights, beam 1 (int8@5: beam 5), condition_on_previous_text off",
+                "aisle_beams": cfg.file.inference.speech_beams,
                 "peer_configs": PEER_CONFIGS,
                 "peer_peak_rss_mib": peer.as_ref().and_then(|p| p["peak_rss_kib"].as_f64()).map(|k| k / 1024.0),
                 "wer": wer_rows.iter().map(|(l, v)| serde_json::json!({
@@ -556,32 +579,39 @@ pub fn run(cfg: &DeviceConfig, args: &crate::BenchArgs, json: bool) -> Result<Ex
         "speech benchmark: {threads} thread(s), median of {runs} run(s) after a warm-up; model load {load_ms:.0} ms"
     );
     outln!(
-        "peer: faster-whisper 1.2.1 on the same tiny.en weights, beam 1, condition_on_previous_text off, {threads} thread(s); int8 is its fastest CPU type, +vad its own Silero VAD filter"
+        "peer: faster-whisper 1.2.1 on the same tiny.en weights, beam 1, condition_on_previous_text off, {threads} thread(s); int8 is its fastest CPU type, +vad its own Silero VAD filter; \"b5\" rows: beam {BEAMS} on both sides. aisle's own rows: beam {} (inference.speech_beams)",
+        cfg.file.inference.speech_beams
     );
     outln!("end of speech to final text (whole file available; VAD + decode):");
     outln!(
-        "  {:<6} {:>9} {:>9} {:>10} {:>15} {:>10} {:>14} {:>10} {:>13}",
+        "  {:<6} {:>9} {:>9} {:>10} {:>15} {:>10} {:>10} {:>14} {:>10} {:>11} {:>13} {:>13}",
         "clip",
         "audio ms",
         "aisle ms",
         "aisle RTF",
         "aisle full win",
+        "aisle b5",
         "fw int8",
         "fw int8+vad",
         "fw f32",
-        "aisle/int8"
+        "fw int8 b5",
+        "aisle/int8",
+        "b5/b5"
     );
     let ms_or_dash = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.0} ms"));
     for (i, (label, _, _)) in clips.iter().enumerate() {
         let (ms, audio_ms, _) = &ours[i];
         outln!(
-            "  {label:<6} {audio_ms:>9.0} {ms:>9.0} {:>10.2} {:>15} {:>10} {:>14} {:>10} {:>13}",
+            "  {label:<6} {audio_ms:>9.0} {ms:>9.0} {:>10.2} {:>15} {:>10} {:>10} {:>14} {:>10} {:>11} {:>13} {:>13}",
             ms / audio_ms,
             format!("{:.0} ms", full[i].0),
+            format!("{:.0} ms", beam[i].0),
             ms_or_dash(peer_ms("int8", i)),
             ms_or_dash(peer_ms("int8+vad", i)),
             ms_or_dash(peer_ms("float32", i)),
+            ms_or_dash(peer_ms("int8@5", i)),
             peer_ms("int8", i).map_or("-".into(), |p| format!("{:.2}x", ms / p)),
+            peer_ms("int8@5", i).map_or("-".into(), |p| format!("{:.2}x", beam[i].0 / p)),
         );
     }
     outln!(

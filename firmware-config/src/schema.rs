@@ -286,6 +286,11 @@ pub struct Inference {
     /// Threads per model (0 = all cores).
     #[schemars(range(min = 0, max = 256))]
     pub threads: u32,
+    /// Beams of whisper's search for a final transcript: 1 is greedy (the fastest);
+    /// 5 is whisper's reference decoder (fewer word errors, about 1.6x the decode
+    /// time: `aisle bench speech` measures both). Partial transcripts stay greedy.
+    #[schemars(range(min = 1, max = 8))]
+    pub speech_beams: u32,
     /// Model-store entry holding `libonnxruntime.so`.
     pub onnxruntime_library: String,
 }
@@ -300,6 +305,7 @@ impl Default for Inference {
             ocr: true,
             ocr_orientation: true,
             threads: 0,
+            speech_beams: 1,
             onnxruntime_library: "onnxruntime".into(),
         }
     }

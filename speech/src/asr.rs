@@ -36,6 +36,8 @@ pub struct Whisper {
     /// Encode the whole 30 s window, as whisper was trained (benchmarks: the same
     /// work as a peer that does), instead of the utterance plus a margin.
     full_window: bool,
+    /// Beams of the decoder's search (1: greedy).
+    beam_size: usize,
 }
 
 /// Encoder frames (50 a second) kept past the utterance when the encoder window is
@@ -89,12 +91,19 @@ impl Whisper {
             language: "en".into(),
             decode: std::sync::Mutex::new(()),
             full_window: false,
+            beam_size: 1,
         })
     }
 
     /// Encodes the whole 30 s window for every utterance (see the field).
     pub fn set_full_window(&mut self, full: bool) {
         self.full_window = full;
+    }
+
+    /// Beam search with this many beams for final transcripts (1: greedy, the
+    /// default; at most 8). Partials stay greedy.
+    pub fn set_beam_size(&mut self, beams: usize) {
+        self.beam_size = beams.clamp(1, 8);
     }
 
     /// Decodes `lang` (a whisper language code such as `en`, `de`) from now on. An
@@ -162,7 +171,15 @@ impl Whisper {
             .ctx
             .create_state()
             .map_err(|e| self.err(format!("cannot create state: {e}")))?;
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        // Partials are decoded often and replaced soon: always greedy.
+        let mut params = FullParams::new(if self.beam_size > 1 && !quick {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        });
         params.set_n_threads(self.threads as i32);
         params.set_language(Some(&self.language));
         params.set_translate(false);

@@ -97,6 +97,11 @@ impl Transcriber {
         self.whisper.set_full_window(full);
     }
 
+    /// Beam search with this many beams (1: greedy, the default).
+    pub fn set_beam_size(&mut self, beams: usize) {
+        self.whisper.set_beam_size(beams);
+    }
+
     /// Voiced segments of a 16 kHz clip.
     pub fn speech_segments(&self, samples: &[f32]) -> Result<Vec<Segment>> {
         let probs = self.vad.probabilities(samples)?;

@@ -161,6 +161,7 @@ pub fn transcriber(
     }
     let mut t = Transcriber::load(store, &m.asr, &m.vad, vad_config(cfg), n)?;
     t.set_language(&cfg.file.dialogue.language)?;
+    t.set_beam_size(cfg.file.inference.speech_beams as usize);
     Ok(t)
 }
 
