@@ -511,15 +511,7 @@ impl Scanner {
                 .as_ref()
                 .map(|o| s.spawn(move || o.read(img)));
             let e = self.model().embed_image(img);
-            // OCR is one signal of three: if its thread panics on a strange frame,
-            // this scan goes on without label text rather than taking the caller down.
-            let ocr = reader.and_then(|h| match h.join() {
-                Ok(r) => Some(r),
-                Err(_) => {
-                    tracing::error!("label reading failed on this frame; scanning without it");
-                    None
-                }
-            });
+            let ocr = reader.and_then(joined_or_skipped);
             (e, ocr)
         });
         let e = e?;
@@ -689,4 +681,33 @@ fn embed_all(
         progress(out.len(), total);
     }
     out
+}
+
+/// The label reader's result, or None when its thread panicked: OCR is one signal of
+/// three, so on a strange frame the scan goes on without label text rather than
+/// taking the caller (a service worker, the AR analyser) down with it.
+fn joined_or_skipped<T>(reader: std::thread::ScopedJoinHandle<'_, T>) -> Option<T> {
+    match reader.join() {
+        Ok(r) => Some(r),
+        Err(_) => {
+            tracing::error!("label reading failed on this frame; scanning without it");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_label_reader_that_panics_leaves_the_scan_without_text() {
+        std::thread::scope(|s| {
+            let panicked = s.spawn(|| -> Vec<String> { panic!("a strange frame") });
+            assert_eq!(super::joined_or_skipped(panicked), None);
+            let read = s.spawn(|| vec!["COFFEE".to_string()]);
+            assert_eq!(
+                super::joined_or_skipped(read),
+                Some(vec!["COFFEE".to_string()])
+            );
+        });
+    }
 }
