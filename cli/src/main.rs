@@ -112,3 +112,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(
+            super::printable("Oat Milk\n\tAisle 3"),
+            "Oat Milk\n\tAisle 3"
+        );
+        assert_eq!(
+            super::printable("\u{1b}[2JRed\u{7}\r"),
+            "\u{fffd}[2JRed\u{fffd}\u{fffd}"
+        );
+    }
+}

@@ -378,8 +378,21 @@ fn transcribe_prints_text_segments_and_timings() {
         "transcribe",
         wav.to_str().expect("utf-8"),
         "--json",
+        "-v",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The log (stderr is a pipe here): plain text, no terminal colour codes, and the
+    // transcript only as its length.
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("transcribed") && log.contains("chars="),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
+    assert!(!log.to_lowercase().contains("baby food"), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let said = v["text"].as_str().expect("text");
     assert!(
