@@ -287,7 +287,7 @@ pub struct Inference {
     #[schemars(range(min = 0, max = 256))]
     pub threads: u32,
     /// Beams of whisper's search for a final transcript: 1 is greedy (the fastest);
-    /// 5 is whisper's reference decoder (fewer word errors, about 1.6x the decode
+    /// 5 is whisper's reference decoder (fewer word errors, about twice the decode
     /// time: `aisle bench speech` measures both). Partial transcripts stay greedy.
     #[schemars(range(min = 1, max = 8))]
     pub speech_beams: u32,
