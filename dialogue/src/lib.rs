@@ -299,7 +299,7 @@ impl Assistant {
         (m.score >= MATCH_MIN).then(|| (&self.view.products()[m.doc], m.score))
     }
 
-    /// Whether the best product for `mention` shares a word with it.
+    /// The store's spelling ([`spell`]), built on first need.
     fn speller(&self) -> &spell::Speller {
         self.speller.get_or_init(|| {
             spell::Speller::new(
@@ -311,6 +311,7 @@ impl Assistant {
         })
     }
 
+    /// Whether the best product for `mention` shares a word with it.
     fn names_a_product(&self, mention: &str) -> bool {
         use aisle_catalog::search::{stem, words};
         let Some((p, _)) = self.lookup(mention) else {
@@ -389,7 +390,8 @@ impl Assistant {
             }
             let mut clause = clause;
             // A typed question with typos ("is the cofee in stok"): the store's
-            // spelling, tried only where the shopper's own words were not understood.
+            // spelling, tried only where the grammar did not understand the
+            // shopper's own words (the fallback then reads the spelled clause).
             if it == Intent::Unknown
                 && let Some(spelled) = self.speller().correct(&clause)
             {
