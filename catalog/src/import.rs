@@ -501,8 +501,7 @@ fn is_jsonl(path: &Path, first: Option<u8>) -> bool {
 }
 
 /// Reads and validates a file into records (merged per sku), with every problem,
-/// held in memory (the fuzz target's entry; an import streams into the database
-/// instead: [`import_file`]).
+/// held in memory (an import streams into the database instead: [`import_file`]).
 pub fn parse_file(
     path: &Path,
     default_currency: &str,
