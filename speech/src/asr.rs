@@ -36,8 +36,8 @@ pub struct Whisper {
     /// Encode the whole 30 s window, as whisper was trained (benchmarks: the same
     /// work as a peer that does), instead of the utterance plus a margin.
     full_window: bool,
-    /// Beams of the decoder's search (1: greedy).
-    beam_size: usize,
+    /// Beams of the decoder's search (1: greedy); settable on a shared transcriber.
+    beam_size: std::sync::atomic::AtomicUsize,
 }
 
 /// Encoder frames (50 a second) kept past the utterance when the encoder window is
@@ -91,7 +91,7 @@ impl Whisper {
             language: "en".into(),
             decode: std::sync::Mutex::new(()),
             full_window: false,
-            beam_size: 1,
+            beam_size: std::sync::atomic::AtomicUsize::new(1),
         })
     }
 
@@ -102,8 +102,9 @@ impl Whisper {
 
     /// Beam search with this many beams for final transcripts (1: greedy, the
     /// default; at most 8). Partials stay greedy.
-    pub fn set_beam_size(&mut self, beams: usize) {
-        self.beam_size = beams.clamp(1, 8);
+    pub fn set_beam_size(&self, beams: usize) {
+        self.beam_size
+            .store(beams.clamp(1, 8), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Decodes `lang` (a whisper language code such as `en`, `de`) from now on. An
@@ -172,9 +173,10 @@ impl Whisper {
             .create_state()
             .map_err(|e| self.err(format!("cannot create state: {e}")))?;
         // Partials are decoded often and replaced soon: always greedy.
-        let mut params = FullParams::new(if self.beam_size > 1 && !quick {
+        let beams = self.beam_size.load(std::sync::atomic::Ordering::Relaxed);
+        let mut params = FullParams::new(if beams > 1 && !quick {
             SamplingStrategy::BeamSearch {
-                beam_size: self.beam_size as i32,
+                beam_size: beams as i32,
                 patience: -1.0,
             }
         } else {

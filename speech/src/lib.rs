@@ -98,7 +98,7 @@ impl Transcriber {
     }
 
     /// Beam search with this many beams (1: greedy, the default).
-    pub fn set_beam_size(&mut self, beams: usize) {
+    pub fn set_beam_size(&self, beams: usize) {
         self.whisper.set_beam_size(beams);
     }
 
