@@ -732,7 +732,8 @@ pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Re
             .prepare("SELECT sku, record FROM temp.import_rows ORDER BY sku, seq")
             .map_err(db)?;
         let mut rows = stmt.query([]).map_err(db)?;
-        let mut current: Option<Record> = None;
+        // One sku's rows at a time (file order), merged as in memory.
+        let mut current: Vec<Record> = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
             let sku: String = row.get(0).map_err(db)?;
             let json: String = row.get(1).map_err(db)?;
@@ -740,19 +741,14 @@ pub fn import_file(cat: &mut CatalogDb, path: &Path, opts: &ImportOptions) -> Re
                 path: path.to_path_buf(),
                 message: format!("sku {sku}: {e}"),
             })?;
-            match &mut current {
-                Some(c) if c.product.sku == sku => {
-                    c.stock.extend(rec.stock);
-                    c.promotions.extend(rec.promotions);
-                }
-                _ => {
-                    if let Some(done) = current.replace(rec) {
-                        upsert_one(&tx, &done, &mut report).map_err(db)?;
-                    }
-                }
+            if current.first().is_some_and(|c| c.product.sku != sku)
+                && let Some(done) = merge(current.drain(..))
+            {
+                upsert_one(&tx, &done, &mut report).map_err(db)?;
             }
+            current.push(rec);
         }
-        if let Some(done) = current {
+        if let Some(done) = merge(current.into_iter()) {
             upsert_one(&tx, &done, &mut report).map_err(db)?;
         }
     }
